@@ -1,0 +1,22 @@
+"""Thin, typed KFP components, one module per stage; the logic lives in the searchrec library."""
+
+from components.clean import clean_inference, clean_training
+from components.encode import encode
+from components.extract import extract_inference_events, extract_snapshot, extract_training_events
+from components.index import build_index
+from components.infer import infer, merge_recommendations, shard_indices
+from components.train import train
+
+__all__ = [
+    "build_index",
+    "clean_inference",
+    "clean_training",
+    "encode",
+    "extract_inference_events",
+    "extract_snapshot",
+    "extract_training_events",
+    "infer",
+    "merge_recommendations",
+    "shard_indices",
+    "train",
+]

@@ -1,0 +1,92 @@
+"""extract: SQL over the warehouse for a date window, and the nearest item-embeddings snapshot."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from searchrec import config
+
+
+@dsl.component(base_image=config.image("extract"), install_kfp_package=False)
+def extract_training_events(
+    warehouse_uri: str,
+    start_date: str,
+    end_date: str,
+    events: Output[Dataset],
+    lookback_days: int = config.LOOKBACK_DAYS,
+    history_length: int = config.SQL_HISTORY_LENGTH,
+):
+    """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet."""
+    from pathlib import Path
+
+    from searchrec.runtime import lineage, stage
+    from searchrec.stages.extract import extract_training_events as run
+
+    with stage("extract_training_events"):
+        stats = run(
+            warehouse_uri,
+            start_date,
+            end_date,
+            Path(events.path),
+            lookback_days=lookback_days,
+            history_length=history_length,
+        )
+        events.metadata.update(lineage(**stats.as_metadata()))
+
+
+@dsl.component(base_image=config.image("extract"), install_kfp_package=False)
+def extract_inference_events(
+    warehouse_uri: str,
+    start_date: str,
+    end_date: str,
+    events: Output[Dataset],
+    orders: Output[Dataset],
+    users_uri: str = "",
+    history_length: int = config.SQL_HISTORY_LENGTH,
+):
+    """Last queries of each user in the window (optionally for a user list) and the window's purchases."""
+    import tempfile
+    from pathlib import Path
+
+    from searchrec.runtime import lineage, stage
+    from searchrec.stages.extract import extract_inference_events as run
+    from searchrec.stages.extract import extract_orders
+
+    with stage("extract_inference_events"):
+        users_path = None
+        if users_uri:
+            from searchrec import storage
+
+            if storage.is_remote(users_uri):
+                local = Path(tempfile.mkdtemp(prefix="users-"))
+                users_path = storage.download_tree(users_uri, local)[0]
+            else:
+                users_path = Path(users_uri)
+        stats = run(
+            warehouse_uri,
+            start_date,
+            end_date,
+            Path(events.path),
+            users_path=users_path,
+            history_length=history_length,
+        )
+        events.metadata.update(lineage(**stats.as_metadata()))
+        order_stats = extract_orders(warehouse_uri, start_date, end_date, Path(orders.path))
+        orders.metadata.update(lineage(**order_stats.as_metadata()))
+
+
+@dsl.component(base_image=config.image("extract"), install_kfp_package=False)
+def extract_snapshot(
+    embeddings_uri: str,
+    date: str,
+    snapshot: Output[Dataset],
+    max_days: int = config.SNAPSHOT_MAX_DAYS,
+):
+    """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away)."""
+    from pathlib import Path
+
+    from searchrec.runtime import lineage, stage
+    from searchrec.stages.extract import fetch_snapshot
+
+    with stage("extract_snapshot"):
+        info = fetch_snapshot(embeddings_uri, date, Path(snapshot.path), max_days=max_days)
+        snapshot.metadata.update(lineage(**info.as_metadata()))

@@ -1,0 +1,77 @@
+"""infer: query tower + batched top-k search per user shard, then the shards joined into one dataset."""
+
+from typing import List
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from searchrec import config
+
+
+@dsl.component(base_image=config.image("infer"), install_kfp_package=False)
+def shard_indices(num_shards: int) -> List[int]:
+    """[0, 1, ..., num_shards - 1]: the items of the inference ParallelFor."""
+    if num_shards < 1:
+        raise SystemExit(f"searchrec infer failed: num_shards must be >= 1, got {num_shards}")
+    return list(range(num_shards))
+
+
+@dsl.component(base_image=config.image("infer"), install_kfp_package=False)
+def infer(
+    model: Input[Model],
+    index: Input[Artifact],
+    encoded: Input[Dataset],
+    orders: Input[Dataset],
+    recommendations: Output[Dataset],
+    metrics: Output[Metrics],
+    shard_index: int = 0,
+    num_shards: int = 1,
+    top_k: int = config.TOP_K,
+    exclude_bought: bool = False,
+    min_history: int = 1,
+):
+    """Top-k items for the users with user_id % num_shards == shard_index."""
+    from pathlib import Path
+
+    from searchrec.runtime import lineage, stage
+    from searchrec.stages.infer import recommend
+
+    with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
+        stats = recommend(
+            Path(model.path),
+            Path(index.path),
+            Path(encoded.path),
+            Path(recommendations.path),
+            top_k=top_k,
+            shard_index=int(shard_index),
+            num_shards=int(num_shards),
+            exclude_bought_dir=Path(orders.path) if exclude_bought else None,
+            min_history=min_history,
+        )
+        recommendations.metadata.update(lineage(**stats.as_metadata()))
+        for name, value in stats.as_metrics().items():
+            metrics.log_metric(name, value)
+
+
+@dsl.component(base_image=config.image("infer"), install_kfp_package=False)
+def merge_recommendations(
+    shards: Input[List[Dataset]],
+    recommendations: Output[Dataset],
+    metrics: Output[Metrics],
+    output_uri: str = "",
+):
+    """Join the shard outputs into one dataset; optionally copy it to an s3:// / gs:// / local URI."""
+    from pathlib import Path
+
+    from searchrec.runtime import lineage, stage
+    from searchrec.stages.infer import copy_to, merge_shards
+
+    with stage("merge_recommendations"):
+        stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))
+        extra = {}
+        if output_uri:
+            copy_to(Path(recommendations.path), output_uri)
+            extra["copied_to"] = output_uri
+        recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
+        for name, value in stats.as_metrics().items():
+            metrics.log_metric(name, value)

@@ -1,0 +1,158 @@
+"""Task groups shared by the pipelines; called inside a @dsl.pipeline body, they add tasks to it."""
+
+from __future__ import annotations
+
+from kfp import dsl
+
+from components import (
+    build_index,
+    clean_inference,
+    clean_training,
+    encode,
+    extract_inference_events,
+    extract_snapshot,
+    extract_training_events,
+    infer,
+    merge_recommendations,
+    shard_indices,
+    train,
+)
+from pipelines.cluster import configure
+
+
+def training_tasks(
+    *,
+    warehouse_uri,
+    embeddings_uri,
+    start_date,
+    end_date,
+    holdout_start,
+    snapshot_max_days,
+    max_items,
+    min_item_count,
+    encoder,
+    pooling,
+    epochs,
+    batch_size,
+    loss,
+    ground_truth_uri,
+    index_kind,
+    min_index_recall,
+):
+    """extract -> clean -> encode -> train -> index. Returns the train and index tasks."""
+    events = configure(
+        extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
+        "extract",
+        touches_network=True,
+        cache=False,
+    ).set_display_name("extract training events")
+    snapshot = configure(
+        extract_snapshot(embeddings_uri=embeddings_uri, date=end_date, max_days=snapshot_max_days),
+        "extract",
+        touches_network=True,
+        cache=False,
+    ).set_display_name("extract embeddings snapshot")
+    cleaned = configure(
+        clean_training(
+            events=events.outputs["events"],
+            snapshot=snapshot.outputs["snapshot"],
+            end_date=end_date,
+            holdout_start=holdout_start,
+            max_items=max_items,
+            min_item_count=min_item_count,
+        ),
+        "clean",
+    )
+    encoded = configure(
+        encode(examples=cleaned.outputs["examples"], encoder=encoder, pooling=pooling),
+        "encode",
+        touches_network=True,
+    )
+    trained = configure(
+        train(
+            encoded=encoded.outputs["encoded"],
+            examples=cleaned.outputs["examples"],
+            snapshot=snapshot.outputs["snapshot"],
+            epochs=epochs,
+            batch_size=batch_size,
+            loss=loss,
+            ground_truth_uri=ground_truth_uri,
+        ),
+        "train",
+    )
+    indexed = index_task(trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall)
+    return trained, indexed
+
+
+def index_task(model, snapshot, index_kind, min_index_recall):
+    return configure(
+        build_index(model=model, snapshot=snapshot, kind=index_kind, min_recall=min_index_recall), "index"
+    )
+
+
+def recommend_tasks(
+    *,
+    model,
+    warehouse_uri,
+    embeddings_uri,
+    start_date,
+    end_date,
+    users_uri,
+    snapshot_max_days,
+    encoder,
+    pooling,
+    index_kind,
+    min_index_recall,
+    num_shards,
+    top_k,
+    exclude_bought,
+    min_history,
+    output_uri,
+    index=None,
+):
+    """extract -> clean -> encode -> (index) -> infer per shard -> merge. Returns the merge task."""
+    events = configure(
+        extract_inference_events(
+            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, users_uri=users_uri
+        ),
+        "extract",
+        touches_network=True,
+        cache=False,
+    ).set_display_name("extract inference events")
+    if index is None:
+        snapshot = configure(
+            extract_snapshot(embeddings_uri=embeddings_uri, date=end_date, max_days=snapshot_max_days),
+            "extract",
+            touches_network=True,
+            cache=False,
+        ).set_display_name("extract embeddings snapshot")
+        index = index_task(model, snapshot.outputs["snapshot"], index_kind, min_index_recall).outputs["index"]
+    histories = configure(clean_inference(events=events.outputs["events"], min_history=min_history), "clean")
+    encoded = configure(
+        encode(examples=histories.outputs["histories"], encoder=encoder, pooling=pooling),
+        "encode",
+        touches_network=True,
+    )
+    shards = configure(shard_indices(num_shards=num_shards), "infer").set_display_name("user shards")
+    with dsl.ParallelFor(shards.output, name="shard") as shard_index:
+        per_shard = configure(
+            infer(
+                model=model,
+                index=index,
+                encoded=encoded.outputs["encoded"],
+                orders=events.outputs["orders"],
+                shard_index=shard_index,
+                num_shards=num_shards,
+                top_k=top_k,
+                exclude_bought=exclude_bought,
+                min_history=min_history,
+            ),
+            "infer",
+        )
+    return configure(
+        merge_recommendations(
+            shards=dsl.Collected(per_shard.outputs["recommendations"]), output_uri=output_uri
+        ),
+        "infer",
+        touches_network=True,
+    ).set_display_name("merge recommendations")

@@ -1,0 +1,71 @@
+"""Demo pipeline: train on one window, then recommend for the following window, on one warehouse."""
+
+from kfp import dsl
+
+from pipelines.common import recommend_tasks, training_tasks
+from searchrec import config
+
+
+@dsl.pipeline(name="searchrec-demo", description="Training then recommendation on one warehouse (demo data).")
+def demo(
+    warehouse_uri: str = config.DEMO_WAREHOUSE,
+    embeddings_uri: str = config.DEMO_EMBEDDINGS,
+    train_start_date: str = config.DEMO_TRAIN_START,
+    train_end_date: str = config.DEMO_TRAIN_END,
+    holdout_start: str = config.DEMO_HOLDOUT_START,
+    recommend_start_date: str = config.DEMO_RECOMMEND_START,
+    recommend_end_date: str = config.DEMO_RECOMMEND_END,
+    snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
+    max_items: int = config.MAX_ITEMS,
+    min_item_count: int = config.DEMO_MIN_ITEM_COUNT,
+    encoder: str = config.DEMO_ENCODER_DIR,
+    pooling: str = "mean",
+    epochs: int = 8,
+    batch_size: int = 1024,
+    loss: str = "",
+    index_kind: str = "auto",
+    min_index_recall: float = 0.95,
+    ground_truth_uri: str = "",
+    users_uri: str = "",
+    num_shards: int = 2,
+    top_k: int = config.TOP_K,
+    exclude_bought: bool = False,
+    min_history: int = 1,
+    output_uri: str = "",
+):
+    trained, _ = training_tasks(
+        warehouse_uri=warehouse_uri,
+        embeddings_uri=embeddings_uri,
+        start_date=train_start_date,
+        end_date=train_end_date,
+        holdout_start=holdout_start,
+        snapshot_max_days=snapshot_max_days,
+        max_items=max_items,
+        min_item_count=min_item_count,
+        encoder=encoder,
+        pooling=pooling,
+        epochs=epochs,
+        batch_size=batch_size,
+        loss=loss,
+        ground_truth_uri=ground_truth_uri,
+        index_kind=index_kind,
+        min_index_recall=min_index_recall,
+    )
+    recommend_tasks(
+        model=trained.outputs["model"],
+        warehouse_uri=warehouse_uri,
+        embeddings_uri=embeddings_uri,
+        start_date=recommend_start_date,
+        end_date=recommend_end_date,
+        users_uri=users_uri,
+        snapshot_max_days=snapshot_max_days,
+        encoder=encoder,
+        pooling=pooling,
+        index_kind=index_kind,
+        min_index_recall=min_index_recall,
+        num_shards=num_shards,
+        top_k=top_k,
+        exclude_bought=exclude_bought,
+        min_history=min_history,
+        output_uri=output_uri,
+    )

@@ -1,0 +1,51 @@
+"""Recommendation pipeline: a trained model (by URI, through dsl.importer) -> top-k items per user."""
+
+from kfp import dsl
+from kfp.dsl import Model
+
+from pipelines.common import recommend_tasks
+from searchrec import config
+
+
+@dsl.pipeline(
+    name="searchrec-recommend", description="Top-k items per user from their recent search queries."
+)
+def recommend(
+    start_date: str,
+    end_date: str,
+    model_uri: str,
+    warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
+    embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    users_uri: str = "",
+    snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
+    encoder: str = config.PRODUCTION_ENCODER_ID,
+    pooling: str = config.PRODUCTION_ENCODER_POOLING,
+    index_kind: str = "auto",
+    min_index_recall: float = 0.95,
+    num_shards: int = 1,
+    top_k: int = config.TOP_K,
+    exclude_bought: bool = False,
+    min_history: int = 1,
+    output_uri: str = "",
+):
+    model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False).set_display_name(
+        "import trained model"
+    )
+    recommend_tasks(
+        model=model.output,
+        warehouse_uri=warehouse_uri,
+        embeddings_uri=embeddings_uri,
+        start_date=start_date,
+        end_date=end_date,
+        users_uri=users_uri,
+        snapshot_max_days=snapshot_max_days,
+        encoder=encoder,
+        pooling=pooling,
+        index_kind=index_kind,
+        min_index_recall=min_index_recall,
+        num_shards=num_shards,
+        top_k=top_k,
+        exclude_bought=exclude_bought,
+        min_history=min_history,
+        output_uri=output_uri,
+    )

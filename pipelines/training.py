@@ -1,0 +1,47 @@
+"""Training pipeline: extract -> clean -> encode -> train -> index."""
+
+from kfp import dsl
+
+from pipelines.common import training_tasks
+from searchrec import config
+
+
+@dsl.pipeline(
+    name="searchrec-training", description="Two-tower model from search histories for a date window."
+)
+def training(
+    start_date: str,
+    end_date: str,
+    warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
+    embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    holdout_start: str = "",
+    snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
+    max_items: int = config.MAX_ITEMS,
+    min_item_count: int = config.MIN_ITEM_COUNT,
+    encoder: str = config.PRODUCTION_ENCODER_ID,
+    pooling: str = config.PRODUCTION_ENCODER_POOLING,
+    epochs: int = 8,
+    batch_size: int = 1024,
+    loss: str = "",
+    index_kind: str = "auto",
+    min_index_recall: float = 0.95,
+    ground_truth_uri: str = "",
+):
+    training_tasks(
+        warehouse_uri=warehouse_uri,
+        embeddings_uri=embeddings_uri,
+        start_date=start_date,
+        end_date=end_date,
+        holdout_start=holdout_start,
+        snapshot_max_days=snapshot_max_days,
+        max_items=max_items,
+        min_item_count=min_item_count,
+        encoder=encoder,
+        pooling=pooling,
+        epochs=epochs,
+        batch_size=batch_size,
+        loss=loss,
+        ground_truth_uri=ground_truth_uri,
+        index_kind=index_kind,
+        min_index_recall=min_index_recall,
+    )

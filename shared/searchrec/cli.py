@@ -1,0 +1,218 @@
+"""`searchrec` command line: demo data, local runs, compilation, submission.
+
+Every command ends bad input with one line naming the problem and exit code 1 (2 for usage errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from searchrec import config
+from searchrec.errors import SearchrecError
+from searchrec.runtime import setup_logging
+
+log = logging.getLogger("searchrec.cli")
+
+HEADLINE_METRICS = (
+    ("model", "model_recall_at_200"),
+    ("popularity", "popularity_recall_at_200"),
+    ("ceiling", "ceiling_recall_at_200"),
+)
+
+
+def _abs_uri(uri: str) -> str:
+    """Local paths (and duckdb:/// files) made absolute so that every task sees the same file."""
+    if uri.startswith("duckdb:///"):
+        return "duckdb:///" + str(Path(uri.removeprefix("duckdb:///")).resolve())
+    if "://" in uri or not uri:
+        return uri
+    return str(Path(uri).resolve())
+
+
+def cmd_demo_data(args: argparse.Namespace) -> int:
+    from searchrec import demo_data
+    from searchrec.encoder import build_standin_encoder
+
+    out = Path(args.out)
+    summary = demo_data.generate(out, size=args.size, seed=args.seed, overwrite=args.force)
+    log.info("demo data: %s", summary)
+    texts = demo_data.query_texts(out)
+    build_standin_encoder(texts, out / "encoder", seed=args.seed)
+    print(f"demo warehouse: duckdb:///{(out / 'warehouse.duckdb').resolve()}")
+    print(f"embeddings:     {(out / 'embeddings').resolve()}")
+    print(f"encoder:        {(out / 'encoder').resolve()} (stand-in for {config.PRODUCTION_ENCODER_ID})")
+    return 0
+
+
+def _print_run(run, pipeline: str) -> None:
+    print(f"local run: {run.run_dir}")
+    if run.recommendations is not None:
+        print(f"recommendations: {run.recommendations}")
+    train_metrics = run.metrics.get("train")
+    if train_metrics:
+        print(f"metrics (train task Metrics artifact): {run.artifact_path('train', 'metrics')}")
+        print(f"report: {run.artifact_path('train', 'report')}")
+        for label, key in HEADLINE_METRICS:
+            if key in train_metrics:
+                print(f"Recall@200 {label}: {train_metrics[key]:.4f}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from searchrec.localrun import run_local
+
+    arguments = _run_arguments(args)
+    run = run_local(args.pipeline, arguments, Path(args.runs_dir))
+    _print_run(run, args.pipeline)
+    return 0
+
+
+def _check_dates(args: argparse.Namespace) -> None:
+    """Parameters are validated before anything runs."""
+    from searchrec.dates import check_window, parse_date
+
+    if args.pipeline in ("demo", "training"):
+        check_window(args.train_start, args.train_end, "--train-start", "--train-end")
+        if args.holdout_start:
+            parse_date(args.holdout_start, "--holdout-start")
+    if args.pipeline in ("demo", "recommend"):
+        check_window(args.recommend_start, args.recommend_end, "--recommend-start", "--recommend-end")
+
+
+def _run_arguments(args: argparse.Namespace) -> dict:
+    _check_dates(args)
+    arguments: dict = {
+        "warehouse_uri": _abs_uri(args.warehouse_uri),
+        "embeddings_uri": _abs_uri(args.embeddings_uri),
+        "encoder": _abs_uri(args.encoder) if Path(args.encoder).exists() else args.encoder,
+        "pooling": args.pooling,
+    }
+    if args.pipeline == "demo":
+        arguments.update(
+            train_start_date=args.train_start,
+            train_end_date=args.train_end,
+            recommend_start_date=args.recommend_start,
+            recommend_end_date=args.recommend_end,
+            holdout_start=args.holdout_start,
+            min_item_count=args.min_item_count,
+            num_shards=args.num_shards,
+            epochs=args.epochs,
+        )
+    elif args.pipeline == "training":
+        arguments.update(
+            start_date=args.train_start,
+            end_date=args.train_end,
+            holdout_start=args.holdout_start,
+            min_item_count=args.min_item_count,
+            epochs=args.epochs,
+        )
+    else:
+        if not args.model_uri:
+            raise SearchrecError("the recommend pipeline needs --model-uri (a trained model folder)")
+        arguments.update(
+            start_date=args.recommend_start,
+            end_date=args.recommend_end,
+            model_uri=_abs_uri(args.model_uri),
+            num_shards=args.num_shards,
+        )
+    if args.pipeline != "recommend" and args.ground_truth:
+        arguments["ground_truth_uri"] = _abs_uri(args.ground_truth)
+    if args.pipeline != "training":
+        if args.users_uri:
+            arguments["users_uri"] = _abs_uri(args.users_uri)
+        if args.output_uri:
+            arguments["output_uri"] = _abs_uri(args.output_uri)
+    return arguments
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data = Path(config.DEMO_DIR)
+    if not (data / "summary.json").is_file() or not (data / "encoder").is_dir():
+        log.info("no demo data in %s yet: generating it", data)
+        cmd_demo_data(argparse.Namespace(out=str(data), size="demo", seed=0, force=True))
+    args.pipeline = "demo"
+    return cmd_run(args)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from pipelines import compile_all
+
+    for path in compile_all(Path(args.out)):
+        print(path)
+    return 0
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db"
+    )
+    p.add_argument(
+        "--embeddings-uri", default=config.DEMO_EMBEDDINGS, help="folder, s3:// or gs:// with dt=..."
+    )
+    p.add_argument("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
+    p.add_argument("--pooling", default="mean", choices=["cls", "mean"])
+    p.add_argument("--train-start", default=config.DEMO_TRAIN_START)
+    p.add_argument("--train-end", default=config.DEMO_TRAIN_END)
+    p.add_argument("--holdout-start", default=config.DEMO_HOLDOUT_START)
+    p.add_argument("--recommend-start", default=config.DEMO_RECOMMEND_START)
+    p.add_argument("--recommend-end", default=config.DEMO_RECOMMEND_END)
+    p.add_argument("--min-item-count", type=int, default=config.DEMO_MIN_ITEM_COUNT)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--num-shards", type=int, default=2)
+    p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")
+    p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")
+    p.add_argument("--output-uri", default="", help="where to copy the recommendations")
+    p.add_argument(
+        "--ground-truth", default=f"{config.DEMO_DIR}/ground_truth", help="demo ground truth (ceiling)"
+    )
+    p.add_argument("--runs-dir", default="runs", help="kfp.local pipeline roots go here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo-data", help="generate the demo warehouse, embeddings and stand-in encoder")
+    p.add_argument("--out", default=config.DEMO_DIR)
+    p.add_argument("--size", default="demo")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="overwrite existing demo data")
+    p.set_defaults(func=cmd_demo_data)
+
+    p = sub.add_parser("demo", help="demo data if missing, then the demo pipeline locally")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("run", help="run a pipeline locally (kfp.local) on any warehouse and window")
+    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compile", help="compile the pipelines to YAML")
+    p.add_argument("--out", default="compiled")
+    p.set_defaults(func=cmd_compile)
+
+    try:
+        from searchrec.submit import register_cli
+    except ImportError:  # the submit extra is not installed in this image
+        pass
+    else:
+        register_cli(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.func(args)
+    except SearchrecError as error:
+        print(f"searchrec: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

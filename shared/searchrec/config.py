@@ -1,0 +1,77 @@
+"""One source of truth for defaults, image names and cluster settings.
+
+Everything a rerun may change is a pipeline parameter whose default comes from here;
+everything a platform team sets once (registry, secrets, accelerators) is read from the
+environment at compile time, with the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+# --- model / data defaults (DESIGN.md section 1) ---------------------------------------------
+PRODUCTION_ENCODER_ID = "cointegrated/rubert-tiny2"
+PRODUCTION_ENCODER_POOLING = "cls"  # rubert-tiny2: CLS token, L2-normalised
+PAD_QUERY = "[PAD]"
+HISTORY_LENGTH = 5  # queries fed to the query tower
+SQL_HISTORY_LENGTH = 10  # queries fetched per example / user by the SQL
+LOOKBACK_DAYS = 30  # how far before a purchase the training SQL looks for queries
+MAX_ITEMS = 100_000  # training items: the most frequent ...
+MIN_ITEM_COUNT = 50  # ... that occur at least this often
+TOP_K = 200
+SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
+EXTRACT_CHUNK_ROWS = 100_000
+
+# --- demo (kfp.local) defaults ----------------------------------------------------------------
+DEMO_DIR = "data/demo"
+DEMO_WAREHOUSE = f"duckdb:///{DEMO_DIR}/warehouse.duckdb"
+DEMO_EMBEDDINGS = f"{DEMO_DIR}/embeddings"
+DEMO_ENCODER_DIR = f"{DEMO_DIR}/encoder"
+DEMO_TRAIN_START = "2026-09-01"
+DEMO_TRAIN_END = "2026-10-07"
+DEMO_HOLDOUT_START = "2026-10-01"  # purchases on/after this date are the temporal holdout
+DEMO_RECOMMEND_START = "2026-10-08"
+DEMO_RECOMMEND_END = "2026-10-14"
+DEMO_MIN_ITEM_COUNT = 3
+
+# --- images -------------------------------------------------------------------------------------
+STAGES = ("extract", "clean", "encode", "train", "index", "infer")
+CPU_STAGES = ("extract", "clean")
+GPU_STAGES = ("encode", "train", "index", "infer")
+IMAGE_REGISTRY = os.environ.get("SEARCHREC_REGISTRY", "europe-docker.pkg.dev/ml-platform/searchrec")
+IMAGE_TAG = os.environ.get("SEARCHREC_IMAGE_TAG", "dev")
+
+
+def image(stage: str) -> str:
+    """Fully qualified image of a stage; registry and tag come from the environment at compile time."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
+    return f"{IMAGE_REGISTRY}/searchrec-{stage}:{IMAGE_TAG}"
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: str
+    memory: str
+    gpus: int = 0
+
+
+STAGE_RESOURCES = {
+    "extract": Resources(cpu="2", memory="8G"),
+    "clean": Resources(cpu="4", memory="32G"),
+    "encode": Resources(cpu="8", memory="32G", gpus=1),
+    "train": Resources(cpu="8", memory="64G", gpus=1),
+    "index": Resources(cpu="8", memory="32G", gpus=1),
+    "infer": Resources(cpu="8", memory="32G", gpus=1),
+}
+ACCELERATOR_TYPE = os.environ.get("SEARCHREC_ACCELERATOR", "NVIDIA_TESLA_T4")
+
+# Kubernetes Secrets that hold credentials; mapped to env vars in the pods (kfp-kubernetes).
+WAREHOUSE_SECRET = os.environ.get("SEARCHREC_WAREHOUSE_SECRET", "searchrec-greenplum")
+STORAGE_SECRET = os.environ.get("SEARCHREC_STORAGE_SECRET", "searchrec-object-storage")
+WAREHOUSE_SECRET_ENV = {"username": "PGUSER", "password": "PGPASSWORD"}
+STORAGE_SECRET_ENV = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+}

@@ -1,0 +1,86 @@
+"""Run a pipeline locally with kfp.local (SubprocessRunner, no venv per task) and read its results.
+
+Locally, KFP keeps `Metrics` values only in each task's executor_output.json; this module reads them
+back from there so that what the CLI prints is what the Metrics artifact holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from searchrec import schemas
+from searchrec.errors import SearchrecError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LocalRun:
+    run_dir: Path
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # task name -> Metrics values
+    outputs: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # task -> output -> artifacts
+
+    def artifact_path(self, task: str, output: str) -> Path:
+        artifacts = self.outputs.get(task, {}).get(output)
+        if not artifacts:
+            raise SearchrecError(f"local run {self.run_dir} has no output {output!r} of task {task!r}")
+        return Path(_local_path(artifacts[0]["uri"]))
+
+    @property
+    def recommendations(self) -> Path | None:
+        if "merge-recommendations" not in self.outputs:
+            return None
+        return self.artifact_path("merge-recommendations", "recommendations") / schemas.RECOMMENDATIONS_FILE
+
+
+def _local_path(uri: str) -> str:
+    return uri.removeprefix("file://")
+
+
+def read_run(run_dir: Path) -> LocalRun:
+    """Collect every task's output artifacts and Metrics values from a kfp.local pipeline root."""
+    run = LocalRun(run_dir=run_dir)
+    for executor_output in sorted(run_dir.glob("*/*/executor_output.json")):
+        task = executor_output.parent.name
+        body = json.loads(executor_output.read_text())
+        outputs: dict[str, list[dict]] = {}
+        for name, value in body.get("artifacts", {}).items():
+            outputs[name] = value.get("artifacts", [])
+            for artifact in outputs[name]:
+                if artifact.get("metadata") and "system.Metrics" in json.dumps(artifact.get("type", {})):
+                    run.metrics.setdefault(task, {}).update(artifact["metadata"])
+        # Metrics artifacts: KFP writes their values as the artifact's metadata.
+        for name, artifacts in outputs.items():
+            for artifact in artifacts:
+                metadata = artifact.get("metadata") or {}
+                if name in ("metrics", "funnel") and metadata:
+                    run.metrics.setdefault(task, {}).update(
+                        {k: v for k, v in metadata.items() if isinstance(v, int | float)}
+                    )
+        run.outputs[task] = outputs
+    return run
+
+
+def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
+    """Run one of the project's pipelines in this Python environment with kfp.local."""
+    from kfp import local
+
+    from pipelines import PIPELINES
+
+    if pipeline_name not in PIPELINES:
+        raise SearchrecError(f"unknown pipeline {pipeline_name!r}; expected one of {', '.join(PIPELINES)}")
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    root = (Path(runs_dir) / f"{pipeline_name}-{stamp}").resolve()
+    root.mkdir(parents=True, exist_ok=False)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    log.info("running pipeline %s locally under %s", pipeline_name, root)
+    try:
+        PIPELINES[pipeline_name](**arguments)
+    except RuntimeError as error:
+        # kfp.local raises after a failed task; the task's own one-line message is in its log above.
+        raise SearchrecError(f"local {pipeline_name} run failed: {error}".splitlines()[0]) from None
+    return read_run(root)

@@ -1,0 +1,69 @@
+"""What every stage does around its logic inside a container: logging, one-line errors, lineage."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from searchrec import __version__
+from searchrec.errors import SearchrecError
+
+log = logging.getLogger("searchrec")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        )
+    logging.getLogger().setLevel(level)
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Run a stage body: log its duration; bad input ends the process with one line and exit code 1."""
+    setup_logging()
+    started = time.perf_counter()
+    log.info("%s: started", name)
+    try:
+        yield
+    except SearchrecError as error:
+        # SystemExit with a message: printed as one line on stderr, exit code 1, no traceback.
+        raise SystemExit(f"searchrec {name} failed: {error}") from None
+    log.info("%s: done in %.1f s", name, time.perf_counter() - started)
+
+
+def git_commit() -> str:
+    """The commit the code was built from: baked into images as SEARCHREC_GIT_COMMIT, else asked of git."""
+    commit = os.environ.get("SEARCHREC_GIT_COMMIT")
+    if commit:
+        return commit
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def lineage(**extra: object) -> dict:
+    """Metadata every artifact carries: code version plus whatever the stage adds (window, counts ...)."""
+    return {"git_commit": git_commit(), "searchrec_version": __version__, **extra}
+
+
+def fresh_dir(path: str | Path) -> Path:
+    """An artifact's path as an empty folder (KFP hands a path; our artifacts are folders)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,148 @@
+"""kfp.local runs of the demo pipeline on tiny generated data, checked by content."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from searchrec import config
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_demo(tmp_path_factory) -> Path:
+    from searchrec import demo_data
+    from searchrec.encoder import build_standin_encoder
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    demo_data.generate(out, size="tiny", seed=0)
+    build_standin_encoder(demo_data.query_texts(out), out / "encoder", seed=0)
+    return out
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "searchrec.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_run(tiny_demo: Path, tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    workdir = tmp_path_factory.mktemp("run")
+    result = _cli(
+        "run",
+        "--pipeline",
+        "demo",
+        "--warehouse-uri",
+        f"duckdb:///{tiny_demo / 'warehouse.duckdb'}",
+        "--embeddings-uri",
+        str(tiny_demo / "embeddings"),
+        "--encoder",
+        str(tiny_demo / "encoder"),
+        "--ground-truth",
+        str(tiny_demo / "ground_truth"),
+        "--min-item-count",
+        "1",
+        "--epochs",
+        "3",
+        "--num-shards",
+        "2",
+        "--runs-dir",
+        str(workdir / "runs"),
+        cwd=workdir,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result, tiny_demo
+
+
+def _printed(stdout: str, prefix: str) -> str:
+    lines = [line for line in stdout.splitlines() if line.startswith(prefix)]
+    assert lines, f"no line starting with {prefix!r} in:\n{stdout}"
+    return lines[-1].split(":", 1)[1].strip()
+
+
+def test_demo_recommendations_cover_every_user_with_full_sorted_lists(demo_run):
+    result, data = demo_run
+    recs = pq.read_table(_printed(result.stdout, "recommendations")).to_pandas()
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    users = set(
+        con.execute(
+            "SELECT DISTINCT user_id FROM search_queries WHERE query_ts >= ? AND query_ts < ?::DATE + 1",
+            [config.DEMO_RECOMMEND_START, config.DEMO_RECOMMEND_END],
+        )
+        .fetchnumpy()["user_id"]
+        .tolist()
+    )
+    snapshot_items = _nearest_snapshot_items(data, config.DEMO_RECOMMEND_END)
+    expected_k = min(config.TOP_K, len(snapshot_items))
+
+    served = set(recs["user_id"].tolist())
+    assert recs["user_id"].is_unique
+    # Users whose every query was dirt (digits, links, emoji ...) have nothing left to recommend from.
+    assert served <= users and len(served) >= 0.8 * len(users)
+    for nm_ids, scores in zip(recs["nm_ids"], recs["scores"], strict=True):
+        assert len(nm_ids) == expected_k == len(set(nm_ids))
+        assert set(nm_ids) <= snapshot_items
+        assert np.all(np.diff(np.asarray(scores)) <= 1e-6)
+
+
+def test_demo_prints_the_metrics_of_the_metrics_artifact(demo_run):
+    result, _ = demo_run
+    run_dir = Path(_printed(result.stdout, "local run"))
+    [executor_output] = [p for p in run_dir.glob("*/*/executor_output.json") if p.parent.name == "train"]
+    body = json.loads(executor_output.read_text())
+    metrics = body["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    assert float(_printed(result.stdout, "Recall@200 model")) == pytest.approx(
+        metrics["model_recall_at_200"], abs=5e-5
+    )
+    assert float(_printed(result.stdout, "Recall@200 popularity")) == pytest.approx(
+        metrics["popularity_recall_at_200"], abs=5e-5
+    )
+
+
+def test_demo_report_is_html(demo_run):
+    result, _ = demo_run
+    report = Path(_printed(result.stdout, "report"))
+    text = report.read_text() if report.is_file() else ""
+    assert "<html" in text.lower() and "recall" in text.lower()
+
+
+def test_bad_window_fails_with_one_line(tiny_demo, tmp_path):
+    result = _cli(
+        "run",
+        "--pipeline",
+        "training",
+        "--warehouse-uri",
+        f"duckdb:///{tiny_demo / 'warehouse.duckdb'}",
+        "--embeddings-uri",
+        str(tiny_demo / "embeddings"),
+        "--encoder",
+        str(tiny_demo / "encoder"),
+        "--train-start",
+        "2026-13-01",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
+    assert result.returncode != 0
+    assert "2026-13-01" in result.stderr
+    assert "Traceback" not in result.stderr.splitlines()[-1]
+
+
+def _nearest_snapshot_items(data: Path, date: str) -> set[int]:
+    import datetime as dt
+
+    target = dt.date.fromisoformat(date)
+    parts = sorted((data / "embeddings").glob("dt=*"))
+    best = min(parts, key=lambda p: abs((dt.date.fromisoformat(p.name[3:]) - target).days))
+    return set(pq.read_table(best, columns=["nm_id"]).column("nm_id").to_pylist())

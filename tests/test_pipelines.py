@@ -1,0 +1,98 @@
+"""Compilation of the three pipelines, inspected as the YAML a cluster would receive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines import PIPELINES, compile_pipeline
+from searchrec import config
+from searchrec.errors import SearchrecError
+
+STAGE_OF_COMPONENT = {
+    "extract-training-events": "extract",
+    "extract-inference-events": "extract",
+    "extract-snapshot": "extract",
+    "clean-training": "clean",
+    "clean-inference": "clean",
+    "encode": "encode",
+    "train": "train",
+    "build-index": "index",
+    "shard-indices": "infer",
+    "infer": "infer",
+    "merge-recommendations": "infer",
+}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict[str, dict]:
+    out = tmp_path_factory.mktemp("compiled")
+    return {
+        name: yaml.safe_load(compile_pipeline(name, out / f"{name}.yaml").read_text()) for name in PIPELINES
+    }
+
+
+def _executors(spec: dict) -> dict[str, dict]:
+    return spec["deploymentSpec"]["executors"]
+
+
+def test_every_component_runs_its_stage_image_and_installs_nothing(compiled):
+    for name, spec in compiled.items():
+        for executor_name, executor in _executors(spec).items():
+            if "importer" in executor:
+                continue
+            component = executor_name.removeprefix("exec-")
+            stage = STAGE_OF_COMPONENT[component.rsplit("-", 1)[0] if component[-1].isdigit() else component]
+            container = executor["container"]
+            assert container["image"] == config.image(stage), (name, component)
+            command = " ".join(container["command"])
+            assert "pip install" not in command, (name, component)
+
+
+def test_window_and_sizes_are_pipeline_parameters(compiled):
+    for name in ("training", "recommend"):
+        params = compiled[name]["root"]["inputDefinitions"]["parameters"]
+        assert {"start_date", "end_date", "warehouse_uri", "embeddings_uri", "encoder"} <= set(params)
+    assert {"max_items", "min_item_count", "epochs"} <= set(
+        compiled["training"]["root"]["inputDefinitions"]["parameters"]
+    )
+    assert "model_uri" in compiled["recommend"]["root"]["inputDefinitions"]["parameters"]
+    demo = compiled["demo"]["root"]["inputDefinitions"]["parameters"]
+    assert {"train_start_date", "train_end_date", "recommend_start_date", "recommend_end_date"} <= set(demo)
+    assert demo["max_items"]["defaultValue"] == config.MAX_ITEMS
+
+
+def test_recommend_imports_the_model_by_uri(compiled):
+    executors = _executors(compiled["recommend"])
+    importers = [e["importer"] for e in executors.values() if "importer" in e]
+    assert len(importers) == 1
+    assert importers[0]["typeSchema"]["schemaTitle"] == "system.Model"
+    assert importers[0]["artifactUri"]["runtimeParameter"] == "uri"
+
+
+def test_inference_fans_out_over_shards_and_joins_them(compiled):
+    for name in ("recommend", "demo"):
+        tasks = compiled[name]["root"]["dag"]["tasks"]
+        loops = {key: t for key, t in tasks.items() if "parameterIterator" in t}
+        assert len(loops) == 1, name
+        [(loop_key, loop)] = loops.items()
+        loop_dag = compiled[name]["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+        assert "infer" in loop_dag
+        merge = tasks["merge-recommendations"]["inputs"]["artifacts"]["shards"]
+        assert merge["taskOutputArtifact"]["producerTask"] == loop_key
+
+
+def test_training_pipeline_is_the_diagram(compiled):
+    tasks = compiled["training"]["root"]["dag"]["tasks"]
+    deps = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
+    assert deps["clean-training"] == {"extract-training-events", "extract-snapshot"}
+    assert deps["encode"] == {"clean-training"}
+    assert deps["train"] == {"encode", "clean-training", "extract-snapshot"}
+    assert deps["build-index"] == {"train", "extract-snapshot"}
+
+
+def test_unknown_pipeline_is_refused(tmp_path: Path):
+    with pytest.raises(SearchrecError, match="unknown pipeline"):
+        compile_pipeline("nope", tmp_path / "x.yaml")
