@@ -48,8 +48,12 @@ EXAMPLES = pa.schema(
     ]
 )
 TRAIN_ITEMS = pa.schema([("nm_id", pa.int64()), ("count", pa.int64())])
+TRAIN_ITEMS_FILE = "items.parquet"
 # Inference histories: one row per user, file histories.parquet (+ bought.parquet: user_id, nm_id).
 HISTORIES = pa.schema([("user_id", pa.int64()), ("queries", pa.list_(pa.string()))])
+# Items each served user bought in the window (to exclude them from recommendations, optional).
+BOUGHT = pa.schema([("user_id", pa.int64()), ("nm_id", pa.int64())])
+BOUGHT_FILE = "bought.parquet"
 TRAIN_SPLITS = ("train", "holdout")
 INFER_SPLIT = "histories"
 FUNNEL_FILE = "funnel.json"

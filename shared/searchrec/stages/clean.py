@@ -1,0 +1,699 @@
+"""Clean stage: query filters, id-search purchase filter, item selection, history cut, temporal split.
+
+DESIGN.md section 1 (training steps 2-4, inference step 2). Input: folders of part files in long
+format (``schemas.TRAIN_EVENTS`` / ``schemas.INFER_EVENTS``, one row per purchase x query) and the
+embeddings snapshot folder. Output: ``schemas.EXAMPLES`` / ``schemas.TRAIN_ITEMS`` /
+``schemas.HISTORIES`` folders with a ``funnel.json``: rows, examples, users and items after each
+rule, in order.
+
+The events are held as two frames: *purchases* (one row per example, ``pid`` as index; for
+inference one row per user) and *queries* (``pid``, ``query_ts``, ``code``), where ``code`` indexes
+the distinct raw query texts. The text rules of :mod:`searchrec.text` run once per distinct text;
+every rule below is a vectorised function ``Events -> Events``.
+
+This module runs in the CPU image: pyarrow, pandas, numpy and the standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from searchrec import config, schemas
+from searchrec.errors import SearchrecError
+from searchrec.text import MAX_QUERY_LENGTH, analyse_queries
+
+logger = logging.getLogger(__name__)
+
+TRAIN_KEY = ("user_id", "order_ts", "nm_id")
+INFER_KEY = ("user_id",)
+BOUGHT = schemas.BOUGHT
+BOUGHT_FILE = schemas.BOUGHT_FILE
+ITEMS_FILE = schemas.TRAIN_ITEMS_FILE
+MIN_TRAIN_ITEMS = config.MIN_TRAIN_ITEMS
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Events:
+    """Long-format events split into purchases and their queries.
+
+    ``purchases``: index ``pid``, the key columns (``user_id, order_ts, nm_id`` for training,
+    ``user_id`` for inference). ``queries``: ``pid``, ``query_ts``, ``code``; ``code`` is a row of
+    ``texts`` (the analysis of each distinct raw text, :func:`searchrec.text.analyse_queries`),
+    ``-1`` for no text (its last row is the analysis of NULL).
+    """
+
+    purchases: pd.DataFrame
+    queries: pd.DataFrame
+    texts: pa.Table
+
+    def flag(self, name: str) -> np.ndarray:
+        """Column ``name`` of ``texts`` for each query row."""
+        values = self.texts[name]
+        if pa.types.is_boolean(values.type):
+            array = values.to_numpy(zero_copy_only=False).astype(bool)
+        else:
+            array = values.to_numpy(zero_copy_only=False)
+        return array[self.queries["code"].to_numpy()]
+
+    def query_item_ids(self) -> np.ndarray:
+        """The nm_id each query row names (:func:`searchrec.text.query_item_id`), -1 for none."""
+        ids = pc.fill_null(self.texts["item_id"], -1).to_numpy()
+        return ids[self.queries["code"].to_numpy()]
+
+    def purchase_column(self, name: str) -> np.ndarray:
+        """Column ``name`` of each query row's purchase."""
+        return self.purchases[name].reindex(self.queries["pid"].to_numpy()).to_numpy()
+
+    def keep_queries(self, keep: np.ndarray) -> Events:
+        return replace(self, queries=self.queries[keep])
+
+    def keep_purchases(self, keep: np.ndarray) -> Events:
+        purchases = self.purchases[keep]
+        queries = self.queries[self.queries["pid"].isin(purchases.index)]
+        return replace(self, purchases=purchases, queries=queries)
+
+
+def events_from_table(
+    table: pa.Table, key: Sequence[str] = TRAIN_KEY, *, max_query_length: int = MAX_QUERY_LENGTH
+) -> Events:
+    """Build :class:`Events` from a long table (``schemas.TRAIN_EVENTS`` or ``INFER_EVENTS`` columns).
+
+    A row with NULL ``query_ts`` carries no query (the placeholder of a purchase without one).
+    """
+    key = list(key)
+    texts = table["query_text"]
+    # one dictionary for all chunks (unify_dictionaries transposes the indices if they differ)
+    encoded = pa.table({"text": pc.dictionary_encode(texts)}).unify_dictionaries()["text"]
+    if encoded.num_chunks:
+        dictionary = encoded.chunks[0].dictionary
+        indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks])
+        codes = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
+    else:
+        dictionary, codes = pa.array([], pa.string()), np.empty(0, np.int64)
+    codes[table["query_ts"].is_null().to_numpy(zero_copy_only=False)] = -1
+    analysis = analyse_queries(
+        pa.concat_arrays([dictionary.cast(pa.string()), pa.array([None], pa.string())]),
+        max_length=max_query_length,
+    )
+    logger.info("analysed %d distinct query texts of %d rows", len(dictionary), table.num_rows)
+
+    keys = table.select(key).to_pandas()
+    pid = keys.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    purchases = keys.assign(pid=pid).drop_duplicates("pid").set_index("pid").sort_index()
+    queries = pd.DataFrame(
+        {"pid": pid, "query_ts": table["query_ts"].to_pandas(), "code": codes},
+        index=pd.RangeIndex(len(codes)),
+    )
+    return Events(purchases=purchases, queries=queries, texts=analysis)
+
+
+# --- rules ----------------------------------------------------------------------------------------
+
+
+def drop_duplicate_rows(events: Events) -> Events:
+    """Drop repeated rows: the same query (time and raw text) of the same purchase."""
+    return replace(events, queries=events.queries.drop_duplicates(["pid", "query_ts", "code"]))
+
+
+def drop_queries_after_order(events: Events) -> Events:
+    """Drop queries typed at or after their purchase (a history is strictly before ``order_ts``)."""
+    order_ts = events.purchase_column("order_ts")
+    query_ts = events.queries["query_ts"].to_numpy()
+    after = ~pd.isna(query_ts) & (query_ts >= order_ts)
+    return events.keep_queries(~after)
+
+
+def drop_items_without_embedding(events: Events, embedded_ids: np.ndarray) -> Events:
+    """Drop purchases of items that have no embedding in the snapshot."""
+    return events.keep_purchases(events.purchases["nm_id"].isin(embedded_ids).to_numpy())
+
+
+def drop_id_search_purchases(events: Events) -> Events:
+    """Drop purchases whose history names the purchased item itself.
+
+    The item's ``nm_id`` typed as a query (``"123456"``, ``"арт 123456"``) or a link to its page
+    (``https://www.wildberries.ru/catalog/123456/detail.aspx``): the user found the item by its id.
+    """
+    hits = events.query_item_ids() == events.purchase_column("nm_id")
+    id_search = events.queries["pid"].to_numpy()[hits]
+    return events.keep_purchases(~events.purchases.index.isin(id_search))
+
+
+def drop_link_queries(events: Events) -> Events:
+    """Drop queries that hold a link (``http(s)://``, ``www.``, a domain name)."""
+    return events.keep_queries(~events.flag("is_link"))
+
+
+def drop_digit_queries(events: Events) -> Events:
+    """Drop queries that are only digits (after normalisation)."""
+    return events.keep_queries(~events.flag("is_digit"))
+
+
+def drop_article_queries(events: Events) -> Events:
+    """Drop article-number queries (``"арт 12345678"``, ``"артикул: 123456"``, a bare 6-12 digit number)."""
+    return events.keep_queries(~events.flag("is_article"))
+
+
+def drop_empty_queries(events: Events) -> Events:
+    """Drop queries that are NULL or empty after normalisation (whitespace, emoji, punctuation)."""
+    return events.keep_queries(~events.flag("is_empty"))
+
+
+def drop_examples_without_queries(events: Events) -> Events:
+    """Drop purchases (users, for inference) with no query left."""
+    return events.keep_purchases(events.purchases.index.isin(events.queries["pid"]))
+
+
+def drop_short_histories(events: Events, min_history: int) -> Events:
+    """Drop purchases (users, for inference) with fewer than ``min_history`` queries left."""
+    counts = events.queries["pid"].value_counts()
+    return events.keep_purchases(
+        counts.reindex(events.purchases.index, fill_value=0).to_numpy() >= min_history
+    )
+
+
+def _sorted_queries(events: Events) -> pd.DataFrame:
+    """Queries oldest first within each purchase (ties broken by first appearance of the text)."""
+    return events.queries.sort_values(["pid", "query_ts", "code"], kind="stable")
+
+
+def cut_history(events: Events, history_length: int) -> Events:
+    """Keep the last ``history_length`` queries of each purchase (the most recent ones)."""
+    queries = _sorted_queries(events)
+    from_end = queries.groupby("pid", sort=False).cumcount(ascending=False).to_numpy()
+    return replace(events, queries=queries[from_end < history_length])
+
+
+def split_by_time(events: Events, holdout_start: pd.Timestamp) -> tuple[Events, Events]:
+    """Split purchases by ``order_ts``: before ``holdout_start`` -> train, on/after -> holdout."""
+    holdout = (events.purchases["order_ts"] >= holdout_start).to_numpy()
+    return events.keep_purchases(~holdout), events.keep_purchases(holdout)
+
+
+def select_training_items(events: Events, *, max_items: int, min_item_count: int) -> pd.DataFrame:
+    """The training items: the ``max_items`` most purchased with at least ``min_item_count`` purchases.
+
+    Returns ``schemas.TRAIN_ITEMS`` columns (``nm_id``, ``count``), most frequent first, ties by nm_id.
+    """
+    counts = events.purchases["nm_id"].value_counts().rename("count").rename_axis("nm_id").reset_index()
+    counts = counts[counts["count"] >= min_item_count]
+    counts = counts.sort_values(["count", "nm_id"], ascending=[False, True], kind="stable").head(max_items)
+    return counts.astype({"nm_id": "int64", "count": "int64"}).reset_index(drop=True)
+
+
+def keep_training_items(events: Events, items: pd.DataFrame) -> Events:
+    """Keep only purchases of the training items."""
+    return events.keep_purchases(events.purchases["nm_id"].isin(items["nm_id"]).to_numpy())
+
+
+def _history_lists(events: Events, order: np.ndarray) -> pa.ListArray:
+    """Normalised query texts of each purchase, oldest first, purchases in the order of ``order`` (pids)."""
+    rank = pd.Series(np.arange(len(order)), index=order)
+    queries = _sorted_queries(events)
+    ranks = rank.reindex(queries["pid"].to_numpy()).to_numpy()
+    by_rank = np.argsort(ranks, kind="stable")
+    codes = queries["code"].to_numpy()[by_rank]
+    codes = np.where(codes < 0, events.texts.num_rows - 1, codes)  # -1: no text (the NULL row)
+    counts = np.bincount(ranks, minlength=len(order)) if len(ranks) else np.zeros(len(order), np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    values = events.texts["text"].take(pa.array(codes, pa.int64())).combine_chunks()
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def to_examples(events: Events) -> pa.Table:
+    """``schemas.EXAMPLES``: one row per purchase, sorted by (order_ts, user_id, nm_id)."""
+    purchases = events.purchases.sort_values(["order_ts", "user_id", "nm_id"], kind="stable")
+    queries = _history_lists(events, purchases.index.to_numpy())
+    columns = {
+        name: pa.array(purchases[name].to_numpy(), schemas.EXAMPLES.field(name).type) for name in TRAIN_KEY
+    }
+    return pa.table({**columns, "queries": queries}, schema=schemas.EXAMPLES)
+
+
+def to_histories(events: Events) -> pa.Table:
+    """``schemas.HISTORIES``: one row per user, sorted by user_id."""
+    users = events.purchases.sort_values("user_id", kind="stable")
+    queries = _history_lists(events, users.index.to_numpy())
+    return pa.table(
+        {"user_id": pa.array(users["user_id"].to_numpy(), pa.int64()), "queries": queries},
+        schema=schemas.HISTORIES,
+    )
+
+
+# --- funnel and stats -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunnelStep:
+    """Counts after one rule. ``rows``: (purchase, query) rows; ``examples``: purchases (users, for inference)."""
+
+    step: int
+    rule: str
+    split: str
+    rows: int
+    examples: int
+    users: int
+    items: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def count_events(events: Events, step: int, rule: str, split: str) -> FunnelStep:
+    purchases = events.purchases
+    return FunnelStep(
+        step=step,
+        rule=rule,
+        split=split,
+        rows=len(events.queries),
+        examples=len(purchases),
+        users=int(purchases["user_id"].nunique()),
+        items=int(purchases["nm_id"].nunique()) if "nm_id" in purchases else None,
+    )
+
+
+@dataclass
+class CleanStats:
+    """What the clean stage did: the funnel, the output sizes and the parameters."""
+
+    kind: str  # "train" or "infer"
+    params: dict[str, Any]
+    funnel: list[FunnelStep] = field(default_factory=list)
+    outputs: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def step(self, rule: str) -> FunnelStep:
+        """The funnel step of ``rule`` (the last one, if a rule appears twice)."""
+        matches = [s for s in self.funnel if s.rule == rule]
+        if not matches:
+            raise KeyError(f"no funnel step {rule!r}; steps: {', '.join(s.rule for s in self.funnel)}")
+        return matches[-1]
+
+    def funnel_dicts(self) -> list[dict[str, Any]]:
+        return [s.as_dict() for s in self.funnel]
+
+    def funnel_markdown(self) -> str:
+        """The funnel as a Markdown table (for a KFP Markdown output or a log)."""
+        head = "| step | rule | split | rows | examples | users | items |\n|---:|---|---|---:|---:|---:|---:|"
+        lines = [
+            f"| {s.step:02d} | {s.rule} | {s.split} | {s.rows} | {s.examples} | {s.users} | "
+            f"{'' if s.items is None else s.items} |"
+            for s in self.funnel
+        ]
+        return "\n".join([head, *lines])
+
+    def as_metadata(self) -> dict[str, Any]:
+        """JSON-able dict for KFP artifact metadata: kind, parameters, output sizes, the funnel table."""
+        return {
+            "kind": self.kind,
+            **self.params,
+            **self.outputs,
+            "seconds": round(self.seconds, 3),
+            "funnel": self.funnel_dicts(),
+        }
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat name -> number for KFP Metrics, e.g. ``funnel_06_drop_digit_queries_rows``."""
+        metrics: dict[str, float] = {name: float(value) for name, value in self.outputs.items()}
+        for s in self.funnel:
+            for column in ("rows", "examples", "users", "items"):
+                value = getattr(s, column)
+                if value is not None:
+                    metrics[f"funnel_{s.step:02d}_{s.rule}_{column}"] = float(value)
+        return metrics
+
+
+class _Funnel:
+    """Applies rules in order, records counts and times, stops with one line when nothing is left."""
+
+    def __init__(self, stats: CleanStats, what: str) -> None:
+        self.stats = stats
+        self.what = what
+        self.next_step = 0
+
+    def record(self, events: Events, rule: str, split: str, started: float, *, hint: str = "") -> Events:
+        counts = count_events(events, self.next_step, rule, split)
+        self.next_step += 1
+        self.stats.funnel.append(counts)
+        logger.info(
+            "clean %02d %-30s %-8s rows=%d examples=%d users=%d items=%s (%.2fs)",
+            counts.step, rule, split, counts.rows, counts.examples, counts.users,
+            "-" if counts.items is None else counts.items, time.perf_counter() - started,
+        )  # fmt: skip
+        if hint and counts.examples == 0:
+            raise SearchrecError(
+                f"clean: no {self.what} left after rule '{rule}' (step {counts.step:02d}): {hint}"
+            )
+        return events
+
+    def apply(
+        self, events: Events, rule: str, fn: Callable[[Events], Events], split: str, hint: str
+    ) -> Events:
+        started = time.perf_counter()
+        return self.record(fn(events), rule, split, started, hint=hint)
+
+
+# --- IO -----------------------------------------------------------------------------------------------
+
+
+def _part_files(folder: Path, pattern: str, what: str) -> list[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SearchrecError(f"clean: {what} folder {folder} does not exist")
+    files = sorted(p for p in folder.glob(pattern) if p.is_file())
+    if not files:
+        raise SearchrecError(f"clean: no {what} files matching {pattern} in {folder}")
+    return files
+
+
+def read_parts(folder: Path, schema: pa.Schema, what: str, pattern: str = schemas.EVENTS_GLOB) -> pa.Table:
+    """Read the part files of ``folder`` as ``schema`` (extra columns ignored); one clear line if unusable."""
+    started = time.perf_counter()
+    tables = []
+    for path in _part_files(folder, pattern, what):
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as exc:
+            raise SearchrecError(f"clean: cannot read {what} file {path}: {exc}") from exc
+        missing = [name for name in schema.names if name not in table.column_names]
+        if missing:
+            raise SearchrecError(f"clean: {what} file {path} lacks column(s) {', '.join(missing)}")
+        try:
+            tables.append(table.select(schema.names).cast(schema))
+        except (pa.ArrowException, ValueError) as exc:
+            raise SearchrecError(f"clean: {what} file {path} does not match {schema.names}: {exc}") from exc
+    table = pa.concat_tables(tables)
+    for name in schema.names:
+        if name in ("query_ts", "query_text"):
+            continue
+        nulls = table[name].null_count
+        if nulls:
+            raise SearchrecError(
+                f"clean: {what} in {folder} have {nulls} NULL {name} value(s); the contract says NOT NULL"
+            )
+    logger.info(
+        "read %s: %d rows from %d file(s) in %s (%.2fs)",
+        what,
+        table.num_rows,
+        len(tables),
+        folder,
+        time.perf_counter() - started,
+    )
+    return table
+
+
+def read_embedded_ids(embeddings_dir: Path) -> np.ndarray:
+    """Distinct ``nm_id`` of the embeddings snapshot folder (only that column is read)."""
+    started = time.perf_counter()
+    files = (
+        sorted(p for p in Path(embeddings_dir).rglob("*.parquet") if p.is_file())
+        if Path(embeddings_dir).is_dir()
+        else []
+    )
+    if not files:
+        raise SearchrecError(f"clean: no embeddings parquet files in {embeddings_dir}")
+    ids = []
+    for path in files:
+        try:
+            column = pq.read_table(path, columns=["nm_id"])["nm_id"]
+        except (pa.ArrowException, OSError, KeyError) as exc:
+            raise SearchrecError(f"clean: cannot read nm_id from embeddings file {path}: {exc}") from exc
+        ids.append(pc.drop_null(column).cast(pa.int64()).to_numpy())
+    unique = np.unique(np.concatenate(ids))
+    logger.info(
+        "read embeddings snapshot: %d distinct nm_id from %d file(s) in %s (%.2fs)",
+        len(unique),
+        len(files),
+        embeddings_dir,
+        time.perf_counter() - started,
+    )
+    return unique
+
+
+def _write_parquet(table: pa.Table, path: Path, final: Path) -> None:
+    pq.write_table(table, path)
+    logger.info("wrote %s: %d rows", final, table.num_rows)
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move the finished temp folder into place; an existing ``out_dir`` is replaced only at the end."""
+    old = None
+    if out_dir.exists() or out_dir.is_symlink():
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        else:
+            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
+            out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+
+
+def _write_outputs(out_dir: Path, tables: dict[str, pa.Table], stats: CleanStats) -> None:
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    try:
+        for name, table in tables.items():
+            _write_parquet(table, tmp / name, out_dir / name)
+        (tmp / schemas.FUNNEL_FILE).write_text(
+            json.dumps(stats.funnel_dicts(), indent=2) + "\n", encoding="utf-8"
+        )
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _parse_start(holdout_start: str) -> pd.Timestamp:
+    try:
+        ts = pd.Timestamp(holdout_start)
+    except (ValueError, TypeError) as exc:
+        raise SearchrecError(f"clean: holdout_start {holdout_start!r} is not a date (YYYY-MM-DD)") from exc
+    if pd.isna(ts) or ts.tzinfo is not None:
+        raise SearchrecError(
+            f"clean: holdout_start {holdout_start!r} must be a date YYYY-MM-DD without time zone"
+        )
+    return ts
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise SearchrecError(f"clean: {message}")
+
+
+# --- the stage ------------------------------------------------------------------------------------
+
+
+def clean_training_events(
+    events_dir: Path,
+    embeddings_dir: Path,
+    out_dir: Path,
+    *,
+    holdout_start: str,
+    max_items: int = config.MAX_ITEMS,
+    min_item_count: int = config.MIN_ITEM_COUNT,
+    history_length: int = config.HISTORY_LENGTH,
+    min_train_examples: int = 1,
+    min_train_items: int = MIN_TRAIN_ITEMS,
+    max_query_length: int = MAX_QUERY_LENGTH,
+) -> CleanStats:
+    """Clean training events into train / holdout examples and the training items.
+
+    Writes ``train.parquet`` and ``holdout.parquet`` (``schemas.EXAMPLES``), ``items.parquet``
+    (``schemas.TRAIN_ITEMS``) and ``funnel.json`` into ``out_dir``, all or nothing. Purchases with
+    ``order_ts >= holdout_start`` form the holdout, which keeps every item with an embedding; the
+    training items and their counts come from the earlier purchases only.
+    """
+    started = time.perf_counter()
+    _require(max_items >= 1, f"max_items must be >= 1, got {max_items}")
+    _require(min_item_count >= 1, f"min_item_count must be >= 1, got {min_item_count}")
+    _require(history_length >= 1, f"history_length must be >= 1, got {history_length}")
+    _require(min_train_examples >= 1, f"min_train_examples must be >= 1, got {min_train_examples}")
+    _require(min_train_items >= 1, f"min_train_items must be >= 1, got {min_train_items}")
+    start = _parse_start(holdout_start)
+    stats = CleanStats(
+        kind="train",
+        params={
+            "holdout_start": str(holdout_start),
+            "max_items": max_items,
+            "min_item_count": min_item_count,
+            "history_length": history_length,
+            "min_train_examples": min_train_examples,
+            "min_train_items": min_train_items,
+            "max_query_length": max_query_length,
+        },
+    )
+    funnel = _Funnel(stats, "training purchases")
+
+    table = read_parts(Path(events_dir), schemas.TRAIN_EVENTS, "training events")
+    embedded = read_embedded_ids(Path(embeddings_dir))
+    t0 = time.perf_counter()
+    events = events_from_table(table, TRAIN_KEY, max_query_length=max_query_length)
+    del table
+    events = funnel.record(events, "input", "all", t0, hint=f"the events in {events_dir} hold no purchase")
+    events = funnel.apply(events, "drop_duplicate_rows", drop_duplicate_rows, "all", "")
+    events = funnel.apply(events, "drop_queries_after_order", drop_queries_after_order, "all", "")
+    events = funnel.apply(
+        events,
+        "drop_items_without_embedding",
+        lambda e: drop_items_without_embedding(e, embedded),
+        "all",
+        f"no purchased item has an embedding in {embeddings_dir} ({len(embedded)} items there)",
+    )
+    events = funnel.apply(
+        events,
+        "drop_id_search_purchases",
+        drop_id_search_purchases,
+        "all",
+        "every purchase was found by its id",
+    )
+    for rule, fn in (
+        ("drop_link_queries", drop_link_queries),
+        ("drop_digit_queries", drop_digit_queries),
+        ("drop_article_queries", drop_article_queries),
+        ("drop_empty_queries", drop_empty_queries),
+    ):
+        events = funnel.apply(events, rule, fn, "all", "")
+    events = funnel.apply(
+        events,
+        "drop_examples_without_queries",
+        drop_examples_without_queries,
+        "all",
+        "no purchase has a usable query in its history",
+    )
+    events = funnel.apply(events, "cut_history", lambda e: cut_history(e, history_length), "all", "")
+
+    t0 = time.perf_counter()
+    train, holdout = split_by_time(events, start)
+    del events
+    funnel.record(holdout, "split_holdout", "holdout", t0)
+    funnel.record(train, "split_train", "train", t0, hint=f"no purchase before holdout_start {holdout_start}")
+
+    t0 = time.perf_counter()
+    most = int(train.purchases["nm_id"].value_counts().max())
+    items = select_training_items(train, max_items=max_items, min_item_count=min_item_count)
+    train = keep_training_items(train, items)
+    funnel.record(train, "keep_training_items", "train", t0)
+    if len(items) < min_train_items:
+        raise SearchrecError(
+            f"clean: {len(items)} training item(s) left after rule 'keep_training_items' "
+            f"(step {stats.funnel[-1].step:02d}), need at least {min_train_items} (min_train_items): "
+            f"an item needs >= {min_item_count} training purchases (min_item_count), the most frequent has {most}"
+        )
+    if len(train.purchases) < min_train_examples:
+        raise SearchrecError(
+            f"clean: {len(train.purchases)} training example(s) left after rule 'keep_training_items' "
+            f"(step {stats.funnel[-1].step:02d}), need at least {min_train_examples} (min_train_examples)"
+        )
+    if len(holdout.purchases) == 0:
+        logger.warning("clean: the holdout is empty (no cleaned purchase on or after %s)", holdout_start)
+
+    train_table, holdout_table = to_examples(train), to_examples(holdout)
+    items_table = pa.Table.from_pandas(items, schema=schemas.TRAIN_ITEMS, preserve_index=False)
+    stats.outputs = {
+        "train_examples": train_table.num_rows,
+        "holdout_examples": holdout_table.num_rows,
+        "train_items": items_table.num_rows,
+        "holdout_items": int(holdout.purchases["nm_id"].nunique()),
+        "holdout_examples_of_training_items": int(holdout.purchases["nm_id"].isin(items["nm_id"]).sum()),
+    }
+    stats.seconds = time.perf_counter() - started
+    _write_outputs(
+        Path(out_dir),
+        {
+            schemas.rows_file("train"): train_table,
+            schemas.rows_file("holdout"): holdout_table,
+            ITEMS_FILE: items_table,
+        },
+        stats,
+    )
+    logger.info("clean (train) done in %.2fs: %s", stats.seconds, stats.outputs)
+    return stats
+
+
+def clean_inference_events(
+    events_dir: Path,
+    out_dir: Path,
+    *,
+    history_length: int = config.HISTORY_LENGTH,
+    min_history: int = 1,
+    orders_dir: Path | None = None,
+    max_query_length: int = MAX_QUERY_LENGTH,
+) -> CleanStats:
+    """Clean users' query histories for inference the same way as for training.
+
+    Writes ``histories.parquet`` (``schemas.HISTORIES``: last ``history_length`` queries per user,
+    oldest first) and ``funnel.json`` into ``out_dir``; with ``orders_dir`` (``schemas.ORDERS``
+    part files) also ``bought.parquet`` (distinct user_id, nm_id of the kept users). Users with
+    fewer than ``min_history`` usable queries are dropped and counted.
+    """
+    started = time.perf_counter()
+    _require(history_length >= 1, f"history_length must be >= 1, got {history_length}")
+    _require(min_history >= 1, f"min_history must be >= 1, got {min_history}")
+    stats = CleanStats(
+        kind="infer",
+        params={
+            "history_length": history_length,
+            "min_history": min_history,
+            "max_query_length": max_query_length,
+        },
+    )
+    funnel = _Funnel(stats, "users")
+
+    table = read_parts(Path(events_dir), schemas.INFER_EVENTS, "inference events")
+    t0 = time.perf_counter()
+    events = events_from_table(table, INFER_KEY, max_query_length=max_query_length)
+    del table
+    events = funnel.record(events, "input", "all", t0, hint=f"the events in {events_dir} hold no user")
+    events = funnel.apply(events, "drop_duplicate_rows", drop_duplicate_rows, "all", "")
+    for rule, fn in (
+        ("drop_link_queries", drop_link_queries),
+        ("drop_digit_queries", drop_digit_queries),
+        ("drop_article_queries", drop_article_queries),
+        ("drop_empty_queries", drop_empty_queries),
+    ):
+        events = funnel.apply(events, rule, fn, "all", "")
+    before = len(events.purchases)
+    events = funnel.apply(
+        events,
+        "drop_short_histories",
+        lambda e: drop_short_histories(e, min_history),
+        "all",
+        f"no user has at least {min_history} usable queries (min_history)",
+    )
+    short = before - len(events.purchases)
+    events = funnel.apply(events, "cut_history", lambda e: cut_history(e, history_length), "histories", "")
+
+    histories = to_histories(events)
+    tables = {schemas.rows_file(schemas.INFER_SPLIT): histories}
+    stats.outputs = {"users": histories.num_rows, "short_history_users": short}
+    if orders_dir is not None:
+        orders = read_parts(Path(orders_dir), schemas.ORDERS, "orders")
+        bought = orders.select(["user_id", "nm_id"]).group_by(["user_id", "nm_id"]).aggregate([])
+        bought = bought.filter(pc.is_in(bought["user_id"], histories["user_id"]))
+        bought = bought.sort_by([("user_id", "ascending"), ("nm_id", "ascending")]).cast(BOUGHT)
+        tables[BOUGHT_FILE] = bought
+        stats.outputs["bought_pairs"] = bought.num_rows
+    stats.seconds = time.perf_counter() - started
+    _write_outputs(Path(out_dir), tables, stats)
+    logger.info("clean (infer) done in %.2fs: %s", stats.seconds, stats.outputs)
+    return stats
