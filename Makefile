@@ -35,7 +35,7 @@ demo: setup
 	$(PY) -m searchrec.cli demo
 
 compile: setup
-	$(PY) -m searchrec.cli compile --out compiled
+	SEARCHREC_IMAGE_TAG=$${SEARCHREC_IMAGE_TAG:-$$(git rev-parse --short HEAD 2>/dev/null || echo dev)} $(PY) -m searchrec.cli compile --out compiled
 
 bench: setup
 	$(PY) -m pytest -m benchmark -s tests/benchmarks

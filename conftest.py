@@ -22,7 +22,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if os.environ.get("SEARCHREC_REQUIRE_SERVICES") == "1" and _skipped:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"SEARCHREC_REQUIRE_SERVICES=1 and {len(_skipped)} test(s) skipped:", red=True)
+            reporter.write_line(
+                f"SEARCHREC_REQUIRE_SERVICES=1 and {len(_skipped)} test(s) skipped:", red=True
+            )
             for nodeid in _skipped:
                 reporter.write_line(f"  {nodeid}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

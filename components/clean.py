@@ -15,9 +15,9 @@ def clean_training(
     funnel: Output[Metrics],
     holdout_start: str = "",
     holdout_days: int = 7,
-    max_items: int = config.MAX_ITEMS,
-    min_item_count: int = config.MIN_ITEM_COUNT,
-    history_length: int = config.HISTORY_LENGTH,
+    max_items: int = 100000,  # config.MAX_ITEMS
+    min_item_count: int = 50,  # config.MIN_ITEM_COUNT
+    history_length: int = 5,  # config.HISTORY_LENGTH
 ):
     """Training examples, training items and the funnel.
 
@@ -53,7 +53,7 @@ def clean_inference(
     events: Input[Dataset],
     histories: Output[Dataset],
     funnel: Output[Metrics],
-    history_length: int = config.HISTORY_LENGTH,
+    history_length: int = 5,  # config.HISTORY_LENGTH
     min_history: int = 1,
 ):
     """Per-user histories of cleaned queries, cut to the last `history_length`."""

@@ -10,8 +10,8 @@ from searchrec import config
 def encode(
     examples: Input[Dataset],
     encoded: Output[Dataset],
-    encoder: str = config.PRODUCTION_ENCODER_ID,
-    pooling: str = config.PRODUCTION_ENCODER_POOLING,
+    encoder: str = "cointegrated/rubert-tiny2",  # config.PRODUCTION_ENCODER_ID
+    pooling: str = "cls",  # config.PRODUCTION_ENCODER_POOLING
     batch_size: int = 512,
 ):
     """`encoder`: an HF id, a local folder or an s3:// / gs:// folder of from_pretrained weights."""

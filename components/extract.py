@@ -12,8 +12,8 @@ def extract_training_events(
     start_date: str,
     end_date: str,
     events: Output[Dataset],
-    lookback_days: int = config.LOOKBACK_DAYS,
-    history_length: int = config.SQL_HISTORY_LENGTH,
+    lookback_days: int = 30,  # config.LOOKBACK_DAYS
+    history_length: int = 10,  # config.SQL_HISTORY_LENGTH
 ):
     """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet."""
     from pathlib import Path
@@ -41,7 +41,7 @@ def extract_inference_events(
     events: Output[Dataset],
     orders: Output[Dataset],
     users_uri: str = "",
-    history_length: int = config.SQL_HISTORY_LENGTH,
+    history_length: int = 10,  # config.SQL_HISTORY_LENGTH
 ):
     """Last queries of each user in the window (optionally for a user list) and the window's purchases."""
     import tempfile
@@ -79,7 +79,7 @@ def extract_snapshot(
     embeddings_uri: str,
     date: str,
     snapshot: Output[Dataset],
-    max_days: int = config.SNAPSHOT_MAX_DAYS,
+    max_days: int = 14,  # config.SNAPSHOT_MAX_DAYS
 ):
     """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away)."""
     from pathlib import Path

@@ -8,7 +8,7 @@ from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 from searchrec import config
 
 
-@dsl.component(base_image=config.image("infer"), install_kfp_package=False)
+@dsl.component(base_image=config.image("clean"), install_kfp_package=False)
 def shard_indices(num_shards: int) -> List[int]:
     """[0, 1, ..., num_shards - 1]: the items of the inference ParallelFor."""
     if num_shards < 1:
@@ -26,7 +26,7 @@ def infer(
     metrics: Output[Metrics],
     shard_index: int = 0,
     num_shards: int = 1,
-    top_k: int = config.TOP_K,
+    top_k: int = 200,  # config.TOP_K
     exclude_bought: bool = False,
     min_history: int = 1,
 ):

@@ -133,7 +133,7 @@ def recommend_tasks(
         "encode",
         touches_network=True,
     )
-    shards = configure(shard_indices(num_shards=num_shards), "infer").set_display_name("user shards")
+    shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name("user shards")
     with dsl.ParallelFor(shards.output, name="shard") as shard_index:
         per_shard = configure(
             infer(

@@ -19,7 +19,7 @@ def demo(
     max_items: int = config.MAX_ITEMS,
     min_item_count: int = config.DEMO_MIN_ITEM_COUNT,
     encoder: str = config.DEMO_ENCODER_DIR,
-    pooling: str = "mean",
+    pooling: str = "",
     epochs: int = 8,
     batch_size: int = 1024,
     loss: str = "",

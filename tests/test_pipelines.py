@@ -20,7 +20,7 @@ STAGE_OF_COMPONENT = {
     "encode": "encode",
     "train": "train",
     "build-index": "index",
-    "shard-indices": "infer",
+    "shard-indices": "clean",
     "infer": "infer",
     "merge-recommendations": "infer",
 }

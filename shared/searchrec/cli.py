@@ -152,7 +152,9 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         "--embeddings-uri", default=config.DEMO_EMBEDDINGS, help="folder, s3:// or gs:// with dt=..."
     )
     p.add_argument("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
-    p.add_argument("--pooling", default="mean", choices=["cls", "mean"])
+    p.add_argument(
+        "--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides"
+    )
     p.add_argument("--train-start", default=config.DEMO_TRAIN_START)
     p.add_argument("--train-end", default=config.DEMO_TRAIN_END)
     p.add_argument("--holdout-start", default=config.DEMO_HOLDOUT_START)

@@ -6,9 +6,11 @@ back from there so that what the CLI prints is what the Metrics artifact holds.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +69,13 @@ def read_run(run_dir: Path) -> LocalRun:
 
 def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
     """Run one of the project's pipelines in this Python environment with kfp.local."""
+    import os
+
     from kfp import local
 
+    from searchrec import config
+
+    os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
     from pipelines import PIPELINES
 
     if pipeline_name not in PIPELINES:
@@ -78,9 +85,19 @@ def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
     root.mkdir(parents=True, exist_ok=False)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     log.info("running pipeline %s locally under %s", pipeline_name, root)
+    original_print = builtins.print  # kfp.local indents print() while tasks run and may not restore it
     try:
         PIPELINES[pipeline_name](**arguments)
     except RuntimeError as error:
         # kfp.local raises after a failed task; the task's own one-line message is in its log above.
-        raise SearchrecError(f"local {pipeline_name} run failed: {error}".splitlines()[0]) from None
+        raise SearchrecError(
+            f"local {pipeline_name} run failed: {_plain(str(error))}".splitlines()[0]
+        ) from None
+    finally:
+        builtins.print = original_print
     return read_run(root)
+
+
+def _plain(text: str) -> str:
+    """kfp.local colours task names with ANSI escapes; a one-line error message should not carry them."""
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)

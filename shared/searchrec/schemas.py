@@ -98,3 +98,5 @@ RECOMMENDATIONS = pa.schema(
     ]
 )
 RECOMMENDATIONS_FILE = "recommendations.parquet"
+# Per-shard and merged serving counts: {"users_served", "users_skipped_*", "coverage", "mean_score", ...}
+INFER_STATS_FILE = "stats.json"

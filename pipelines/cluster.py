@@ -1,0 +1,84 @@
+"""Cluster settings of a pipeline task: resources, accelerators, retries, caching and secrets.
+
+Every task of every pipeline goes through `configure()`, so what a platform team sets once
+(config.py: resources, accelerator type, Secret names) lands in the compiled YAML the same way
+everywhere. kfp.local ignores all of it except retries, which local runs leave out (config.LOCAL_RUN_ENV);
+Kubeflow Pipelines and Vertex AI Pipelines apply it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TypeVar
+
+from kfp import kubernetes
+from kfp.dsl import PipelineTask
+
+from searchrec import config
+from searchrec.submit import PLATFORM_ENV
+
+T = TypeVar("T", bound=PipelineTask)
+
+# Retries of tasks that talk to networks (warehouse, object storage): transient failures of a
+# remote service should not fail a nightly run, but a wrong query must not be retried forever.
+NETWORK_RETRIES = 3
+NETWORK_BACKOFF = "60s"
+NETWORK_BACKOFF_FACTOR = 2.0
+NETWORK_BACKOFF_MAX = "1800s"
+
+# Stages whose results depend on the warehouse's current contents: never served from the cache.
+UNCACHED_STAGES = frozenset({"extract"})
+# Stages that read the warehouse and so need its credentials.
+WAREHOUSE_STAGES = frozenset({"extract"})
+# GPU node pools are usually tainted; a GPU task must tolerate that taint to be scheduled.
+GPU_TOLERATION_KEY = "nvidia.com/gpu"
+
+
+def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool = True) -> T:
+    """Apply the stage's requests and limits, accelerator, retry policy, caching and secrets to `task`.
+
+    touches_network: the task reads or writes object storage (s3://, gs://) or another remote service:
+        it gets retries with exponential backoff and the object-storage credentials.
+    cache: False turns the KFP cache off for this task; extract tasks are never cached.
+
+    With SEARCHREC_PLATFORM=vertex at compile time the Kubernetes settings (Secrets, tolerations) are
+    left out: Vertex AI Pipelines takes a single-document spec and has no Kubernetes Secrets.
+    """
+    kubernetes_settings = os.environ.get(PLATFORM_ENV, "kubeflow") != "vertex"
+    if stage not in config.STAGE_RESOURCES:
+        from searchrec.errors import SearchrecError
+
+        raise SearchrecError(f"unknown stage {stage!r}; expected one of {', '.join(config.STAGE_RESOURCES)}")
+    resources = config.STAGE_RESOURCES[stage]
+    task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
+    task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
+    if resources.gpus:
+        task.set_accelerator_type(config.ACCELERATOR_TYPE).set_accelerator_limit(resources.gpus)
+        if kubernetes_settings:
+            kubernetes.add_toleration(task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule")
+
+    touches_network = touches_network or stage in WAREHOUSE_STAGES
+    if touches_network and not os.environ.get(config.LOCAL_RUN_ENV):
+        task.set_retry(
+            num_retries=NETWORK_RETRIES,
+            backoff_duration=NETWORK_BACKOFF,
+            backoff_factor=NETWORK_BACKOFF_FACTOR,
+            backoff_max_duration=NETWORK_BACKOFF_MAX,
+        )
+    task.set_caching_options(cache and stage not in UNCACHED_STAGES)
+
+    # Credentials reach the pod as environment variables from Kubernetes Secrets: the YAML holds only
+    # the Secret's name and keys, never a value.
+    if kubernetes_settings and stage in WAREHOUSE_STAGES:
+        kubernetes.use_secret_as_env(
+            task, secret_name=config.WAREHOUSE_SECRET, secret_key_to_env=dict(config.WAREHOUSE_SECRET_ENV)
+        )
+    if kubernetes_settings and touches_network:
+        # Optional: with workload identity (GKE) or IRSA (EKS) there is no key Secret at all.
+        kubernetes.use_secret_as_env(
+            task,
+            secret_name=config.STORAGE_SECRET,
+            secret_key_to_env=dict(config.STORAGE_SECRET_ENV),
+            optional=True,
+        )
+    return task

@@ -1,0 +1,183 @@
+"""Holdout evaluation: exact top-k over the FULL item set of the snapshot, for the model and for the
+global-popularity baseline, plus the ceiling the demo generator's ground truth allows.
+
+Metric functions take ``topk`` ids [n, k] (best first) and ``true`` ids [n]: each holdout example has
+exactly one relevant item (the one bought). Results are a flat dict for KFP Metrics, e.g.
+``model_recall_at_200``, ``popularity_recall_at_200``, ``ceiling_recall_at_200``, ``model_ndcg_at_200``,
+``model_mrr``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from searchrec.model import TwoTower, gather_history
+
+log = logging.getLogger(__name__)
+
+RECALL_KS = (10, 50, 100, 200)
+NDCG_K = 200
+_SCORE_BUDGET = 1 << 26  # elements of one [queries x items] score block (256 MiB in float32)
+
+
+def hit_ranks(topk: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """0-based position of the true id in each row of ``topk``; -1 where it is absent."""
+    topk = np.asarray(topk)
+    true = np.asarray(true)
+    if topk.ndim != 2 or true.ndim != 1 or len(topk) != len(true):
+        raise ValueError(f"expected topk [n, k] and true [n], got {topk.shape} and {true.shape}")
+    hits = topk == true[:, None]
+    return np.where(hits.any(axis=1), hits.argmax(axis=1), -1)
+
+
+def recall_at_k(topk: np.ndarray, true: np.ndarray, k: int) -> float:
+    """Share of rows whose true id is among the first k."""
+    ranks = hit_ranks(np.asarray(topk)[:, :k], true)
+    return float((ranks >= 0).mean()) if len(ranks) else float("nan")
+
+
+def ndcg_at_k(topk: np.ndarray, true: np.ndarray, k: int) -> float:
+    """NDCG with one relevant item: 1 / log2(rank + 1) for a hit at 1-based rank within k, else 0."""
+    ranks = hit_ranks(np.asarray(topk)[:, :k], true)
+    gains = np.where(ranks >= 0, 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+    return float(gains.mean()) if len(ranks) else float("nan")
+
+
+def mrr(topk: np.ndarray, true: np.ndarray) -> float:
+    """Mean reciprocal rank of the true id within the given top-k (0 when it is not there)."""
+    ranks = hit_ranks(topk, true)
+    rr = np.where(ranks >= 0, 1.0 / (np.maximum(ranks, 0) + 1.0), 0.0)
+    return float(rr.mean()) if len(ranks) else float("nan")
+
+
+def ranking_metrics(
+    topk: np.ndarray, true: np.ndarray, prefix: str, ks: Sequence[int] = RECALL_KS, ndcg_k: int = NDCG_K
+) -> dict[str, float]:
+    """Recall@k for each k, NDCG@ndcg_k and MRR as ``{prefix}_recall_at_{k}``, ... ."""
+    out = {f"{prefix}_recall_at_{k}": recall_at_k(topk, true, k) for k in ks}
+    out[f"{prefix}_ndcg_at_{ndcg_k}"] = ndcg_at_k(topk, true, ndcg_k)
+    out[f"{prefix}_mrr"] = mrr(topk, true)
+    return out
+
+
+def popularity_topk(nm_ids: np.ndarray, k: int) -> np.ndarray:
+    """The k most purchased items (ties broken by smaller nm_id) from one nm_id per purchase."""
+    ids, counts = np.unique(np.asarray(nm_ids, dtype=np.int64), return_counts=True)
+    order = np.lexsort((ids, -counts))
+    return ids[order[:k]]
+
+
+@torch.no_grad()
+def encode_items(model: TwoTower, item_emb: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
+    """Item-tower vectors of every row of ``item_emb`` (on the model's device)."""
+    model.eval()
+    parts = [model.item_tower(item_emb[s : s + batch_size]) for s in range(0, len(item_emb), batch_size)]
+    return torch.cat(parts) if parts else item_emb.new_zeros((0, model.cfg.output_dim))
+
+
+@torch.no_grad()
+def exact_topk(
+    queries: torch.Tensor, items: torch.Tensor, k: int, *, score_budget: int = _SCORE_BUDGET
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top-k by inner product, queries in chunks so one score block stays within the budget."""
+    k = min(k, len(items))
+    chunk = max(1, score_budget // max(1, len(items)))
+    scores, rows = [], []
+    for s in range(0, len(queries), chunk):
+        top = torch.topk(queries[s : s + chunk] @ items.T, k, dim=1)
+        scores.append(top.values)
+        rows.append(top.indices)
+    if not rows:
+        return queries.new_zeros((0, k)), torch.zeros((0, k), dtype=torch.long, device=queries.device)
+    return torch.cat(scores), torch.cat(rows)
+
+
+@torch.no_grad()
+def model_topk(
+    model: TwoTower,
+    table: torch.Tensor,
+    hist: torch.Tensor,
+    item_vectors: torch.Tensor,
+    k: int,
+    *,
+    batch_size: int = 8192,
+) -> np.ndarray:
+    """Row numbers [n, k] of the top-k items (rows of ``item_vectors``) for each history."""
+    model.eval()
+    device = table.device
+    out = []
+    for s in range(0, len(hist), batch_size):
+        history, mask = gather_history(table, hist[s : s + batch_size].to(device))
+        queries = model.query_tower(history, mask)
+        out.append(exact_topk(queries, item_vectors, k)[1].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, min(k, len(item_vectors))), dtype=np.int64)
+
+
+def evaluate(
+    model: TwoTower,
+    table: torch.Tensor,
+    hist: torch.Tensor,
+    true_ids: np.ndarray,
+    item_ids: np.ndarray,
+    item_emb: torch.Tensor,
+    train_nm_ids: np.ndarray,
+    *,
+    ks: Sequence[int] = RECALL_KS,
+    ground_truth_dir: Path | None = None,
+    holdout_df: pd.DataFrame | None = None,
+) -> dict[str, float]:
+    """Model, popularity and (with ``ground_truth_dir``) ceiling metrics on the holdout.
+
+    ``item_ids`` / ``item_emb`` are the whole snapshot (row i of item_emb is item_ids[i]);
+    ``train_nm_ids`` holds one nm_id per training purchase (the popularity baseline counts them).
+    """
+    started = time.perf_counter()
+    k = max(max(ks), NDCG_K)
+    item_vectors = encode_items(model, item_emb)
+    rows = model_topk(model, table, hist, item_vectors, k)
+    true_ids = np.asarray(true_ids, dtype=np.int64)
+    metrics = ranking_metrics(np.asarray(item_ids)[rows], true_ids, "model", ks)
+    popular = popularity_topk(train_nm_ids, k)
+    metrics.update(
+        ranking_metrics(np.broadcast_to(popular, (len(true_ids), len(popular))), true_ids, "popularity", ks)
+    )
+    if ground_truth_dir is not None:
+        metrics.update(ceiling_metrics(Path(ground_truth_dir), holdout_df, train_nm_ids, ks))
+    metrics["holdout_examples"] = float(len(true_ids))
+    metrics["catalogue_items"] = float(len(item_ids))
+    log.info(
+        "holdout: %d examples over %d items in %.1f s; recall@%d model %.4f popularity %.4f",
+        len(true_ids),
+        len(item_ids),
+        time.perf_counter() - started,
+        max(ks),
+        metrics[f"model_recall_at_{max(ks)}"],
+        metrics[f"popularity_recall_at_{max(ks)}"],
+    )
+    return metrics
+
+
+def ceiling_metrics(
+    ground_truth_dir: Path, holdout_df: pd.DataFrame | None, train_nm_ids: np.ndarray, ks: Sequence[int]
+) -> dict[str, float]:
+    """``ceiling_recall_at_{k}`` from the demo generator's ground truth; empty when it is unavailable."""
+    try:
+        from searchrec.demo_data import ceiling_recall  # lazy: only the demo has a ground truth
+    except ImportError as error:
+        log.warning("no ceiling: searchrec.demo_data.ceiling_recall is unavailable (%s)", error)
+        return {}
+    ids, counts = np.unique(np.asarray(train_nm_ids, dtype=np.int64), return_counts=True)
+    popularity = pd.Series(counts, index=pd.Index(ids, name="nm_id"), name="count").sort_values(
+        ascending=False, kind="stable"
+    )
+    return {
+        f"ceiling_recall_at_{k}": float(ceiling_recall(ground_truth_dir, holdout_df, popularity, k))
+        for k in ks
+    }

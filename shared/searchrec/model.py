@@ -1,0 +1,187 @@
+"""The two-tower model: a query tower over HISTORY_LENGTH query encodings, an item tower over the
+bert4rec item embedding, both ending L2-normalised in one space (so inner product = cosine).
+
+Stored as a folder: config.json plus one safetensors file per tower; loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from searchrec import schemas
+from searchrec.errors import SearchrecError
+
+PADDING_MODES = ("pad", "mask")
+
+
+@dataclass
+class TwoTowerConfig:
+    query_dim: int  # encoder output dimension (rubert-tiny2: 312)
+    item_dim: int  # bert4rec embedding dimension of the snapshot
+    history_length: int = 5
+    output_dim: int = 128
+    hidden_dim: int = 512
+    dropout: float = 0.1
+    padding: str = "pad"  # "pad": padded slots hold the [PAD] encoding; "mask": padded slots are zeroed
+    # lineage, filled by train: encoder id/pooling, training window, item count, metrics ...
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("query_dim", "item_dim", "history_length", "output_dim", "hidden_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise SearchrecError(f"model config: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            raise SearchrecError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
+        if self.padding not in PADDING_MODES:
+            raise SearchrecError(
+                f"model config: padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}"
+            )
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, ensure_ascii=False, default=str))
+
+    @classmethod
+    def load(cls, path: Path) -> TwoTowerConfig:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as error:
+            raise SearchrecError(f"cannot read model config {path}: {error}") from None
+        if not isinstance(data, dict):
+            raise SearchrecError(f"model config {path} is not a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SearchrecError(f"model config {path} has unknown fields: {', '.join(unknown)}")
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise SearchrecError(f"model config {path} is incomplete: {error}") from None
+
+
+def _mlp(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(in_dim, hidden_dim),
+        nn.LayerNorm(hidden_dim),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden_dim, out_dim),
+    )
+
+
+class QueryTower(nn.Module):
+    """[B, L, Dq] query encodings (+ [B, L] bool mask of real queries) -> [B, out] unit vectors.
+
+    padding="pad": the padded slots hold the [PAD] encoding (table row 0) and the mask is ignored.
+    padding="mask": the padded slots are zeroed, so the [PAD] encoding never reaches the network.
+    """
+
+    def __init__(self, cfg: TwoTowerConfig):
+        super().__init__()
+        self.padding = cfg.padding
+        self.history_length = cfg.history_length
+        self.query_dim = cfg.query_dim
+        self.mlp = _mlp(cfg.history_length * cfg.query_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if history.dim() != 3 or history.shape[1:] != (self.history_length, self.query_dim):
+            raise SearchrecError(
+                f"query tower expects [B, {self.history_length}, {self.query_dim}] histories, "
+                f"got {list(history.shape)}"
+            )
+        if self.padding == "mask" and mask is not None:
+            history = history * mask.unsqueeze(-1).to(history.dtype)
+        return nn.functional.normalize(self.mlp(history.flatten(1)), dim=-1)
+
+
+class ItemTower(nn.Module):
+    """[B, Di] item embeddings -> [B, out] unit vectors."""
+
+    def __init__(self, cfg: TwoTowerConfig):
+        super().__init__()
+        self.item_dim = cfg.item_dim
+        self.mlp = _mlp(cfg.item_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        if items.dim() != 2 or items.shape[1] != self.item_dim:
+            raise SearchrecError(
+                f"item tower expects [B, {self.item_dim}] embeddings, got {list(items.shape)}"
+            )
+        return nn.functional.normalize(self.mlp(items), dim=-1)
+
+
+class TwoTower(nn.Module):
+    def __init__(self, cfg: TwoTowerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.query_tower = QueryTower(cfg)
+        self.item_tower = ItemTower(cfg)
+
+    def forward(
+        self, history: torch.Tensor, mask: torch.Tensor | None, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.query_tower(history, mask), self.item_tower(items)
+
+    def encode_indices(self, table: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
+        """Query vectors straight from a (device) embedding table and int history indices [B, L]."""
+        history, mask = gather_history(table, hist)
+        return self.query_tower(history, mask)
+
+    def save(self, model_dir: Path) -> None:
+        model_dir = Path(model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(model_dir / schemas.MODEL_CONFIG)
+        save_file(_cpu_state(self.query_tower), str(model_dir / schemas.QUERY_TOWER_FILE))
+        save_file(_cpu_state(self.item_tower), str(model_dir / schemas.ITEM_TOWER_FILE))
+
+    @classmethod
+    def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> TwoTower:
+        model_dir = Path(model_dir)
+        missing = [
+            f
+            for f in (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE)
+            if not (model_dir / f).is_file()
+        ]
+        if missing:
+            raise SearchrecError(f"model folder {model_dir} lacks {', '.join(missing)}")
+        model = cls(TwoTowerConfig.load(model_dir / schemas.MODEL_CONFIG))
+        for name, tower in (
+            (schemas.QUERY_TOWER_FILE, model.query_tower),
+            (schemas.ITEM_TOWER_FILE, model.item_tower),
+        ):
+            try:
+                tower.load_state_dict(load_file(str(model_dir / name)))
+            except (RuntimeError, OSError, ValueError) as error:
+                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+                raise SearchrecError(f"{model_dir / name} does not match config.json: {first}") from None
+        return model.to(device).eval()
+
+
+def gather_history(table: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Look up history indices [B, L] (int32/int64, 0 = padding) in an encoding table [n+1, Dq].
+
+    Both tensors should live on the same device; the result is [B, L, Dq] plus the [B, L] bool mask of
+    real (non-padding) slots. Only the batch is materialised, never all examples.
+    """
+    flat = hist.reshape(-1)
+    if flat.dtype not in (torch.int32, torch.int64):
+        flat = flat.long()
+    history = torch.index_select(table, 0, flat).view(*hist.shape, table.shape[1])
+    return history, hist != 0
+
+
+def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+
+
+def pick_device(device: str | torch.device | None = None) -> torch.device:
+    """The given device, else CUDA when present, else CPU."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

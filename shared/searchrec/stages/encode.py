@@ -1,0 +1,290 @@
+"""encode: each distinct query once through the sentence encoder; histories become table indices.
+
+The reference implementation encoded every history slot (5 per example, pads included) and stored
+5 x 312 floats per row. Queries repeat heavily, so this stage encodes each distinct text once and
+writes (layout: ``schemas``, encode -> train / infer):
+
+- ``table.npy``      float32 [n_distinct + 1, dim]; row 0 is the encoding of ``config.PAD_QUERY``
+- ``texts.parquet``  ``query_text``; row i+1 of the table is texts[i]
+- ``<split>.parquet`` the input rows without ``queries``; ``<split>_hist.npy`` int32 [rows, HISTORY_LENGTH]
+  indices into the table, right-aligned (most recent query last), 0 = padding
+- ``encoder.json``   encoder id/path, pooling, dim, max_length
+
+:func:`original_layout` turns table + indices back into the reference's [rows, 5 * dim] matrix.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from searchrec import config, schemas
+from searchrec.encoder import Encoder, EncoderSpec, EncodeTiming, encode_texts, load_encoder
+from searchrec.errors import SearchrecError
+
+log = logging.getLogger(__name__)
+
+QUERIES_COLUMN = "queries"
+KNOWN_SPLITS = (*schemas.TRAIN_SPLITS, schemas.INFER_SPLIT)
+
+
+@dataclass
+class EncodeStats:
+    encoder: str
+    pooling: str
+    dim: int
+    device: str
+    rows: dict[str, int] = field(default_factory=dict)  # per split
+    queries_total: int = 0  # non-padding history slots over all splits
+    queries_distinct: int = 0  # texts encoded (the [PAD] row not counted)
+    tokens: int = 0  # tokens run through the model, special tokens included
+    encode_seconds: float = 0.0  # tokenising + model
+    seconds: float = 0.0  # the whole stage: read, load, encode, write
+
+    @property
+    def queries_per_s(self) -> float:
+        """Distinct texts encoded per second of encoding ([PAD] row included in the work)."""
+        return (self.queries_distinct + 1) / self.encode_seconds if self.encode_seconds > 0 else 0.0
+
+    @property
+    def repeat_factor(self) -> float:
+        """History slots per distinct text: the work the naive per-slot encoding would have done more."""
+        return self.queries_total / self.queries_distinct if self.queries_distinct else 0.0
+
+    def as_metadata(self) -> dict[str, str | int | float]:
+        """Flat scalars for the KFP artifact's metadata."""
+        meta: dict[str, str | int | float] = {
+            "encoder": self.encoder,
+            "pooling": self.pooling,
+            "dim": self.dim,
+            "device": self.device,
+            "queries_total": self.queries_total,
+            "queries_distinct": self.queries_distinct,
+            "repeat_factor": round(self.repeat_factor, 3),
+            "tokens": self.tokens,
+            "encode_seconds": round(self.encode_seconds, 3),
+            "seconds": round(self.seconds, 3),
+            "queries_per_s": round(self.queries_per_s, 1),
+        }
+        meta.update({f"rows_{split}": n for split, n in self.rows.items()})
+        return meta
+
+
+@dataclass
+class _Split:
+    name: str
+    rows: pa.Table  # input without the queries column
+    values: pa.Array  # kept query texts, flattened, in row order (oldest first within a row)
+    parents: np.ndarray  # int64, row of each value
+    slots: np.ndarray  # int64, right-aligned slot of each value in [0, HISTORY_LENGTH)
+
+
+def _read_split(path: Path, name: str, history_length: int) -> _Split:
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowException) as error:
+        raise SearchrecError(f"encode: cannot read {path}: {str(error).splitlines()[0]}") from None
+    if QUERIES_COLUMN not in table.column_names:
+        raise SearchrecError(
+            f"encode: {path} has no '{QUERIES_COLUMN}' column (has {', '.join(table.column_names)})"
+        )
+    column = table.column(QUERIES_COLUMN)
+    kind = column.type
+    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind)) or not (
+        pa.types.is_string(kind.value_type) or pa.types.is_large_string(kind.value_type)
+    ):
+        raise SearchrecError(f"encode: {path}: column '{QUERIES_COLUMN}' must be list<string>, got {kind}")
+    queries = column.cast(pa.large_list(pa.large_string())).combine_chunks()
+    if isinstance(queries, pa.ChunkedArray):  # older pyarrow returns a ChunkedArray for no chunks
+        queries = pa.array([], type=pa.large_list(pa.large_string()))
+
+    values = pc.list_flatten(queries)
+    parents = pc.list_parent_indices(queries).to_numpy(zero_copy_only=False).astype(np.int64)
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    if not valid.all():
+        log.warning("encode: %s: %d null query texts dropped", name, int((~valid).sum()))
+        values = values.filter(pa.array(valid))
+        parents = parents[valid]
+
+    n_rows = table.num_rows
+    counts = np.bincount(parents, minlength=n_rows)
+    starts = np.cumsum(counts) - counts
+    position = np.arange(len(parents), dtype=np.int64) - starts[parents]
+    slots = history_length - counts[parents] + position  # right-aligned: the last query in the last slot
+    keep = slots >= 0
+    if not keep.all():
+        log.warning(
+            "encode: %s: %d rows had more than %d queries; kept the most recent %d",
+            name,
+            int((counts > history_length).sum()),
+            history_length,
+            history_length,
+        )
+        values = values.filter(pa.array(keep))
+        parents, slots = parents[keep], slots[keep]
+    rows = table.drop_columns([QUERIES_COLUMN])
+    return _Split(name=name, rows=rows, values=values, parents=parents, slots=slots)
+
+
+def _discover_splits(examples_dir: Path, splits: tuple[str, ...] | None) -> list[str]:
+    if not examples_dir.is_dir():
+        raise SearchrecError(f"encode: input folder {examples_dir} does not exist")
+    if splits is None:
+        found = [s for s in KNOWN_SPLITS if (examples_dir / schemas.rows_file(s)).is_file()]
+        if not found:
+            raise SearchrecError(
+                f"encode: {examples_dir} holds none of {', '.join(schemas.rows_file(s) for s in KNOWN_SPLITS)}"
+            )
+        return found
+    if not splits:
+        raise SearchrecError("encode: no splits given")
+    missing = [s for s in splits if not (examples_dir / schemas.rows_file(s)).is_file()]
+    if missing:
+        raise SearchrecError(
+            f"encode: {examples_dir} has no {', '.join(schemas.rows_file(s) for s in missing)}"
+        )
+    return list(dict.fromkeys(splits))
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise SearchrecError(f"encode: output {out_dir} exists and is not an empty folder")
+
+
+def encode_histories(
+    examples_dir: Path,
+    encoder: EncoderSpec | Encoder,
+    out_dir: Path,
+    *,
+    batch_size: int = 512,
+    splits: tuple[str, ...] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> EncodeStats:
+    """Encode each distinct query once; write the embedding table and per-example indices.
+
+    ``examples_dir`` holds the clean stage's split files (train/holdout.parquet, or histories.parquet);
+    ``splits`` None takes whichever of them are present. ``encoder`` is a spec (loaded here, on
+    ``device``, CUDA when available) or an already loaded encoder. The output folder is written
+    complete or not at all.
+    """
+    started = time.perf_counter()
+    examples_dir, out_dir = Path(examples_dir), Path(out_dir)
+    history_length = config.HISTORY_LENGTH
+    names = _discover_splits(examples_dir, splits)
+    _check_out_dir(out_dir)
+
+    read_started = time.perf_counter()
+    parts = [_read_split(examples_dir / schemas.rows_file(name), name, history_length) for name in names]
+    all_values = pa.concat_arrays([p.values for p in parts])
+    encoded_values = pc.dictionary_encode(all_values)
+    codes = encoded_values.indices.to_numpy(zero_copy_only=False).astype(np.int64) + 1  # 0 = padding
+    distinct: list[str] = encoded_values.dictionary.to_pylist()
+    queries_total = len(all_values)
+    log.info(
+        "encode: read %s from %s in %.2f s: %d queries, %d distinct (%.1f slots per text)",
+        ", ".join(f"{p.name} {p.rows.num_rows} rows" for p in parts),
+        examples_dir,
+        time.perf_counter() - read_started,
+        queries_total,
+        len(distinct),
+        queries_total / len(distinct) if distinct else 0.0,
+    )
+
+    if isinstance(encoder, Encoder):
+        loaded = encoder
+    else:
+        loaded = load_encoder(encoder, device=device)
+    timing = EncodeTiming()
+    table = encode_texts(loaded, [config.PAD_QUERY, *distinct], batch_size, progress=progress, timing=timing)
+    log.info(
+        "encode: %d texts (%d tokens, %d batches of <= %d) in %.2f s (tokenise %.2f s, model %.2f s): "
+        "%.0f queries/s on %s",
+        timing.texts,
+        timing.tokens,
+        timing.batches,
+        batch_size,
+        timing.seconds,
+        timing.tokenize_s,
+        timing.model_s,
+        timing.texts / timing.seconds if timing.seconds else 0.0,
+        loaded.device,
+    )
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        np.save(tmp / schemas.TABLE_FILE, table)
+        pq.write_table(
+            pa.table({"query_text": pa.array(distinct, type=pa.string())}), tmp / schemas.TEXTS_FILE
+        )
+        offset = 0
+        for part in parts:
+            n = len(part.values)
+            hist = np.zeros((part.rows.num_rows, history_length), dtype=np.int32)
+            hist[part.parents, part.slots] = codes[offset : offset + n]
+            offset += n
+            pq.write_table(part.rows, tmp / schemas.rows_file(part.name))
+            np.save(tmp / schemas.hist_file(part.name), hist)
+        info = {
+            **loaded.info(),
+            "device": str(loaded.device),
+            "pad_query": config.PAD_QUERY,
+            "history_length": history_length,
+            "splits": names,
+            "queries_total": queries_total,
+            "queries_distinct": len(distinct),
+        }
+        (tmp / schemas.ENCODER_INFO).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        _check_out_dir(out_dir)
+        if out_dir.is_dir():
+            out_dir.rmdir()  # empty (checked): KFP may have created the artifact folder
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    stats = EncodeStats(
+        encoder=loaded.spec.name_or_path,
+        pooling=loaded.pooling,
+        dim=loaded.dim,
+        device=str(loaded.device),
+        rows={p.name: p.rows.num_rows for p in parts},
+        queries_total=queries_total,
+        queries_distinct=len(distinct),
+        tokens=timing.tokens,
+        encode_seconds=timing.seconds,
+        seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "encode: wrote %s (table %d x %d float32, %.1f MB) in %.1f s total",
+        out_dir,
+        table.shape[0],
+        table.shape[1],
+        table.nbytes / 1e6,
+        stats.seconds,
+    )
+    return stats
+
+
+def original_layout(table: np.ndarray, hist: np.ndarray) -> np.ndarray:
+    """The reference implementation's features: [rows, HISTORY_LENGTH * dim], slot encodings side by side
+    (oldest first, missing slots holding the [PAD] encoding, table row 0)."""
+    if table.ndim != 2 or hist.ndim != 2:
+        raise SearchrecError(
+            f"original_layout: expected 2-d table and hist, got {table.shape} and {hist.shape}"
+        )
+    if hist.size and (hist.min() < 0 or hist.max() >= table.shape[0]):
+        raise SearchrecError(f"original_layout: indices outside the table's {table.shape[0]} rows")
+    return table[hist].reshape(hist.shape[0], hist.shape[1] * table.shape[1])

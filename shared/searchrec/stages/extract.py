@@ -1,0 +1,474 @@
+"""Extract stage: warehouse rows for a date window to Parquet parts, and the nearest embeddings snapshot.
+
+- ``extract_training_events``: purchases in the window with their preceding queries (sql/train_events.sql)
+- ``extract_inference_events``: each user's last queries in the window (sql/infer_events.sql)
+- ``extract_orders``: purchases in the window (sql/orders.sql)
+- ``fetch_snapshot``: the ``dt=YYYY-MM-DD`` embeddings partition nearest a date, copied and checked
+
+Every output folder is written in full or not at all (staged next to the target, renamed at the end).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
+
+from searchrec import config, schemas, storage, warehouse
+from searchrec.errors import SearchrecError
+
+log = logging.getLogger(__name__)
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PARTITION = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
+
+
+# --- parameters -----------------------------------------------------------------------------------
+
+
+def parse_date(value: str | date, name: str) -> date:
+    """A calendar date from ``YYYY-MM-DD`` (or a date); SearchrecError naming the parameter otherwise."""
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if _DATE.match(text):
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            pass
+    raise SearchrecError(f"{name} {value!r} is not a calendar date YYYY-MM-DD")
+
+
+def parse_window(start_date: str | date, end_date: str | date) -> tuple[date, date]:
+    """Validated inclusive window; a reversed one is refused."""
+    start, end = parse_date(start_date, "start_date"), parse_date(end_date, "end_date")
+    if start > end:
+        raise SearchrecError(f"end_date {end} is before start_date {start}")
+    return start, end
+
+
+def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or int(value) != value
+        or value < minimum
+    ):
+        raise SearchrecError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# --- stats ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractStats:
+    """What an extract wrote; ``as_metadata()`` goes into the KFP artifact's metadata."""
+
+    query: str
+    warehouse: str  # password-free display form
+    start_date: str
+    end_date: str
+    rows: int
+    users: int
+    bytes: int
+    seconds: float
+    files: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def as_metadata(self) -> dict[str, Any]:
+        return {
+            "query": self.query,
+            "warehouse": self.warehouse,
+            "window": f"{self.start_date}..{self.end_date}",
+            "start_date": self.start_date,
+            "end_date": self.end_date,
+            "rows": self.rows,
+            "users": self.users,
+            "bytes": self.bytes,
+            "files": len(self.files),
+            "seconds": round(self.seconds, 3),
+            **self.params,
+        }
+
+
+@dataclass
+class SnapshotInfo:
+    """The embeddings snapshot that was picked; also written as ``schemas.SNAPSHOT_INFO`` json."""
+
+    uri: str
+    snapshot_date: str
+    requested_date: str
+    dim: int
+    rows: int
+    files: list[str]
+    bytes: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "uri": self.uri,
+            "snapshot_date": self.snapshot_date,
+            "requested_date": self.requested_date,
+            "dim": self.dim,
+            "rows": self.rows,
+            "files": self.files,
+        }
+
+    def as_metadata(self) -> dict[str, Any]:
+        days = (date.fromisoformat(self.snapshot_date) - date.fromisoformat(self.requested_date)).days
+        return {
+            "uri": self.uri,
+            "snapshot_date": self.snapshot_date,
+            "requested_date": self.requested_date,
+            "days_off": days,
+            "dim": self.dim,
+            "rows": self.rows,
+            "files": len(self.files),
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _stats(
+    query: str, uri: str, start: date, end: date, result: warehouse.StreamResult, **params: Any
+) -> ExtractStats:
+    return ExtractStats(
+        query=query,
+        warehouse=warehouse.display_uri(uri),
+        start_date=start.isoformat(),
+        end_date=end.isoformat(),
+        rows=result.rows,
+        users=result.distinct or 0,
+        bytes=result.bytes,
+        seconds=result.seconds,
+        files=result.files,
+        params=params,
+    )
+
+
+# --- events ---------------------------------------------------------------------------------------
+
+
+def extract_training_events(
+    warehouse_uri: str,
+    start_date: str | date,
+    end_date: str | date,
+    out_dir: Path,
+    *,
+    lookback_days: int = config.LOOKBACK_DAYS,
+    history_length: int = config.SQL_HISTORY_LENGTH,
+    chunk_rows: int = config.EXTRACT_CHUNK_ROWS,
+) -> ExtractStats:
+    """Purchases with ``order_ts`` in [start_date, end_date] and their preceding queries -> ``out_dir``.
+
+    Writes ``part-NNNNN.parquet`` files with schema ``schemas.TRAIN_EVENTS`` (long format; a purchase
+    without queries in the look-back has one row with NULL query_ts / query_text).
+    """
+    start, end = parse_window(start_date, end_date)
+    warehouse.check_uri(warehouse_uri)
+    lookback_days = _positive_int(lookback_days, "lookback_days")
+    history_length = _positive_int(history_length, "history_length")
+    chunk_rows = _positive_int(chunk_rows, "chunk_rows")
+    name = warehouse.display_uri(warehouse_uri)
+    result = warehouse.stream_to_parquet(
+        warehouse_uri,
+        "train_events",
+        {
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "lookback_days": lookback_days,
+            "history_length": history_length,
+        },
+        schemas.TRAIN_EVENTS,
+        Path(out_dir),
+        chunk_rows=chunk_rows,
+        count_distinct="user_id",
+        on_empty=lambda: SearchrecError(f"no purchases between {start} and {end} in warehouse {name}"),
+    )
+    return _stats(
+        "train_events",
+        warehouse_uri,
+        start,
+        end,
+        result,
+        lookback_days=lookback_days,
+        history_length=history_length,
+    )
+
+
+def read_user_list(users_path: Path) -> pa.Array:
+    """Distinct ``user_id`` values (int64) of a parquet or CSV file; SearchrecError if unusable."""
+    users_path = Path(users_path)
+    if not users_path.is_file():
+        raise SearchrecError(f"user list {users_path} does not exist")
+    try:
+        if users_path.suffix.lower() in (".csv", ".gz", ".txt") or users_path.name.lower().endswith(
+            ".csv.gz"
+        ):
+            table = pcsv.read_csv(users_path)
+        else:
+            table = pq.read_table(users_path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SearchrecError(f"user list {users_path} is not a readable parquet or CSV file: {exc}") from exc
+    if "user_id" not in table.column_names:
+        raise SearchrecError(
+            f"user list {users_path} has no user_id column (columns: {', '.join(table.column_names) or 'none'})"
+        )
+    column = table.column("user_id")
+    if not (pa.types.is_integer(column.type) or pa.types.is_null(column.type)):
+        raise SearchrecError(f"user list {users_path}: user_id must be integers, found {column.type}")
+    ids = pc.unique(column.combine_chunks().cast(pa.int64())).drop_null()
+    if len(ids) == 0:
+        raise SearchrecError(f"user list {users_path} holds no user ids")
+    log.info("user list %s: %d rows, %d distinct user ids", users_path, table.num_rows, len(ids))
+    return ids
+
+
+def extract_inference_events(
+    warehouse_uri: str,
+    start_date: str | date,
+    end_date: str | date,
+    out_dir: Path,
+    *,
+    users_path: Path | None = None,
+    history_length: int = config.SQL_HISTORY_LENGTH,
+    chunk_rows: int = config.EXTRACT_CHUNK_ROWS,
+) -> ExtractStats:
+    """The last ``history_length`` queries of each user in [start_date, end_date] -> ``out_dir``.
+
+    With ``users_path`` (parquet or CSV with a ``user_id`` column) only those users; otherwise every
+    user with a query in the window. Schema ``schemas.INFER_EVENTS``.
+    """
+    start, end = parse_window(start_date, end_date)
+    warehouse.check_uri(warehouse_uri)
+    history_length = _positive_int(history_length, "history_length")
+    chunk_rows = _positive_int(chunk_rows, "chunk_rows")
+    user_ids = read_user_list(Path(users_path)) if users_path is not None else None
+    name = warehouse.display_uri(warehouse_uri)
+    who = f" for the {len(user_ids)} listed users" if user_ids is not None else ""
+    result = warehouse.stream_to_parquet(
+        warehouse_uri,
+        "infer_events",
+        {
+            "start_date": start.isoformat(),
+            "end_date": end.isoformat(),
+            "history_length": history_length,
+            "all_users": user_ids is None,
+        },
+        schemas.INFER_EVENTS,
+        Path(out_dir),
+        chunk_rows=chunk_rows,
+        user_ids=user_ids,
+        count_distinct="user_id",
+        on_empty=lambda: SearchrecError(f"no queries between {start} and {end}{who} in warehouse {name}"),
+    )
+    extra: dict[str, Any] = {"history_length": history_length}
+    if user_ids is not None:
+        extra["listed_users"] = len(user_ids)
+        missing = len(user_ids) - (result.distinct or 0)
+        if missing:
+            log.warning(
+                "%d of %d listed users have no query between %s and %s", missing, len(user_ids), start, end
+            )
+    return _stats("infer_events", warehouse_uri, start, end, result, **extra)
+
+
+def extract_orders(
+    warehouse_uri: str,
+    start_date: str | date,
+    end_date: str | date,
+    out_dir: Path,
+    *,
+    allow_empty: bool = True,
+    chunk_rows: int = config.EXTRACT_CHUNK_ROWS,
+) -> ExtractStats:
+    """Purchases with ``order_ts`` in [start_date, end_date] -> ``out_dir`` (schema ``schemas.ORDERS``).
+
+    These only serve to exclude already-bought items, so by default an empty window writes one empty
+    part file (with a warning); ``allow_empty=False`` makes it an error.
+    """
+    start, end = parse_window(start_date, end_date)
+    warehouse.check_uri(warehouse_uri)
+    chunk_rows = _positive_int(chunk_rows, "chunk_rows")
+    name = warehouse.display_uri(warehouse_uri)
+    result = warehouse.stream_to_parquet(
+        warehouse_uri,
+        "orders",
+        {"start_date": start.isoformat(), "end_date": end.isoformat()},
+        schemas.ORDERS,
+        Path(out_dir),
+        chunk_rows=chunk_rows,
+        count_distinct="user_id",
+        on_empty=None
+        if allow_empty
+        else (lambda: SearchrecError(f"no purchases between {start} and {end} in warehouse {name}")),
+    )
+    if result.rows == 0:
+        log.warning(
+            "no purchases between %s and %s in warehouse %s; wrote an empty orders file", start, end, name
+        )
+    return _stats("orders", warehouse_uri, start, end, result)
+
+
+# --- embeddings snapshot --------------------------------------------------------------------------
+
+
+def list_snapshots(embeddings_uri: str | Path) -> dict[date, str]:
+    """``{snapshot date: partition name}`` of the ``dt=YYYY-MM-DD`` folders under ``embeddings_uri``."""
+    found: dict[date, str] = {}
+    for child in storage.list_dir(embeddings_uri):
+        m = _PARTITION.match(child)
+        if not m:
+            continue
+        try:
+            found[date.fromisoformat(m.group(1))] = child
+        except ValueError:
+            log.warning("ignoring %s under %s: not a calendar date", child, embeddings_uri)
+    return found
+
+
+def pick_snapshot(snapshots: dict[date, str], wanted: date, max_days: int, where: str) -> date:
+    """The snapshot date nearest ``wanted`` (the earlier one on a tie), within ``max_days``."""
+    if not snapshots:
+        raise SearchrecError(f"no dt=YYYY-MM-DD embeddings snapshots under {where}")
+    nearest = min(snapshots, key=lambda d: (abs((d - wanted).days), d))
+    days = abs((nearest - wanted).days)
+    if days > max_days:
+        raise SearchrecError(
+            f"no embeddings snapshot within {max_days} days of {wanted} under {where}; "
+            f"the nearest is dt={nearest} ({days} days away)"
+        )
+    return nearest
+
+
+def _check_embeddings_file(path: Path, shown: str) -> tuple[int, int]:
+    """(rows, dim) of one snapshot file; SearchrecError naming the file if it breaks the contract."""
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SearchrecError(f"embeddings file {shown} is not readable parquet: {exc}") from exc
+    got = pf.schema_arrow
+    for want in schemas.EMBEDDINGS:
+        if want.name not in got.names:
+            raise SearchrecError(
+                f"embeddings file {shown} has no column {want.name} (columns: {', '.join(got.names)})"
+            )
+        if got.field(want.name).type != want.type:
+            raise SearchrecError(
+                f"embeddings file {shown}: column {want.name} is {got.field(want.name).type}, expected {want.type}"
+            )
+    rows, dims = 0, set()
+    for batch in pf.iter_batches(columns=["nm_id", "embedding"], batch_size=65_536):
+        if batch.column(0).null_count or batch.column(1).null_count:
+            raise SearchrecError(f"embeddings file {shown} has null nm_id or embedding values")
+        lengths = pc.list_value_length(batch.column(1))
+        if len(lengths):
+            mm = pc.min_max(lengths)
+            dims.update({mm["min"].as_py(), mm["max"].as_py()})
+        rows += batch.num_rows
+        if len(dims) > 1:
+            break
+    if len(dims) > 1:
+        raise SearchrecError(f"embeddings file {shown} mixes embedding lengths {sorted(dims)}")
+    dim = dims.pop() if dims else 0
+    if rows and dim == 0:
+        raise SearchrecError(f"embeddings file {shown} has empty embeddings")
+    return rows, dim
+
+
+def fetch_snapshot(
+    embeddings_uri: str | Path,
+    date: str | date,  # the pipeline parameter's name (shadows datetime.date in here)
+    out_dir: Path,
+    *,
+    max_days: int = config.SNAPSHOT_MAX_DAYS,
+) -> SnapshotInfo:
+    """Copy the embeddings snapshot nearest ``date`` into ``out_dir`` and check it.
+
+    Lists ``dt=YYYY-MM-DD`` partitions under a local folder, ``s3://`` or ``gs://`` URI, picks the
+    nearest one (refusing if none is within ``max_days``), copies its ``*.parquet`` files, checks
+    every file has the ``schemas.EMBEDDINGS`` columns and one embedding length across all files,
+    and writes ``out_dir/schemas.SNAPSHOT_INFO``.
+    """
+    wanted = parse_date(date, "date")
+    max_days = _positive_int(max_days, "max_days", minimum=0)
+    uri = str(embeddings_uri)
+    t0 = time.perf_counter()
+    snapshots = list_snapshots(uri)
+    picked = pick_snapshot(snapshots, wanted, max_days, uri)
+    partition = storage.join_uri(uri, snapshots[picked])
+    log.info(
+        "embeddings: %d snapshots under %s; picked dt=%s for %s (%+d days)",
+        len(snapshots),
+        uri,
+        picked,
+        wanted,
+        (picked - wanted).days,
+    )
+    out_dir = Path(out_dir)
+    with storage.staged_dir(out_dir) as tmp:
+        download = tmp / ".download"
+        storage.download_tree(partition, download)
+        parts = sorted(p for p in download.rglob("*.parquet") if p.is_file())
+        if not parts:
+            raise SearchrecError(f"embeddings snapshot {partition} holds no .parquet files")
+        files: list[str] = []
+        total_rows, dim_of = 0, {}
+        for src in parts:
+            name = src.relative_to(download).as_posix().replace("/", "__")
+            shown = storage.join_uri(partition, src.relative_to(download).as_posix())
+            rows, dim = _check_embeddings_file(src, shown)
+            if rows:
+                dim_of[shown] = dim
+            total_rows += rows
+            src.rename(tmp / name)
+            files.append(name)
+        dims = sorted(set(dim_of.values()))
+        if len(dims) > 1:
+            first = next(iter(dim_of))
+            other = next(f for f, d in dim_of.items() if d != dim_of[first])
+            raise SearchrecError(
+                f"embeddings snapshot {partition} mixes embedding lengths: {other} has {dim_of[other]}, "
+                f"{first} has {dim_of[first]}"
+            )
+        if total_rows == 0:
+            raise SearchrecError(f"embeddings snapshot {partition} has no rows")
+        for leftover in sorted(download.rglob("*"), reverse=True):
+            leftover.unlink() if leftover.is_file() else leftover.rmdir()
+        download.rmdir()
+        nbytes = sum((tmp / f).stat().st_size for f in files)
+        info = SnapshotInfo(
+            uri=partition,
+            snapshot_date=picked.isoformat(),
+            requested_date=wanted.isoformat(),
+            dim=dims[0],
+            rows=total_rows,
+            files=files,
+            bytes=nbytes,
+        )
+        (tmp / schemas.SNAPSHOT_INFO).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+    info.seconds = time.perf_counter() - t0
+    log.info(
+        "embeddings snapshot dt=%s: %d rows, dim %d, %d files (%.1f MB) to %s in %.1fs",
+        picked,
+        total_rows,
+        info.dim,
+        len(files),
+        nbytes / 1e6,
+        out_dir,
+        info.seconds,
+    )
+    return info

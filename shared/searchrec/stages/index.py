@@ -1,0 +1,619 @@
+"""Index stage: the item tower over every item of the embeddings snapshot, then a faiss index on them.
+
+Output folder (schemas "index -> infer"):
+
+    items.faiss   the CPU faiss index (``faiss.write_index``); row i is the item ``nm_ids[i]``
+    nm_ids.npy    int64 [n]
+    index.json    kind, n, dim, parameters, measured recall@k, snapshot date, model digests, timings
+
+By default the index is exact (``IndexFlatIP`` on the unit vectors of the item tower, so inner product
+is cosine). An approximate index (IVF-Flat or HNSW) is built when asked for or, with ``kind="auto"``,
+above ``auto_threshold`` items; its recall@k against exact search is measured at build time on a
+sample of item vectors used as queries (or on real query vectors / encoded histories when given),
+its search parameter (IVF ``nprobe``, HNSW ``efSearch``) is the cheapest one that reaches
+``min_recall``, and the build fails if none does. The GPU is used for the item tower (torch) and for
+faiss when present; the saved index is always the CPU one, so infer runs on either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+from tqdm.auto import tqdm
+
+from searchrec import config, schemas
+from searchrec.errors import SearchrecError
+from searchrec.model import TwoTower
+from searchrec.storage import staged_dir
+
+log = logging.getLogger(__name__)
+
+KINDS = ("flat", "ivf", "hnsw", "auto")
+GPU_MAX_K = 2048  # faiss GPU k-selection limit (k and nprobe)
+IVF_MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per list
+IVF_TRAIN_POINTS_PER_CENTROID = 256
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+SEED = 1234
+# faiss' flat search runs sgemm on blocks of 4096 queries x 1024 items by default; blocks of 16384 items
+# made exact top-200 search 2-2.4x faster on CPU (tests/benchmarks/results/search.md), for a 256 MB block.
+CPU_BLAS_DATABASE_BLOCK = 16384
+
+
+# --- shared helpers (also used by infer) --------------------------------------------------------
+@dataclass(frozen=True)
+class Devices:
+    """Where the towers run (torch) and whether faiss searches on the GPU."""
+
+    torch: torch.device
+    faiss_gpu: bool
+
+    @property
+    def name(self) -> str:
+        return "gpu" if self.torch.type == "cuda" or self.faiss_gpu else "cpu"
+
+
+def resolve_devices(device: str = "auto") -> Devices:
+    """``auto``: the GPU where torch / faiss see one, else the CPU; ``cpu``: never the GPU; ``cuda``: require it."""
+    faiss_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if device == "auto":
+        return Devices(torch.device("cuda" if torch.cuda.is_available() else "cpu"), faiss_gpus > 0)
+    if device == "cpu":
+        return Devices(torch.device("cpu"), False)
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise SearchrecError("device 'cuda' asked for, but torch sees no GPU")
+        return Devices(torch.device("cuda"), faiss_gpus > 0)
+    raise SearchrecError(f"unknown device {device!r}; expected auto, cpu or cuda")
+
+
+class Searcher:
+    """Top-k inner-product search over a CPU faiss index; on a faiss GPU copy of it where possible.
+
+    Both paths return the same neighbours (up to float rounding of the scores). The GPU copy is used
+    for k <= 2048 (faiss' GPU selection limit) and for index types faiss has on the GPU (flat, IVF);
+    HNSW and larger k run on the CPU index.
+    """
+
+    def __init__(self, index: faiss.Index, use_gpu: bool, ef_search: int | None = None):
+        self.cpu = index
+        self.ef_search = ef_search
+        self.gpu = None
+        self._resources = None
+        if use_gpu and not isinstance(index, faiss.IndexHNSW):
+            self._resources = faiss.StandardGpuResources()
+            self.gpu = faiss.index_cpu_to_gpu(self._resources, 0, index)
+            if isinstance(index, faiss.IndexIVF):
+                faiss.GpuParameterSpace().set_index_parameter(self.gpu, "nprobe", index.nprobe)
+
+    @property
+    def on_gpu(self) -> bool:
+        return self.gpu is not None
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Scores float32 [B, k] (descending) and index rows int64 [B, k] (-1 where fewer were found)."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.gpu is not None and k <= GPU_MAX_K:
+            return self.gpu.search(queries, k)
+        if isinstance(self.cpu, faiss.IndexHNSW):
+            # efSearch bounds the candidate list: never below k, else fewer than k come back
+            self.cpu.hnsw.efSearch = max(self.ef_search or 0, k)
+        with cpu_blas_blocks():
+            return self.cpu.search(queries, k)
+
+
+@contextlib.contextmanager
+def cpu_blas_blocks(items_per_block: int = CPU_BLAS_DATABASE_BLOCK) -> Iterator[None]:
+    """Larger sgemm blocks for faiss' exhaustive CPU search while the block runs (a faiss global)."""
+    if not hasattr(faiss.cvar, "distance_compute_blas_database_bs"):
+        yield
+        return
+    old = faiss.cvar.distance_compute_blas_database_bs
+    faiss.cvar.distance_compute_blas_database_bs = max(old, items_per_block)
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_database_bs = old
+
+
+def model_digests(model_dir: Path) -> dict[str, str]:
+    """sha256 of the model's config.json and of config + both towers' weights (what infer checks)."""
+    config_digest = hashlib.sha256((model_dir / schemas.MODEL_CONFIG).read_bytes()).hexdigest()
+    full = hashlib.sha256()
+    for name in (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE):
+        with open(model_dir / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                full.update(block)
+    return {"model_config_digest": config_digest, "model_digest": full.hexdigest()}
+
+
+def load_model(model_dir: Path, device: torch.device) -> TwoTower:
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise SearchrecError(f"model folder {model_dir} does not exist")
+    try:
+        return TwoTower.load(model_dir, device)
+    except SearchrecError:
+        raise
+    except Exception as error:  # corrupt config or weights: one line naming the folder
+        raise SearchrecError(
+            f"cannot load the model from {model_dir}: {type(error).__name__}: {error}"
+        ) from None
+
+
+def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean over queries of |found ∩ exact| / k, for rows of index ids (-1 = nothing found)."""
+    m, k = exact.shape
+    if m == 0:
+        return 1.0
+    width = np.int64(max(int(exact.max()), int(found.max()), 0) + 1)
+    rows = np.arange(m, dtype=np.int64)[:, None] * width
+    hits = np.isin(rows + found.astype(np.int64), rows + exact.astype(np.int64)) & (found >= 0)
+    return float(hits.sum()) / (m * k)
+
+
+# --- stats ----------------------------------------------------------------------------------------
+@dataclass
+class IndexStats:
+    kind: str
+    n_items: int
+    dim: int
+    item_dim: int
+    recall: float  # recall@recall_k of the index against exact search (1.0 for flat)
+    recall_k: int
+    recall_queries: int  # how many queries measured it (0 for flat: exact by construction)
+    recall_query_source: str  # "items", "queries", "histories" or "exact"
+    params: dict = field(default_factory=dict)  # nlist / nprobe / M / efSearch ...
+    device: str = "cpu"
+    snapshot_date: str | None = None
+    seconds_encode: float = 0.0
+    seconds_build: float = 0.0
+    seconds_recall: float = 0.0
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat numbers for a KFP Metrics artifact."""
+        out = {
+            "n_items": float(self.n_items),
+            "dim": float(self.dim),
+            f"recall_at_{self.recall_k}": float(self.recall),
+            "recall_queries": float(self.recall_queries),
+            "seconds_encode": round(self.seconds_encode, 3),
+            "seconds_build": round(self.seconds_build, 3),
+            "seconds_recall": round(self.seconds_recall, 3),
+            "items_per_s_encode": round(self.n_items / max(self.seconds_encode, 1e-9), 1),
+        }
+        out.update({k: float(v) for k, v in self.params.items() if isinstance(v, int | float)})
+        return out
+
+    def as_metadata(self) -> dict:
+        return asdict(self)
+
+
+# --- snapshot reading ----------------------------------------------------------------------------
+def _snapshot_files(embeddings_dir: Path) -> tuple[list[Path], dict]:
+    if not embeddings_dir.is_dir():
+        raise SearchrecError(f"embeddings folder {embeddings_dir} does not exist")
+    files = sorted(embeddings_dir.glob("*.parquet"))
+    if not files:
+        raise SearchrecError(f"embeddings folder {embeddings_dir} holds no *.parquet files")
+    info_path = embeddings_dir / schemas.SNAPSHOT_INFO
+    info: dict = {}
+    if info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except json.JSONDecodeError as error:
+            raise SearchrecError(f"{info_path} is not valid JSON: {error}") from None
+    else:
+        log.warning("%s has no %s; snapshot date unknown", embeddings_dir, schemas.SNAPSHOT_INFO)
+        if embeddings_dir.name.startswith("dt="):
+            info = {"snapshot_date": embeddings_dir.name[3:]}
+    return files, info
+
+
+def _embedding_matrix(column: pa.Array | pa.ChunkedArray, dim: int, where: str) -> np.ndarray:
+    """list<float> column -> float32 [rows, dim]; every row must have exactly ``dim`` finite values."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if not (
+        pa.types.is_list(column.type)
+        or pa.types.is_large_list(column.type)
+        or pa.types.is_fixed_size_list(column.type)
+    ):
+        raise SearchrecError(f"{where}: column 'embedding' has type {column.type}, expected list<float32>")
+    if column.null_count:
+        raise SearchrecError(f"{where}: {column.null_count} rows have a null embedding")
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    bad = np.flatnonzero(lengths != dim)
+    if bad.size:
+        raise SearchrecError(
+            f"{where}: {bad.size} embeddings have length {lengths[bad[0]]} (first at row {bad[0]}) "
+            f"but the model's item tower expects {dim}"
+        )
+    values = column.flatten().to_numpy(zero_copy_only=False)
+    matrix = np.array(values, dtype=np.float32).reshape(len(column), dim)  # writable, for torch
+    if not np.isfinite(matrix).all():
+        raise SearchrecError(f"{where}: embeddings hold NaN or infinite values")
+    return matrix
+
+
+def encode_items(
+    model: TwoTower,
+    embeddings_dir: Path,
+    *,
+    batch_size: int = 65536,
+    device: torch.device | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Item tower over every item of the snapshot: (nm_ids int64 [n], unit vectors float32 [n, out], info)."""
+    embeddings_dir = Path(embeddings_dir)
+    files, info = _snapshot_files(embeddings_dir)
+    device = device or next(model.parameters()).device
+    item_dim = model.cfg.item_dim
+    if info.get("dim") is not None and int(info["dim"]) != item_dim:
+        raise SearchrecError(
+            f"embeddings snapshot has dim {info['dim']} but the model's item tower expects {item_dim}"
+        )
+    metas = []
+    for f in files:
+        try:
+            pf = pq.ParquetFile(f)
+        except Exception as error:
+            raise SearchrecError(f"cannot read {f}: {error}") from None
+        names = set(pf.schema_arrow.names)
+        if not {"nm_id", "embedding"} <= names:
+            raise SearchrecError(f"{f} lacks column(s) {sorted({'nm_id', 'embedding'} - names)}")
+        metas.append(pf)
+    n = sum(pf.metadata.num_rows for pf in metas)
+    if n == 0:
+        raise SearchrecError(f"embeddings snapshot {embeddings_dir} has no rows")
+    if info.get("rows") is not None and int(info["rows"]) != n:
+        raise SearchrecError(
+            f"{schemas.SNAPSHOT_INFO} says {info['rows']} rows but the parquet files hold {n}"
+        )
+
+    out_dim = model.cfg.output_dim
+    nm_ids = np.empty(n, dtype=np.int64)
+    vectors = np.empty((n, out_dim), dtype=np.float32)
+    pos = 0
+    batches = 0
+    started = time.perf_counter()
+    with torch.inference_mode(), tqdm(total=n, unit="item", desc="item tower", mininterval=2) as bar:
+        for f, pf in zip(files, metas, strict=True):
+            for batch in pf.iter_batches(batch_size=batch_size, columns=["nm_id", "embedding"]):
+                where = f"{f.name}"
+                ids = batch.column("nm_id")
+                if ids.null_count:
+                    raise SearchrecError(f"{where}: {ids.null_count} rows have a null nm_id")
+                matrix = _embedding_matrix(batch.column("embedding"), item_dim, where)
+                x = torch.from_numpy(matrix).to(device, non_blocking=True)
+                out = model.item_tower(x).float().cpu().numpy()
+                m = len(matrix)
+                nm_ids[pos : pos + m] = ids.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+                vectors[pos : pos + m] = out
+                pos += m
+                batches += 1
+                bar.update(m)
+    seconds = time.perf_counter() - started
+    unique, counts = np.unique(nm_ids, return_counts=True)
+    if unique.size != n:
+        dup = unique[counts > 1]
+        raise SearchrecError(
+            f"embeddings snapshot repeats {dup.size} nm_id(s) (e.g. {dup[0]}); each item must appear once"
+        )
+    log.info(
+        "item tower: %d items from %d files in %d batches on %s, %.1f s (%.0f items/s)",
+        n,
+        len(files),
+        batches,
+        device,
+        seconds,
+        n / max(seconds, 1e-9),
+    )
+    return nm_ids, vectors, {**info, "seconds": seconds, "files": len(files)}
+
+
+# --- index building ------------------------------------------------------------------------------
+def ivf_nlist(n: int) -> int:
+    """About 4*sqrt(n) lists, but never fewer than 39 points per list (faiss' training minimum)."""
+    return max(1, min(int(round(4 * math.sqrt(n))), n // IVF_MIN_POINTS_PER_CENTROID))
+
+
+def flat(vectors: np.ndarray) -> faiss.Index:
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    return index
+
+
+def ivf(
+    vectors: np.ndarray,
+    nlist: int,
+    devices: Devices,
+    *,
+    train_points_per_centroid: int = IVF_TRAIN_POINTS_PER_CENTROID,
+    niter: int = 20,
+) -> faiss.IndexIVFFlat:
+    """IVF-Flat (inner product) with spherical k-means lists, trained and filled on the GPU when present."""
+    n, dim = vectors.shape
+    rng = np.random.default_rng(SEED)
+    train_n = min(n, nlist * train_points_per_centroid)
+    sample = vectors if train_n == n else vectors[np.sort(rng.choice(n, train_n, replace=False))]
+    # spherical k-means: centroids stay on the unit sphere, as the vectors are
+    kmeans = faiss.Kmeans(
+        dim, nlist, niter=20, seed=SEED, spherical=True, gpu=devices.faiss_gpu, verbose=False
+    )
+    kmeans.train(np.ascontiguousarray(sample))
+    quantizer = faiss.IndexFlatIP(dim)
+    quantizer.add(kmeans.centroids)
+    index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.is_trained = True
+    if devices.faiss_gpu:
+        resources = faiss.StandardGpuResources()
+        gpu_index = faiss.index_cpu_to_gpu(resources, 0, index)
+        gpu_index.add(vectors)
+        index = faiss.index_gpu_to_cpu(gpu_index)
+    else:
+        index.add(vectors)
+    return index
+
+
+def hnsw(
+    vectors: np.ndarray, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION
+) -> faiss.IndexHNSWFlat:
+    """HNSW-Flat (inner product), built on the CPU (faiss has no GPU HNSW)."""
+    index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    step = 100_000
+    with tqdm(total=len(vectors), unit="item", desc="hnsw add", mininterval=2) as bar:
+        for start in range(0, len(vectors), step):
+            index.add(vectors[start : start + step])
+            bar.update(min(step, len(vectors) - start))
+    return index
+
+
+def ladder(start: int, stop: int) -> list[int]:
+    values, v = [], max(1, start)
+    while v < stop:
+        values.append(v)
+        v *= 2
+    values.append(stop)
+    return values
+
+
+def _query_sample(
+    vectors: np.ndarray,
+    model: TwoTower,
+    devices: Devices,
+    recall_sample: int,
+    queries: np.ndarray | None,
+    encoded_dir: Path | None,
+) -> tuple[np.ndarray, str]:
+    rng = np.random.default_rng(SEED)
+    if queries is not None:
+        queries = np.asarray(queries, dtype=np.float32)
+        if queries.ndim != 2 or queries.shape[1] != vectors.shape[1]:
+            raise SearchrecError(
+                f"recall queries have shape {queries.shape}, expected [m, {vectors.shape[1]}]"
+            )
+        if len(queries) > recall_sample:
+            queries = queries[np.sort(rng.choice(len(queries), recall_sample, replace=False))]
+        return np.ascontiguousarray(queries), "queries"
+    if encoded_dir is not None:
+        return _history_queries(model, Path(encoded_dir), devices, recall_sample, rng), "histories"
+    m = min(recall_sample, len(vectors))
+    return np.ascontiguousarray(vectors[np.sort(rng.choice(len(vectors), m, replace=False))]), "items"
+
+
+def _history_queries(
+    model: TwoTower, encoded_dir: Path, devices: Devices, recall_sample: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Query vectors of a sample of encoded histories (the encode stage's output for any split)."""
+    table_path = encoded_dir / schemas.TABLE_FILE
+    hist_path = next(
+        (
+            encoded_dir / schemas.hist_file(s)
+            for s in (schemas.INFER_SPLIT, *schemas.TRAIN_SPLITS)
+            if (encoded_dir / schemas.hist_file(s)).is_file()
+        ),
+        None,
+    )
+    if not table_path.is_file() or hist_path is None:
+        raise SearchrecError(f"{encoded_dir} lacks {schemas.TABLE_FILE} or a *_hist.npy file")
+    table = np.load(table_path, mmap_mode="r")
+    hist = np.load(hist_path, mmap_mode="r")
+    rows = np.sort(rng.choice(len(hist), min(recall_sample, len(hist)), replace=False))
+    h = np.asarray(hist[rows])
+    if h.size and (h.min() < 0 or h.max() >= len(table)):
+        raise SearchrecError(f"{hist_path.name} indexes outside {schemas.TABLE_FILE}")
+    with torch.inference_mode():
+        x = torch.from_numpy(np.asarray(table[h], dtype=np.float32)).to(devices.torch)
+        mask = torch.from_numpy(h != 0).to(devices.torch)
+        return model.query_tower(x, mask).float().cpu().numpy()
+
+
+def build_index(
+    model_dir: Path,
+    embeddings_dir: Path,
+    index_dir: Path,
+    *,
+    kind: str = "auto",
+    auto_threshold: int = 1_000_000,
+    min_recall: float = 0.95,
+    recall_sample: int = 2000,
+    recall_k: int = config.TOP_K,
+    batch_size: int = 65536,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+    hnsw_m: int = HNSW_M,
+    queries: np.ndarray | None = None,
+    encoded_dir: Path | None = None,
+    device: str = "auto",
+) -> IndexStats:
+    """Encode every snapshot item with the item tower and write a faiss index folder.
+
+    kind: ``flat`` (exact IndexFlatIP), ``ivf`` (IVF-Flat, nlist ~ 4*sqrt(n)), ``hnsw`` (HNSW-Flat), or
+    ``auto``: flat up to ``auto_threshold`` items, IVF above. Approximate indexes get their recall@k
+    measured against exact search on ``recall_sample`` queries: ``queries`` (query-tower vectors) if
+    given, else histories sampled from ``encoded_dir`` if given, else item vectors. Their search
+    parameter (``nprobe`` / ``ef_search``) is the cheapest reaching ``min_recall`` unless fixed by the
+    caller; below ``min_recall`` the build fails and nothing is written.
+    """
+    model_dir, embeddings_dir, index_dir = Path(model_dir), Path(embeddings_dir), Path(index_dir)
+    if kind not in KINDS:
+        raise SearchrecError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if not 0.0 <= min_recall <= 1.0:
+        raise SearchrecError(f"min_recall must be within [0, 1], got {min_recall}")
+    if batch_size < 1 or recall_sample < 1 or recall_k < 1:
+        raise SearchrecError("batch_size, recall_sample and recall_k must be positive")
+    devices = resolve_devices(device)
+    model = load_model(model_dir, devices.torch)
+    digests = model_digests(model_dir)
+    log.info(
+        "index: model %s (item_dim %d -> %d) on torch %s, faiss %s",
+        model_dir,
+        model.cfg.item_dim,
+        model.cfg.output_dim,
+        devices.torch,
+        "GPU" if devices.faiss_gpu else "CPU",
+    )
+
+    nm_ids, vectors, info = encode_items(model, embeddings_dir, batch_size=batch_size, device=devices.torch)
+    n, dim = vectors.shape
+    chosen = kind if kind != "auto" else ("flat" if n <= auto_threshold else "ivf")
+    k = min(recall_k, n)
+
+    started = time.perf_counter()
+    params: dict = {}
+    if chosen == "flat":
+        index = flat(vectors)
+    elif chosen == "ivf":
+        nlist = ivf_nlist(n)
+        index = ivf(vectors, nlist, devices)
+        params.update(nlist=nlist)
+    else:
+        index = hnsw(vectors, hnsw_m, HNSW_EF_CONSTRUCTION)
+        params.update(M=hnsw_m, efConstruction=HNSW_EF_CONSTRUCTION)
+    seconds_build = time.perf_counter() - started
+    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, n, dim, seconds_build, params)
+
+    started = time.perf_counter()
+    recall, n_queries, source = 1.0, 0, "exact"
+    if chosen != "flat":
+        sample, source = _query_sample(vectors, model, devices, recall_sample, queries, encoded_dir)
+        n_queries = len(sample)
+        exact_searcher = Searcher(flat(vectors), devices.faiss_gpu)
+        _, exact = exact_searcher.search(sample, k)
+        del exact_searcher
+        if chosen == "ivf":
+            candidates = [nprobe] if nprobe else ladder(1, params["nlist"])
+            param_name = "nprobe"
+        else:
+            candidates = [ef_search] if ef_search else [int(k * f) for f in (1, 1.5, 2, 3, 4, 6, 8)]
+            param_name = "efSearch"
+        tried = []
+        for value in candidates:
+            if chosen == "ivf":
+                index.nprobe = min(value, params["nlist"])
+                searcher = Searcher(index, devices.faiss_gpu and index.nprobe <= GPU_MAX_K)
+            else:
+                searcher = Searcher(index, False, ef_search=value)
+            _, found = searcher.search(sample, k)
+            recall = recall_at_k(found, exact)
+            tried.append(f"{param_name}={value}: {recall:.4f}")
+            log.info("index: %s recall@%d with %s=%d: %.4f", chosen, k, param_name, value, recall)
+            if recall >= min_recall:
+                params[param_name] = value
+                if chosen == "hnsw":
+                    index.hnsw.efSearch = value
+                break
+        else:
+            raise SearchrecError(
+                f"{chosen} index recall@{k} is {recall:.4f} < min_recall {min_recall} "
+                f"on {n_queries} {source} queries ({'; '.join(tried)}); use kind='flat' or lower min_recall"
+            )
+        if chosen == "ivf" and params["nprobe"] > params["nlist"] // 4:
+            log.warning(
+                "index: IVF needs nprobe=%d of %d lists for recall %.3f: little faster than exact search",
+                params["nprobe"],
+                params["nlist"],
+                recall,
+            )
+    seconds_recall = time.perf_counter() - started
+
+    stats = IndexStats(
+        kind=chosen,
+        n_items=n,
+        dim=dim,
+        item_dim=model.cfg.item_dim,
+        recall=float(recall),
+        recall_k=k,
+        recall_queries=n_queries,
+        recall_query_source=source,
+        params=params,
+        device=devices.name,
+        snapshot_date=info.get("snapshot_date"),
+        seconds_encode=float(info["seconds"]),
+        seconds_build=seconds_build,
+        seconds_recall=seconds_recall,
+    )
+    index_info = {
+        **stats.as_metadata(),
+        "n": n,
+        "metric": "inner_product",
+        "faiss_version": faiss.__version__,
+        "snapshot_uri": info.get("uri"),
+        "requested_kind": kind,
+        "min_recall": min_recall,
+        **digests,
+    }
+    with staged_dir(index_dir) as tmp:  # nothing half-written: renamed into place at the end
+        faiss.write_index(index, str(tmp / schemas.INDEX_FILE))
+        np.save(tmp / schemas.INDEX_IDS_FILE, nm_ids)
+        (tmp / schemas.INDEX_INFO).write_text(json.dumps(index_info, indent=2))
+    log.info("index: wrote %s (%s, n=%d, recall@%d=%.4f)", index_dir, chosen, n, k, recall)
+    return stats
+
+
+def load_index(index_dir: Path) -> tuple[faiss.Index, np.ndarray, dict]:
+    """(CPU faiss index with its search parameters set, nm_ids int64 [n], index.json) of an index folder."""
+    index_dir = Path(index_dir)
+    if not index_dir.is_dir():
+        raise SearchrecError(f"index folder {index_dir} does not exist")
+    missing = [
+        f
+        for f in (schemas.INDEX_FILE, schemas.INDEX_IDS_FILE, schemas.INDEX_INFO)
+        if not (index_dir / f).is_file()
+    ]
+    if missing:
+        raise SearchrecError(f"index folder {index_dir} lacks {', '.join(missing)}")
+    try:
+        info = json.loads((index_dir / schemas.INDEX_INFO).read_text())
+        index = faiss.read_index(str(index_dir / schemas.INDEX_FILE))
+        nm_ids = np.load(index_dir / schemas.INDEX_IDS_FILE)
+    except Exception as error:
+        raise SearchrecError(
+            f"cannot read index folder {index_dir}: {type(error).__name__}: {error}"
+        ) from None
+    if index.ntotal != len(nm_ids) or index.ntotal != info.get("n"):
+        raise SearchrecError(
+            f"index folder {index_dir} is inconsistent: {index.ntotal} vectors, {len(nm_ids)} nm_ids, "
+            f"index.json n={info.get('n')}"
+        )
+    params = info.get("params", {})
+    if isinstance(index, faiss.IndexIVF) and "nprobe" in params:
+        index.nprobe = int(params["nprobe"])
+    if isinstance(index, faiss.IndexHNSW) and "efSearch" in params:
+        index.hnsw.efSearch = int(params["efSearch"])
+    return index, nm_ids.astype(np.int64, copy=False), info

@@ -1,0 +1,436 @@
+"""The warehouse: run the project's SQL on PostgreSQL / Greenplum or DuckDB and stream rows to Parquet.
+
+URIs:
+  ``postgresql://host:port/db[?options=...]``  psycopg2; the user and password come from the
+      environment (PGUSER / PGPASSWORD, read by libpq) or a user name in the URI. A URI that carries
+      a password is refused, so that it can never reach a log line, artifact metadata or YAML.
+  ``duckdb:///path/to/file.duckdb``  the embedded local warehouse, opened read-only; the path is what
+      follows ``duckdb:///`` (relative to the working directory; ``duckdb:////abs/path`` absolute).
+
+SQL lives in ``sql/<name>.sql`` with ``:name`` placeholders (outside comments and string literals);
+``render_sql`` translates them to the driver's bound-parameter style (``%(name)s`` / ``$name``).
+Rows are streamed in bounded chunks (a named server-side cursor on PostgreSQL, an Arrow record
+batch reader on DuckDB) into ``part-NNNNN.parquet`` files of a staging folder that is renamed onto
+the target only when every row has been written.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from searchrec.errors import SearchrecError
+from searchrec.storage import staged_dir
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("postgresql", "postgres", "duckdb")
+CONNECT_ATTEMPTS = 3
+CONNECT_BACKOFF_S = 0.5  # first retry delay; doubles each attempt
+CONNECT_TIMEOUT_S = 10
+USERS_TABLE = "searchrec_users"  # the relation infer_events.sql joins for the optional user list
+PART_TEMPLATE = "part-{:05d}.parquet"
+
+# :name outside '...' literals, "..." identifiers and -- comments; '::' casts are left alone.
+_TOKEN = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(--[^\n]*)|(?<![:\w]):([A-Za-z_]\w*)|(%)""")
+
+
+# --- URIs -----------------------------------------------------------------------------------------
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced by ``***`` (safe to log)."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def display_uri(uri: str) -> str:
+    """Short, password-free name of a warehouse for messages: scheme://host:port/db or the duckdb path."""
+    parts = urlsplit(uri)
+    if parts.scheme == "duckdb":
+        return uri
+    port = parts.port or 5432
+    return f"{parts.scheme}://{parts.hostname or 'localhost'}:{port}{parts.path}"
+
+
+def check_uri(uri: str) -> str:
+    """Validate a warehouse URI; return its engine (``postgresql`` or ``duckdb``)."""
+    if not isinstance(uri, str) or "://" not in uri:
+        raise SearchrecError(
+            f"warehouse URI {uri!r} is not postgresql://host:port/db or duckdb:///path/to/file.duckdb"
+        )
+    parts = urlsplit(uri)
+    if parts.scheme not in SCHEMES:
+        raise SearchrecError(
+            f"warehouse URI scheme {parts.scheme!r} is not supported; use postgresql:// or duckdb://"
+        )
+    if parts.scheme == "duckdb":
+        if not uri.startswith("duckdb:///") or len(uri) == len("duckdb:///"):
+            raise SearchrecError(f"warehouse URI {uri!r}: expected duckdb:///path/to/file.duckdb")
+        return "duckdb"
+    if parts.password is not None:
+        raise SearchrecError(
+            f"warehouse URI {redact(uri)} carries a password; pass it as PGPASSWORD (a Kubernetes Secret) instead"
+        )
+    if not parts.path.strip("/"):
+        raise SearchrecError(f"warehouse URI {redact(uri)} names no database (postgresql://host:port/db)")
+    for key, _ in parse_qsl(parts.query):
+        if key.lower() == "password":
+            raise SearchrecError(
+                f"warehouse URI {display_uri(uri)} carries a password parameter; pass it as PGPASSWORD instead"
+            )
+    return "postgresql"
+
+
+def duckdb_path(uri: str) -> Path:
+    """The file of a ``duckdb:///<path>`` URI: what follows ``duckdb:///`` (SQLAlchemy style).
+
+    ``duckdb:///data/demo/w.duckdb`` is relative to the working directory, ``duckdb:////abs/w.duckdb``
+    absolute. A three-slash URI whose relative file does not exist but whose absolute reading does
+    (``f"duckdb://{abs_path}"``) is taken as absolute.
+    """
+    rest = uri[len("duckdb:///") :]
+    path = Path(rest)
+    if not path.is_absolute() and not path.exists() and Path("/" + rest).is_file():
+        return Path("/" + rest)
+    return path
+
+
+# --- SQL ------------------------------------------------------------------------------------------
+
+
+def load_sql(name: str) -> str:
+    """Text of ``sql/<name>.sql`` (installed as package data ``searchrec/sql``)."""
+    path = resources.files("searchrec").joinpath("sql", f"{name}.sql")
+    if not path.is_file():
+        raise SearchrecError(f"no SQL file sql/{name}.sql")
+    return path.read_text(encoding="utf-8")
+
+
+def sql_parameters(sql: str) -> list[str]:
+    """Names of the ``:name`` placeholders of a SQL text, in order of first use."""
+    names: list[str] = []
+    for m in _TOKEN.finditer(sql):
+        if m.group(4) and m.group(4) not in names:
+            names.append(m.group(4))
+    return names
+
+
+def render_sql(sql: str, engine: str) -> str:
+    """Translate ``:name`` placeholders to ``%(name)s`` (psycopg2) or ``$name`` (DuckDB).
+
+    Comments and string literals are left as they are; for psycopg2 a literal ``%`` outside them is
+    doubled so that the driver does not read it as a placeholder.
+    """
+    if engine not in ("postgresql", "duckdb"):
+        raise ValueError(f"unknown engine {engine!r}")
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(4):
+            return f"%({m.group(4)})s" if engine == "postgresql" else f"${m.group(4)}"
+        if m.group(5):
+            return "%%" if engine == "postgresql" else "%"
+        text = m.group(0)
+        # psycopg2 scans the whole text, literals and comments included
+        return text.replace("%", "%%") if engine == "postgresql" else text
+
+    return _TOKEN.sub(sub, sql)
+
+
+def _check_params(sql: str, params: dict[str, Any]) -> None:
+    wanted, given = set(sql_parameters(sql)), set(params)
+    if wanted != given:
+        raise ValueError(f"SQL parameters {sorted(wanted)} but given {sorted(given)}")
+
+
+# --- connections ----------------------------------------------------------------------------------
+
+
+def _connect_once(uri: str, engine: str) -> Any:
+    if engine == "duckdb":
+        import duckdb
+
+        path = duckdb_path(uri)
+        if not path.is_file():
+            raise SearchrecError(f"warehouse {display_uri(uri)}: no such DuckDB file {path.absolute()}")
+        return duckdb.connect(str(path), read_only=True)
+    import psycopg2
+
+    return psycopg2.connect(uri, connect_timeout=CONNECT_TIMEOUT_S, application_name="searchrec")
+
+
+def _is_connection_error(exc: BaseException) -> bool:
+    import psycopg2
+
+    return isinstance(exc, psycopg2.OperationalError)
+
+
+def connect(uri: str, *, attempts: int | None = None, backoff_s: float | None = None) -> Any:
+    """Open a DB-API connection; connection failures are retried with exponential backoff.
+
+    Defaults: module settings CONNECT_ATTEMPTS (3) and CONNECT_BACKOFF_S (0.5 s, doubling).
+    After ``attempts`` failures: SearchrecError("warehouse postgresql://h:5432/db unreachable after 3
+    attempts: <driver's first line>"). Passwords never appear in the message.
+    """
+    attempts = CONNECT_ATTEMPTS if attempts is None else attempts
+    backoff_s = CONNECT_BACKOFF_S if backoff_s is None else backoff_s
+    engine = check_uri(uri)
+    name = display_uri(uri)
+    last = ""
+    for attempt in range(1, attempts + 1):
+        try:
+            t0 = time.perf_counter()
+            conn = _connect_once(uri, engine)
+            log.info("connected to warehouse %s in %.2fs", name, time.perf_counter() - t0)
+            return conn
+        except SearchrecError:
+            raise
+        except Exception as exc:  # driver errors vary; only connection errors are retried
+            if engine == "duckdb" or not _is_connection_error(exc):
+                raise SearchrecError(f"warehouse {name}: cannot connect: {_first_line(exc, uri)}") from exc
+            last = _first_line(exc, uri)
+            if attempt < attempts:
+                delay = backoff_s * 2 ** (attempt - 1)
+                log.warning(
+                    "warehouse %s: attempt %d/%d failed (%s); retrying in %.1fs",
+                    name,
+                    attempt,
+                    attempts,
+                    last,
+                    delay,
+                )
+                time.sleep(delay)
+    raise SearchrecError(f"warehouse {name} unreachable after {attempts} attempts: {last}")
+
+
+def _first_line(exc: BaseException, uri: str = "") -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0].strip() if text else type(exc).__name__
+    parts = urlsplit(uri) if uri else None
+    if parts is not None and parts.password:
+        line = line.replace(parts.password, "***")
+    return line
+
+
+@contextmanager
+def connection(uri: str, **kwargs: Any) -> Iterator[Any]:
+    conn = connect(uri, **kwargs)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# --- streaming ------------------------------------------------------------------------------------
+
+
+@dataclass
+class StreamResult:
+    rows: int
+    files: list[str]
+    bytes: int
+    seconds: float
+    distinct: int | None = None  # distinct values of the count_distinct column
+
+
+def _query_error(exc: BaseException, uri: str, query: str) -> SearchrecError:
+    """Map a driver error to one clear line (missing table, bad SQL, lost connection)."""
+    msg = _first_line(exc, uri)
+    name = display_uri(uri)
+    m = re.search(r'relation "([^"]+)" does not exist', msg) or re.search(
+        r"Table with name (\S+) does not exist", msg
+    )
+    if m:
+        return SearchrecError(f"warehouse {name} has no table {m.group(1)} (needed by sql/{query}.sql)")
+    return SearchrecError(f"warehouse {name}: sql/{query}.sql failed: {msg}")
+
+
+def _pg_batches(
+    conn: Any, sql: str, params: dict[str, Any], schema: pa.Schema, chunk_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Rows of a named (server-side) cursor, chunk_rows at a time, as record batches of ``schema``."""
+    with conn.cursor(name="searchrec_stream") as cur:
+        cur.itersize = chunk_rows
+        cur.execute(sql, params)
+        while True:
+            rows = cur.fetchmany(chunk_rows)
+            if not rows:
+                break
+            columns = list(zip(*rows, strict=True))
+            arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
+            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def _duckdb_batches(
+    conn: Any, sql: str, params: dict[str, Any], schema: pa.Schema, chunk_rows: int
+) -> Iterator[pa.RecordBatch]:
+    """Record batches of a DuckDB relation; the reader pulls them as they are consumed (no full copy)."""
+    relation = conn.sql(sql, params=params)
+    if hasattr(relation, "to_arrow_reader"):
+        reader = relation.to_arrow_reader(chunk_rows)
+    else:  # DuckDB 1.x
+        reader = relation.fetch_record_batch(chunk_rows)
+    for batch in reader:
+        if batch.num_rows:
+            yield batch.rename_columns(schema.names).cast(schema)
+
+
+def rechunk(batches: Iterator[pa.RecordBatch], schema: pa.Schema, chunk_rows: int) -> Iterator[pa.Table]:
+    """Tables of exactly ``chunk_rows`` rows (the last one shorter) from batches of any size.
+
+    DuckDB hands out batches up to the requested size but often smaller; re-chunking keeps part
+    files even in size while holding at most about two chunks in memory.
+    """
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= chunk_rows:
+            table = pa.Table.from_batches(pending, schema=schema)
+            yield table.slice(0, chunk_rows)
+            rest = table.slice(chunk_rows)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+    if pending_rows:
+        yield pa.Table.from_batches(pending, schema=schema)
+
+
+def prepare_users_table(conn: Any, engine: str, user_ids: pa.Array | None) -> None:
+    """Make ``searchrec_users(user_id)`` visible to the next query: distinct ids, empty when None.
+
+    PostgreSQL: a TEMP table filled by COPY (streamed, not one INSERT per id). DuckDB: the Arrow
+    table registered as a view.
+    """
+    ids = pa.array([], pa.int64()) if user_ids is None else user_ids.cast(pa.int64()).unique().drop_null()
+    if engine == "duckdb":
+        conn.register(USERS_TABLE, pa.table({"user_id": ids}))
+        return
+    import io
+
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TEMP TABLE {USERS_TABLE} (user_id BIGINT NOT NULL) ON COMMIT DROP")
+        step = 1_000_000
+        for start in range(0, len(ids), step):
+            chunk = ids.slice(start, step).to_numpy(zero_copy_only=False)
+            buf = io.BytesIO(("\n".join(map(str, chunk.tolist())) + "\n").encode())
+            cur.copy_expert(f"COPY {USERS_TABLE} (user_id) FROM STDIN", buf)
+        cur.execute(f"ANALYZE {USERS_TABLE}")
+    log.info("user list: %d distinct ids copied into TEMP table %s", len(ids), USERS_TABLE)
+
+
+def stream_to_parquet(
+    uri: str,
+    query: str,
+    params: dict[str, Any],
+    schema: pa.Schema,
+    out_dir: Path,
+    *,
+    chunk_rows: int,
+    user_ids: pa.Array | None = None,
+    on_empty: Callable[[], SearchrecError] | None = None,
+    count_distinct: str | None = None,
+    progress_every_s: float = 10.0,
+) -> StreamResult:
+    """Run ``sql/<query>.sql`` with ``params`` and write its rows to ``out_dir/part-NNNNN.parquet``.
+
+    One part file per chunk of ``chunk_rows`` rows (the last one shorter), so client memory stays bounded
+    by the chunk whatever the window. Files are written to a staging folder next to ``out_dir`` and
+    renamed onto it at the end; any failure leaves ``out_dir`` as it was. When the query returns no
+    rows, ``on_empty()`` is raised if given, else one empty part file with the schema is written.
+    ``user_ids`` is only used by queries that join ``searchrec_users``. ``count_distinct`` names a
+    column whose distinct values are counted on the way (per-chunk uniques, compacted as they grow).
+    """
+    if chunk_rows < 1:
+        raise SearchrecError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    engine = check_uri(uri)
+    raw = load_sql(query)
+    _check_params(raw, params)
+    sql = render_sql(raw, engine)
+    name = display_uri(uri)
+    t0 = time.perf_counter()
+    rows = nbytes = 0
+    files: list[str] = []
+    seen: list[pa.Array] = []
+    seen_len = 0
+    with staged_dir(out_dir) as tmp, connection(uri) as conn:
+        try:
+            if USERS_TABLE in raw:
+                prepare_users_table(conn, engine, user_ids)
+            batches = (_duckdb_batches if engine == "duckdb" else _pg_batches)(
+                conn, sql, params, schema, chunk_rows
+            )
+            last_report = time.perf_counter()
+            for batch in rechunk(batches, schema, chunk_rows):
+                path = tmp / PART_TEMPLATE.format(len(files))
+                pq.write_table(batch, path, compression="zstd")
+                files.append(path.name)
+                rows += batch.num_rows
+                nbytes += path.stat().st_size
+                if count_distinct is not None:
+                    seen.append(pc.unique(batch.column(count_distinct)))
+                    seen_len += len(seen[-1])
+                    if seen_len > 4 * max(chunk_rows, 1_000_000):
+                        seen = [pc.unique(pa.concat_arrays(seen))]
+                        seen_len = len(seen[0])
+                if time.perf_counter() - last_report >= progress_every_s:
+                    last_report = time.perf_counter()
+                    elapsed = last_report - t0
+                    log.info(
+                        "%s: %d rows, %d files, %.1f MB so far (%.0f rows/s)",
+                        query,
+                        rows,
+                        len(files),
+                        nbytes / 1e6,
+                        rows / max(elapsed, 1e-9),
+                    )
+        except SearchrecError:
+            raise
+        except Exception as exc:  # driver errors become one line
+            if engine == "postgresql" and conn.closed:
+                raise SearchrecError(
+                    f"warehouse {name}: connection lost during sql/{query}.sql after {rows} rows: {_first_line(exc, uri)}"
+                ) from exc
+            raise _query_error(exc, uri, query) from exc
+        if rows == 0:
+            if on_empty is not None:
+                raise on_empty()
+            path = tmp / PART_TEMPLATE.format(0)
+            pq.write_table(schema.empty_table(), path, compression="zstd")
+            files.append(path.name)
+            nbytes += path.stat().st_size
+        if engine == "postgresql":
+            conn.rollback()  # read-only work; drops the TEMP table
+    distinct = None
+    if count_distinct is not None:
+        distinct = len(pc.unique(pa.concat_arrays(seen))) if seen else 0
+    seconds = time.perf_counter() - t0
+    log.info(
+        "%s from %s: %d rows in %d files (%.1f MB) to %s in %.1fs (%.0f rows/s)",
+        query,
+        name,
+        rows,
+        len(files),
+        nbytes / 1e6,
+        out_dir,
+        seconds,
+        rows / max(seconds, 1e-9),
+    )
+    return StreamResult(rows=rows, files=files, bytes=nbytes, seconds=seconds, distinct=distinct)

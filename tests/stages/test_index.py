@@ -1,0 +1,209 @@
+"""Index stage: item tower over the whole snapshot, exact and approximate faiss indexes, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from searchrec import schemas
+from searchrec.errors import SearchrecError
+from searchrec.model import TwoTower, TwoTowerConfig
+from searchrec.stages.index import Searcher, build_index, load_index, recall_at_k
+
+QUERY_DIM, ITEM_DIM, N_ITEMS = 8, 16, 1500
+
+
+def write_snapshot(
+    folder: Path, nm_ids: np.ndarray, vectors: np.ndarray, *, files: int = 2, date: str = "2026-10-01"
+) -> Path:
+    folder.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(np.arange(len(nm_ids)), files)):
+        table = pa.table(
+            {"nm_id": nm_ids[part], "embedding": pa.array(list(vectors[part]), pa.list_(pa.float32()))},
+            schema=schemas.EMBEDDINGS,
+        )
+        pq.write_table(table, folder / f"part-{i:05d}.parquet")
+    info = {"uri": str(folder), "snapshot_date": date, "dim": vectors.shape[1], "rows": len(nm_ids)}
+    (folder / schemas.SNAPSHOT_INFO).write_text(json.dumps(info))
+    return folder
+
+
+def item_vectors(model_dir: Path, embeddings: np.ndarray) -> np.ndarray:
+    model = TwoTower.load(model_dir)
+    with torch.inference_mode():
+        return model.item_tower(torch.from_numpy(embeddings)).numpy()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("index")
+    torch.manual_seed(0)
+    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save(root / "model")
+    rng = np.random.default_rng(0)
+    nm_ids = rng.choice(10**9, N_ITEMS, replace=False).astype(np.int64)
+    embeddings = rng.normal(size=(N_ITEMS, ITEM_DIM)).astype(np.float32)
+    write_snapshot(root / "emb", nm_ids, embeddings)
+    return {
+        "root": root,
+        "model": root / "model",
+        "emb": root / "emb",
+        "nm_ids": nm_ids,
+        "embeddings": embeddings,
+    }
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+def test_flat_index_holds_every_item_and_equals_numpy_brute_force(world: dict, tmp_path: Path) -> None:
+    stats = build_index(world["model"], world["emb"], tmp_path / "idx", batch_size=400)
+
+    index, nm_ids, info = load_index(tmp_path / "idx")
+    assert stats.kind == info["kind"] == "flat" and isinstance(index, faiss.IndexFlatIP)
+    np.testing.assert_array_equal(nm_ids, world["nm_ids"])  # row i -> nm_id, snapshot order over 2 files
+    vectors = item_vectors(world["model"], world["embeddings"])
+    np.testing.assert_allclose(index.reconstruct_n(0, index.ntotal), vectors, atol=1e-6)
+    assert info["n"] == N_ITEMS and info["dim"] == 128 and info["recall"] == 1.0
+    assert info["snapshot_date"] == "2026-10-01" and len(info["model_config_digest"]) == 64
+
+    queries = np.random.default_rng(1).normal(size=(50, 128)).astype(np.float32)
+    scores, rows = Searcher(index, use_gpu=False).search(queries, 200)
+    brute = queries @ vectors.T
+    expected = np.argsort(-brute, axis=1, kind="stable")[:, :200]
+    np.testing.assert_allclose(scores, np.take_along_axis(brute, expected, axis=1), atol=1e-5)
+    assert (rows == expected).mean() > 0.999  # only float near-ties may swap places
+    assert (np.diff(scores, axis=1) <= 0).all()
+
+
+def test_auto_goes_approximate_above_threshold_with_measured_recall(world: dict, tmp_path: Path) -> None:
+    stats = build_index(world["model"], world["emb"], tmp_path / "idx", auto_threshold=1000, min_recall=0.9)
+
+    assert stats.kind == "ivf" and stats.recall_query_source == "items" and stats.recall_queries == N_ITEMS
+    assert stats.recall >= 0.9 and stats.params["nlist"] == N_ITEMS // 39
+    index, _, info = load_index(tmp_path / "idx")
+    assert isinstance(index, faiss.IndexIVFFlat) and index.nprobe == stats.params["nprobe"]
+    assert info["recall"] == stats.recall and stats.as_metrics()["recall_at_200"] == stats.recall
+    # the recall in index.json is what the saved index achieves: recompute it independently
+    vectors = item_vectors(world["model"], world["embeddings"])
+    queries = vectors[::7]
+    exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :200]
+    _, found = index.search(queries, 200)
+    assert abs(recall_at_k(found, exact) - stats.recall) < 0.02
+
+
+def test_hnsw_recall_with_given_queries(world: dict, tmp_path: Path) -> None:
+    queries = np.random.default_rng(2).normal(size=(300, 128)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+
+    stats = build_index(
+        world["model"], world["emb"], tmp_path / "idx", kind="hnsw", queries=queries, recall_sample=200
+    )
+
+    assert stats.kind == "hnsw" and stats.recall_query_source == "queries" and stats.recall_queries == 200
+    assert stats.recall >= 0.95 and stats.params["efSearch"] >= 200
+    index, _, _ = load_index(tmp_path / "idx")
+    assert isinstance(index, faiss.IndexHNSWFlat) and index.hnsw.efSearch == stats.params["efSearch"]
+
+
+def test_recall_below_min_recall_fails_and_writes_nothing(world: dict, tmp_path: Path) -> None:
+    with pytest.raises(SearchrecError, match=r"recall@200 is 0\.\d+ < min_recall 0\.99"):
+        build_index(world["model"], world["emb"], tmp_path / "idx", kind="ivf", nprobe=1, min_recall=0.99)
+    assert not (tmp_path / "idx").exists() and leftovers(tmp_path) == []
+
+
+def test_cpu_and_auto_device_give_the_same_index(world: dict, tmp_path: Path) -> None:
+    """One code path: 'auto' takes the GPU where there is one (else the CPU), 'cpu' never does."""
+    build_index(world["model"], world["emb"], tmp_path / "cpu", device="cpu")
+    build_index(world["model"], world["emb"], tmp_path / "auto", device="auto")
+    a, ids_a, _ = load_index(tmp_path / "cpu")
+    b, ids_b, _ = load_index(tmp_path / "auto")
+    np.testing.assert_array_equal(ids_a, ids_b)
+    np.testing.assert_allclose(a.reconstruct_n(0, a.ntotal), b.reconstruct_n(0, b.ntotal), atol=1e-5)
+
+
+@pytest.mark.skipif(faiss.get_num_gpus() == 0, reason="faiss sees no GPU")
+def test_gpu_search_equals_cpu_search(world: dict, tmp_path: Path) -> None:
+    build_index(world["model"], world["emb"], tmp_path / "idx")
+    index, _, _ = load_index(tmp_path / "idx")
+    queries = np.random.default_rng(3).normal(size=(100, 128)).astype(np.float32)
+    gpu_scores, gpu_rows = Searcher(index, use_gpu=True).search(queries, 200)
+    cpu_scores, cpu_rows = Searcher(index, use_gpu=False).search(queries, 200)
+    np.testing.assert_allclose(gpu_scores, cpu_scores, atol=1e-5)
+    assert (gpu_rows == cpu_rows).mean() > 0.999
+
+
+def test_rebuild_replaces_the_previous_index(world: dict, tmp_path: Path) -> None:
+    build_index(world["model"], world["emb"], tmp_path / "idx", kind="hnsw")
+    build_index(world["model"], world["emb"], tmp_path / "idx", kind="flat")
+    assert json.loads((tmp_path / "idx" / schemas.INDEX_INFO).read_text())["kind"] == "flat"
+    assert leftovers(tmp_path) == []
+
+
+def test_item_dim_mismatch_is_one_clear_error(world: dict, tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    emb = write_snapshot(tmp_path / "emb12", np.arange(100), rng.normal(size=(100, 12)).astype(np.float32))
+    with pytest.raises(SearchrecError, match="snapshot has dim 12 but the model's item tower expects 16"):
+        build_index(world["model"], emb, tmp_path / "idx")
+    (emb / schemas.SNAPSHOT_INFO).unlink()  # without snapshot.json the rows themselves are checked
+    with pytest.raises(SearchrecError, match="50 embeddings have length 12 .* item tower expects 16"):
+        build_index(world["model"], emb, tmp_path / "idx")
+    assert not (tmp_path / "idx").exists()
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("no_folder", "does not exist"),
+        ("no_parquet", r"holds no \*\.parquet files"),
+        ("duplicate", "repeats 1 nm_id"),
+        ("null_embedding", "1 rows have a null embedding"),
+        ("nan", "NaN or infinite"),
+        ("rows", "says 99 rows but the parquet files hold 20"),
+        ("no_model", "lacks config.json"),
+        ("kind", "unknown index kind 'annoy'"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_written(
+    world: dict, tmp_path: Path, breakage: str, message: str
+) -> None:
+    rng = np.random.default_rng(5)
+    nm_ids, vectors = np.arange(20, dtype=np.int64), rng.normal(size=(20, ITEM_DIM)).astype(np.float32)
+    emb, model, kind = tmp_path / "emb", world["model"], "auto"
+    if breakage == "no_folder":
+        emb = tmp_path / "missing"
+    elif breakage == "no_parquet":
+        emb.mkdir()
+    elif breakage == "duplicate":
+        nm_ids[3] = nm_ids[4]
+    elif breakage == "nan":
+        vectors[7, 2] = np.nan
+    elif breakage == "no_model":
+        model = tmp_path / "empty_model"
+        model.mkdir()
+    elif breakage == "kind":
+        kind = "annoy"
+    if breakage not in ("no_folder", "no_parquet"):
+        write_snapshot(emb, nm_ids, vectors, files=1)
+    if breakage == "null_embedding":
+        embeddings = [list(v) for v in vectors]
+        embeddings[5] = None
+        pq.write_table(
+            pa.table({"nm_id": nm_ids, "embedding": embeddings}, schema=schemas.EMBEDDINGS),
+            emb / "part-00000.parquet",
+        )
+    if breakage == "rows":
+        (emb / schemas.SNAPSHOT_INFO).write_text(
+            json.dumps({"snapshot_date": "2026-10-01", "dim": ITEM_DIM, "rows": 99})
+        )
+
+    with pytest.raises(SearchrecError, match=message):
+        build_index(model, emb, tmp_path / "idx", kind=kind)
+    assert not (tmp_path / "idx").exists() and leftovers(tmp_path) == []

@@ -1,0 +1,279 @@
+"""Infer stage: recommendations content against brute force, shards, exclusions, skipping, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from searchrec import schemas
+from searchrec.errors import SearchrecError
+from searchrec.model import TwoTower, TwoTowerConfig
+from searchrec.stages.index import build_index
+from searchrec.stages.infer import STATS_FILE, InferStats, copy_to, merge_shards, recommend
+
+QUERY_DIM, ITEM_DIM, N_ITEMS, N_USERS, N_QUERIES, TOP_K = 8, 16, 500, 240, 40, 200
+
+
+def write_encoded(folder: Path, user_ids: np.ndarray, hist: np.ndarray, table: np.ndarray) -> Path:
+    folder.mkdir(parents=True)
+    np.save(folder / schemas.TABLE_FILE, table)
+    np.save(folder / schemas.hist_file(schemas.INFER_SPLIT), hist)
+    pq.write_table(
+        pa.table({"user_id": pa.array(user_ids, pa.int64())}), folder / schemas.rows_file(schemas.INFER_SPLIT)
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("infer")
+    torch.manual_seed(0)
+    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save(root / "model")
+    rng = np.random.default_rng(0)
+    nm_ids = rng.choice(10**9, N_ITEMS, replace=False).astype(np.int64)
+    embeddings = rng.normal(size=(N_ITEMS, ITEM_DIM)).astype(np.float32)
+    emb = root / "emb"
+    emb.mkdir()
+    pq.write_table(
+        pa.table({"nm_id": nm_ids, "embedding": pa.array(list(embeddings), pa.list_(pa.float32()))}),
+        emb / "part-00000.parquet",
+    )
+    (emb / schemas.SNAPSHOT_INFO).write_text(json.dumps({"snapshot_date": "2026-10-01", "dim": ITEM_DIM}))
+    build_index(root / "model", emb, root / "index")
+
+    # users: unique ids (a few negative), histories of 0..5 real queries, right-aligned, 0 = pad
+    user_ids = rng.choice(np.arange(-50, 10**6), N_USERS, replace=False).astype(np.int64)
+    lengths = rng.integers(0, 6, N_USERS)
+    hist = np.zeros((N_USERS, 5), dtype=np.int32)
+    for i, n in enumerate(lengths):
+        if n:
+            hist[i, 5 - n :] = rng.integers(1, N_QUERIES + 1, n)
+    table = rng.normal(size=(N_QUERIES + 1, QUERY_DIM)).astype(np.float32)
+    write_encoded(root / "encoded", user_ids, hist, table)
+
+    # brute force over the item tower, as the stage should compute it
+    model = TwoTower.load(root / "model")
+    with torch.inference_mode():
+        items = model.item_tower(torch.from_numpy(embeddings)).numpy()
+        queries = model.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
+    return {
+        "root": root,
+        "model": root / "model",
+        "index": root / "index",
+        "encoded": root / "encoded",
+        "emb": emb,
+        "nm_ids": nm_ids,
+        "user_ids": user_ids,
+        "lengths": lengths,
+        "scores": queries @ items.T,  # [users, items]
+    }
+
+
+def read(out_dir: Path) -> pa.Table:
+    return pq.read_table(out_dir / schemas.RECOMMENDATIONS_FILE)
+
+
+def assert_same_ranking(ids_a: list, scores_a: list, ids_b: list, scores_b: list, atol: float = 1e-5) -> None:
+    """Equal lists of items and scores; two items may only swap places where their scores tie within atol."""
+    assert len(ids_a) == len(ids_b)
+    b = np.asarray(scores_b, np.float64)
+    np.testing.assert_allclose(np.asarray(scores_a, np.float64), b, atol=atol)
+    for i in np.flatnonzero(np.asarray(ids_a) != np.asarray(ids_b)):
+        near = np.abs(b - b[i]) <= atol
+        near[i] = False
+        assert near.any(), f"rank {i}: {ids_a[i]} instead of {ids_b[i]} without a tie in scores"
+
+
+def expected_for(world: dict, user_id: int, k: int, exclude: set[int] = frozenset()) -> tuple[list, list]:
+    row = int(np.flatnonzero(world["user_ids"] == user_id)[0])
+    s = world["scores"][row]
+    order = [j for j in np.argsort(-s, kind="stable") if int(world["nm_ids"][j]) not in exclude][:k]
+    return [int(world["nm_ids"][j]) for j in order], [float(s[j]) for j in order]
+
+
+def test_every_user_gets_the_brute_force_top_200(world: dict, tmp_path: Path) -> None:
+    stats = recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", batch_size=64)
+
+    table = read(tmp_path / "out")
+    assert table.schema.equals(schemas.RECOMMENDATIONS)
+    served = world["user_ids"][world["lengths"] >= 1]
+    users = table.column("user_id").to_numpy()
+    assert sorted(users.tolist()) == sorted(served.tolist()) and (np.diff(users) > 0).all()
+    known = set(world["nm_ids"].tolist())
+    for rec in table.to_pylist():
+        ids, scores = rec["nm_ids"], rec["scores"]
+        assert len(ids) == len(set(ids)) == TOP_K and set(ids) <= known
+        assert all(x >= y for x, y in zip(scores, scores[1:], strict=False))
+        assert_same_ranking(ids, scores, *expected_for(world, rec["user_id"], TOP_K))
+
+    assert stats.users_served == len(served) and stats.users_in_shard == N_USERS
+    assert stats.users_skipped == {"short_history": int((world["lengths"] < 1).sum())}
+    all_ids = {i for ids in table.column("nm_ids").to_pylist() for i in ids}
+    assert stats.distinct_items == len(all_ids) and stats.coverage == pytest.approx(len(all_ids) / N_ITEMS)
+    top1 = [s[0] for s in table.column("scores").to_pylist()]
+    assert stats.mean_top1_score == pytest.approx(np.mean(top1), abs=1e-6)
+    metrics = stats.as_metrics()
+    assert metrics["users_skipped_short_history"] == stats.users_skipped["short_history"]
+    assert metrics["coverage"] == pytest.approx(stats.coverage, abs=1e-6)
+    assert InferStats.load(tmp_path / "out" / STATS_FILE) == stats
+
+
+def test_top_k_above_the_catalogue_gives_the_whole_catalogue(world: dict, tmp_path: Path) -> None:
+    stats = recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", top_k=10_000)
+    lists = read(tmp_path / "out").column("nm_ids").to_pylist()
+    assert stats.top_k == N_ITEMS and all(sorted(ids) == sorted(world["nm_ids"].tolist()) for ids in lists)
+    assert stats.coverage == 1.0 and stats.users_short_list == 0
+
+
+def test_three_shards_merged_equal_one_run(world: dict, tmp_path: Path) -> None:
+    single = recommend(world["model"], world["index"], world["encoded"], tmp_path / "single", batch_size=50)
+    shard_dirs = []
+    for s in range(3):
+        st = recommend(
+            world["model"],
+            world["index"],
+            world["encoded"],
+            tmp_path / f"s{s}",
+            shard_index=s,
+            num_shards=3,
+            batch_size=50,
+        )
+        users = read(tmp_path / f"s{s}").column("user_id").to_numpy()
+        assert (users % 3 == s).all() and st.users_in_shard == int((world["user_ids"] % 3 == s).sum())
+        shard_dirs.append(tmp_path / f"s{s}")
+    merged = merge_shards(shard_dirs[::-1], tmp_path / "merged", rows_per_group=17)
+
+    a, b = read(tmp_path / "single").to_pylist(), read(tmp_path / "merged").to_pylist()
+    assert [r["user_id"] for r in a] == [r["user_id"] for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        assert_same_ranking(ra["nm_ids"], ra["scores"], rb["nm_ids"], rb["scores"])
+    for field in (
+        "users_in_shard",
+        "users_served",
+        "users_skipped",
+        "recommendations",
+        "distinct_items",
+        "catalogue_size",
+    ):
+        assert getattr(merged, field) == getattr(single, field), field
+    assert merged.shards_merged == 3 and merged.mean_score == pytest.approx(single.mean_score, abs=1e-6)
+
+    with pytest.raises(SearchrecError, match=r"shards \[0, 2\] of \[3\]"):
+        merge_shards([shard_dirs[0], shard_dirs[2]], tmp_path / "partial")
+    assert not (tmp_path / "partial").exists()
+
+
+def test_bought_items_are_excluded_and_the_list_refilled(world: dict, tmp_path: Path) -> None:
+    served = world["user_ids"][world["lengths"] >= 1]
+    u1, u2 = int(served[0]), int(served[1])
+    top1, _ = expected_for(world, u1, 5)
+    top2, _ = expected_for(world, u2, 50)
+    bought = {u1: {top1[0], top1[3]}, u2: set(top2[:40])}
+    bought_dir = tmp_path / "bought"
+    bought_dir.mkdir()
+    rows = [(u, nm) for u, items in bought.items() for nm in items]
+    rows += [(u1, top1[0]), (u1, 123), (10**9 + 7, top1[1])]  # a repeat, an unknown item, an unknown user
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array([r[0] for r in rows], pa.int64()),
+                "order_ts": pa.array([0] * len(rows), pa.timestamp("us")),
+                "nm_id": pa.array([r[1] for r in rows], pa.int64()),
+            }
+        ),
+        bought_dir / "part-00000.parquet",
+    )
+
+    stats = recommend(
+        world["model"],
+        world["index"],
+        world["encoded"],
+        tmp_path / "out",
+        exclude_bought_dir=bought_dir,
+        batch_size=32,
+    )
+
+    recs = {r["user_id"]: r for r in read(tmp_path / "out").to_pylist()}
+    for user, items in bought.items():
+        assert not set(recs[user]["nm_ids"]) & items and len(recs[user]["nm_ids"]) == TOP_K
+        assert_same_ranking(
+            recs[user]["nm_ids"], recs[user]["scores"], *expected_for(world, user, TOP_K, items)
+        )
+    untouched = int(served[2])
+    assert_same_ranking(
+        recs[untouched]["nm_ids"], recs[untouched]["scores"], *expected_for(world, untouched, TOP_K)
+    )
+    assert stats.items_excluded == 42 and stats.users_served == len(served)
+
+
+def test_short_histories_are_skipped_and_counted(world: dict, tmp_path: Path) -> None:
+    stats = recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", min_history=3)
+    users = set(read(tmp_path / "out").column("user_id").to_pylist())
+    assert users == set(world["user_ids"][world["lengths"] >= 3].tolist())
+    assert stats.users_skipped == {"short_history": int((world["lengths"] < 3).sum())}
+    assert stats.users_served + stats.users_skipped["short_history"] == N_USERS
+
+    everyone = recommend(world["model"], world["index"], world["encoded"], tmp_path / "all", min_history=0)
+    assert everyone.users_served == N_USERS and everyone.users_skipped == {}
+
+
+def test_copy_to_a_local_folder(world: dict, tmp_path: Path) -> None:
+    recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", top_k=5)
+    copy_to(tmp_path / "out", f"file://{tmp_path / 'copy'}")
+    assert read(tmp_path / "copy").equals(read(tmp_path / "out"))
+    with pytest.raises(SearchrecError, match="unsupported destination 'ftp://x/y'"):
+        copy_to(tmp_path / "out", "ftp://x/y")
+
+
+def test_copy_to_s3_and_gcs(world: dict, tmp_path: Path, s3_endpoint: str, gcs_endpoint: str) -> None:
+    import boto3
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs
+
+    from searchrec.storage import download_tree
+
+    recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", top_k=5)
+    boto3.client("s3").create_bucket(Bucket="recs")
+    gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("recs")
+    for uri in ("s3://recs/run-1/recommendations", "gs://recs/run-1/recommendations"):
+        written = copy_to(tmp_path / "out", uri)
+        assert sorted(w.rsplit("/", 1)[1] for w in written) == [schemas.RECOMMENDATIONS_FILE, STATS_FILE]
+        back = tmp_path / uri.split(":")[0]
+        download_tree(uri, back)
+        assert read(back).equals(read(tmp_path / "out"))
+
+
+def test_bad_input_is_refused_and_nothing_written(world: dict, tmp_path: Path) -> None:
+    def refused(match: str, **overrides: object) -> None:
+        args = {"model_dir": world["model"], "index_dir": world["index"], "encoded_dir": world["encoded"]}
+        args.update(overrides)
+        with pytest.raises(SearchrecError, match=match):
+            recommend(out_dir=tmp_path / "out", **args)
+        assert not (tmp_path / "out").exists()
+        assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+    rng = np.random.default_rng(9)
+    hist = np.ones((3, 5), np.int32)
+    no_hist = write_encoded(tmp_path / "e1", np.arange(3), hist, np.zeros((2, 8), np.float32))
+    (no_hist / schemas.hist_file(schemas.INFER_SPLIT)).unlink()
+    refused("encoded folder .* lacks histories_hist.npy", encoded_dir=no_hist)
+    wide = write_encoded(tmp_path / "e2", np.arange(3), hist, rng.normal(size=(2, 12)).astype(np.float32))
+    refused(r"table.npy has shape \(2, 12\); the model's query tower expects \[\*, 8\]", encoded_dir=wide)
+    outside = write_encoded(tmp_path / "e3", np.arange(3), hist * 7, np.zeros((2, 8), np.float32))
+    refused(r"indices outside \[0, 2\)", encoded_dir=outside)
+    twice = write_encoded(tmp_path / "e4", np.array([5, 5, 6]), hist, np.zeros((2, 8), np.float32))
+    refused("some user_id more than once", encoded_dir=twice)
+    refused("index folder .* does not exist", index_dir=tmp_path / "nowhere")
+    torch.manual_seed(1)
+    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save(tmp_path / "other_model")
+    refused("built with a different model", model_dir=tmp_path / "other_model")
+    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, output_dim=64)).save(tmp_path / "narrow")
+    refused("index vectors have dim 128 but the model's towers output 64", model_dir=tmp_path / "narrow")
+    refused(r"shard_index must be within \[0, num_shards\), got 3 of 3", shard_index=3, num_shards=3)
+    refused("exclude_bought folder .* does not exist", exclude_bought_dir=tmp_path / "no_orders")

@@ -1,0 +1,355 @@
+"""Train stage on small synthetic data: items in latent clusters, queries whose encodings reveal them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from searchrec import schemas
+from searchrec.errors import SearchrecError
+from searchrec.model import TwoTower
+from searchrec.stages.train import (
+    TrainParams,
+    compare_variants,
+    latest_checkpoint,
+    train_two_tower,
+    variants_markdown,
+)
+
+DQ, DI, LATENT = 24, 16, 8
+
+
+def make_inputs(
+    root: Path,
+    *,
+    n_train: int = 3000,
+    n_holdout: int = 600,
+    n_items: int = 300,
+    n_extra_items: int = 100,
+    n_queries: int = 600,
+    seed: int = 0,
+) -> tuple[Path, Path, Path]:
+    """encoded/, examples/, embeddings/ folders as the encode, clean and extract stages write them.
+
+    Each item has a latent vector; its bert4rec embedding and the encodings of its 5 closest queries are
+    noisy linear images of latents. A purchase's history holds 1-5 queries, 80% of them related to the
+    bought item. Item popularity is Zipf-like; the snapshot also holds items nobody bought.
+    """
+    rng = np.random.default_rng(seed)
+    total_items = n_items + n_extra_items
+    z = rng.normal(size=(total_items, LATENT))
+    item_emb = (z @ rng.normal(size=(LATENT, DI)) + 0.1 * rng.normal(size=(total_items, DI))).astype(
+        np.float32
+    )
+    nm_ids = (100_000 + rng.permutation(total_items) * 7).astype(np.int64)
+    v = rng.normal(size=(n_queries, LATENT))
+    table = v @ rng.normal(size=(LATENT, DQ)) + 0.1 * rng.normal(size=(n_queries, DQ))
+    table = np.vstack([rng.normal(size=(1, DQ)), table])  # row 0: the [PAD] encoding
+    table = (table / np.linalg.norm(table, axis=1, keepdims=True)).astype(np.float32)
+    related = np.argsort(-(z[:n_items] @ v.T), axis=1)[:, :5] + 1  # table rows of each item's queries
+    popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+    popularity /= popularity.sum()
+
+    def split(n: int, start: str) -> tuple[pd.DataFrame, np.ndarray]:
+        items = rng.choice(n_items, size=n, p=popularity)
+        hist = np.zeros((n, 5), dtype=np.int32)
+        lengths = rng.integers(1, 6, size=n)
+        for r in range(n):
+            for slot in range(5 - lengths[r], 5):
+                hist[r, slot] = (
+                    related[items[r], rng.integers(5)]
+                    if rng.random() < 0.8
+                    else rng.integers(1, n_queries + 1)
+                )
+        rows = pd.DataFrame(
+            {
+                "user_id": rng.integers(1, 10_000, size=n).astype(np.int64),
+                "order_ts": pd.Timestamp(start)
+                + pd.to_timedelta(np.sort(rng.integers(0, 86400 * 7, n)), unit="s"),
+                "nm_id": nm_ids[items],
+            }
+        )
+        return rows, hist
+
+    encoded, examples, embeddings = root / "encoded", root / "examples", root / "embeddings"
+    for d in (encoded, examples, embeddings):
+        d.mkdir(parents=True)
+    np.save(encoded / schemas.TABLE_FILE, table)
+    (encoded / schemas.ENCODER_INFO).write_text(
+        json.dumps({"encoder": "test/synthetic", "pooling": "cls", "dim": DQ, "max_length": 32})
+    )
+    for name, n, start in (("train", n_train, "2026-09-01"), ("holdout", n_holdout, "2026-10-01")):
+        rows, hist = split(n, start)
+        rows.to_parquet(encoded / schemas.rows_file(name), index=False)
+        np.save(encoded / schemas.hist_file(name), hist)
+    train_nm = pd.read_parquet(encoded / "train.parquet")["nm_id"]
+    counts = train_nm.value_counts()
+    pd.DataFrame(
+        {"nm_id": counts.index.astype(np.int64), "count": counts.to_numpy().astype(np.int64)}
+    ).to_parquet(examples / "items.parquet", index=False)
+    half = total_items // 2
+    for i, sl in enumerate((slice(0, half), slice(half, None))):
+        pq.write_table(
+            pa.table(
+                {
+                    "nm_id": pa.array(nm_ids[sl]),
+                    "embedding": pa.array(list(item_emb[sl]), pa.list_(pa.float32())),
+                },
+                schema=schemas.EMBEDDINGS,
+            ),
+            embeddings / f"part-{i}.parquet",
+        )
+    (embeddings / schemas.SNAPSHOT_INFO).write_text(json.dumps({"snapshot_date": "2026-09-30", "dim": DI}))
+    return encoded, examples, embeddings
+
+
+FAST = TrainParams(epochs=3, batch_size=128, hidden_dim=64, output_dim=32, lr=3e-3, eval_max_examples=300)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine run faster (and without OMP spin-waits) on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    return make_inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for name in (schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE):
+        out.update({f"{name}:{k}": v for k, v in load_file(str(model_dir / name)).items()})
+    return out
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
+    model_dir, report = tmp_path / "model", tmp_path / "report.html"
+    result = train_two_tower(
+        *inputs,
+        model_dir,
+        params=replace(FAST, train_start="2026-09-01", train_end="2026-09-30"),
+        report_path=report,
+    )
+    m = result.metrics
+    assert m["model_recall_at_10"] > m["popularity_recall_at_10"] + 0.25, m
+    assert m["model_recall_at_50"] > m["popularity_recall_at_50"] + 0.15, m
+    assert m["model_mrr"] > 2 * m["popularity_mrr"], m
+    assert m["catalogue_items"] == 400 and m["holdout_examples"] == 600  # the FULL snapshot is ranked
+    assert [r["epoch"] for r in result.history] == [1, 2, 3]
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.history[-1]["holdout_recall_at_10"] > result.history[0]["holdout_recall_at_10"] - 0.05
+
+    cfg = json.loads((model_dir / schemas.MODEL_CONFIG).read_text())
+    assert (cfg["query_dim"], cfg["item_dim"], cfg["history_length"], cfg["padding"]) == (DQ, DI, 5, "mask")
+    extra = cfg["extra"]
+    assert extra["encoder"] == "test/synthetic" and extra["pooling"] == "cls"
+    assert (extra["train_start"], extra["train_end"], extra["snapshot_date"]) == (
+        "2026-09-01",
+        "2026-09-30",
+        "2026-09-30",
+    )
+    assert extra["training_items"] == len(pd.read_parquet(inputs[1] / "items.parquet"))
+    assert extra["metrics"]["model_recall_at_200"] == pytest.approx(m["model_recall_at_200"], abs=1e-6)
+
+    meta = result.as_metadata()
+    assert meta["model_recall_at_200"] == pytest.approx(m["model_recall_at_200"], abs=1e-6)
+    assert meta["train_examples"] == 3000 and meta["param_loss"] == "softmax"
+    assert all(isinstance(v, (int, float, str, bool)) or v is None for v in meta.values())
+
+    # The artifact loads without pickle and ranks like the training-time evaluation did.
+    model = TwoTower.load(model_dir)
+    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))
+    q = model.encode_indices(table, hist)
+    assert q.shape == (600, 32) and torch.allclose(q.norm(dim=1), torch.ones(600), atol=1e-5)
+
+    html = report.read_text()
+    assert html.count("<svg") == 2 and "Recall@200" in html and "softmax" in html
+    assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+
+
+def test_same_seed_gives_identical_weights(inputs, tmp_path: Path) -> None:
+    params = replace(FAST, epochs=1, eval_every_epoch=False)
+    train_two_tower(*inputs, tmp_path / "a", params=params)
+    train_two_tower(*inputs, tmp_path / "b", params=params)
+    train_two_tower(*inputs, tmp_path / "c", params=replace(params, seed=1))
+    assert _same(_weights(tmp_path / "a"), _weights(tmp_path / "b"))
+    assert not _same(_weights(tmp_path / "a"), _weights(tmp_path / "c"))
+
+
+def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> None:
+    params = replace(FAST, epochs=3, eval_every_epoch=False, keep_checkpoints=2)
+    full = train_two_tower(*inputs, tmp_path / "full", params=params)
+    assert full.resumed_from_epoch == 0
+    # "Crash" after epoch 2: the checkpoints exist, the final model files do not.
+    part = tmp_path / "part"
+    train_two_tower(*inputs, part, params=replace(params, epochs=2))
+    for name in (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE):
+        (part / name).unlink()
+    assert latest_checkpoint(part) == 2
+    resumed = train_two_tower(*inputs, part, params=params)
+    assert resumed.resumed_from_epoch == 2
+    assert [r["epoch"] for r in resumed.history] == [1, 2, 3]
+    assert _same(_weights(tmp_path / "full"), _weights(part))
+    assert resumed.history[-1]["loss"] == full.history[-1]["loss"]
+    ckpts = sorted(p.name for p in (part / "checkpoints").iterdir())
+    assert ckpts == ["epoch-0002.json", "epoch-0002.safetensors", "epoch-0003.json", "epoch-0003.safetensors"]
+
+
+def test_checkpoint_from_other_dimensions_is_refused(inputs, tmp_path: Path) -> None:
+    model_dir = tmp_path / "model"
+    train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))
+    other = tmp_path / "other"
+    shutil.copytree(inputs[0], other / "encoded")
+    table = np.load(other / "encoded" / schemas.TABLE_FILE)
+    np.save(other / "encoded" / schemas.TABLE_FILE, table[:, :20])
+    info = json.loads((other / "encoded" / schemas.ENCODER_INFO).read_text())
+    (other / "encoded" / schemas.ENCODER_INFO).write_text(json.dumps({**info, "dim": 20}))
+    with pytest.raises(SearchrecError, match="query_dim=24.*20"):
+        train_two_tower(other / "encoded", inputs[1], inputs[2], model_dir, params=replace(FAST, epochs=2))
+    with pytest.raises(SearchrecError, match="other parameters"):
+        train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=2, lr=1e-2))
+
+
+@pytest.mark.parametrize(
+    ("loss", "padding", "logq"),
+    [
+        ("multi_margin", "pad", False),
+        ("cosine", "pad", False),
+        ("softmax", "pad", True),
+        ("multi_margin", "mask", False),
+    ],
+)
+def test_each_objective_trains(inputs, tmp_path: Path, loss: str, padding: str, logq: bool) -> None:
+    params = replace(FAST, epochs=2, loss=loss, padding=padding, logq_correction=logq, eval_every_epoch=False)
+    result = train_two_tower(*inputs, tmp_path / "m", params=params)
+    assert result.history[1]["loss"] < result.history[0]["loss"]
+    assert result.metrics["model_recall_at_50"] > result.metrics["popularity_recall_at_50"], result.metrics
+    assert json.loads((tmp_path / "m" / schemas.MODEL_CONFIG).read_text())["padding"] == padding
+
+
+def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
+    train_two_tower(*inputs, tmp_path / "mask", params=replace(FAST, epochs=1, eval_every_epoch=False))
+    train_two_tower(
+        *inputs, tmp_path / "pad", params=replace(FAST, epochs=1, eval_every_epoch=False, padding="pad")
+    )
+    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    other = table.clone()
+    other[0] = torch.randn(DQ)
+    hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))[:50]
+    assert (hist == 0).any()
+    mask_model, pad_model = TwoTower.load(tmp_path / "mask"), TwoTower.load(tmp_path / "pad")
+    assert torch.equal(mask_model.encode_indices(table, hist), mask_model.encode_indices(other, hist))
+    assert not torch.allclose(pad_model.encode_indices(table, hist), pad_model.encode_indices(other, hist))
+
+
+def test_compare_variants_records_each(inputs, tmp_path: Path) -> None:
+    variants = {"multi_margin/pad": {"loss": "multi_margin", "padding": "pad"}, "softmax+logQ/mask": {}}
+    rows = compare_variants(
+        *inputs, tmp_path, base=replace(FAST, epochs=1, eval_every_epoch=False), variants=variants
+    )
+    assert [r["variant"] for r in rows] == list(variants)
+    assert all(0 < r["model_recall_at_200"] <= 1 for r in rows)
+    table = variants_markdown(rows)
+    assert table.count("\n") == 3 and "softmax+logQ/mask" in table
+
+
+def _no_model(model_dir: Path) -> bool:
+    return (
+        not (model_dir / schemas.MODEL_CONFIG).exists()
+        and not (model_dir / schemas.QUERY_TOWER_FILE).exists()
+    )
+
+
+def test_empty_train_split_is_refused(inputs, tmp_path: Path) -> None:
+    encoded = tmp_path / "encoded"
+    shutil.copytree(inputs[0], encoded)
+    pd.read_parquet(encoded / "train.parquet").iloc[:0].to_parquet(encoded / "train.parquet", index=False)
+    np.save(encoded / "train_hist.npy", np.zeros((0, 5), dtype=np.int32))
+    with pytest.raises(SearchrecError, match="train split .* is empty"):
+        train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=FAST)
+    assert _no_model(tmp_path / "model")
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("missing_hist", "lacks train_hist.npy"),
+        ("index_out_of_range", "outside the encoding table"),
+        ("rows_mismatch", "has 2999 rows but its parquet has 3000"),
+        ("no_embeddings", "holds no \\*.parquet files"),
+        ("ragged_embeddings", "one length"),
+        ("missing_items", "lacks items.parquet"),
+        ("encoder_dim", "dimension 24 but encoder.json says 99"),
+    ],
+)
+def test_bad_input_gives_one_clear_error(inputs, tmp_path: Path, breakage: str, message: str) -> None:
+    encoded, examples, embeddings = tmp_path / "encoded", tmp_path / "examples", tmp_path / "embeddings"
+    for src, dst in zip(inputs, (encoded, examples, embeddings), strict=True):
+        shutil.copytree(src, dst)
+    hist = np.load(encoded / "train_hist.npy")
+    if breakage == "missing_hist":
+        (encoded / "train_hist.npy").unlink()
+    elif breakage == "index_out_of_range":
+        hist[0, 4] = 10**6
+        np.save(encoded / "train_hist.npy", hist)
+    elif breakage == "rows_mismatch":
+        np.save(encoded / "train_hist.npy", hist[1:])
+    elif breakage == "no_embeddings":
+        for p in embeddings.glob("*.parquet"):
+            p.unlink()
+    elif breakage == "ragged_embeddings":
+        pq.write_table(
+            pa.table(
+                {
+                    "nm_id": pa.array([1], pa.int64()),
+                    "embedding": pa.array([[0.5] * 3], pa.list_(pa.float32())),
+                }
+            ),
+            embeddings / "part-9.parquet",
+        )
+    elif breakage == "missing_items":
+        (examples / "items.parquet").unlink()
+    elif breakage == "encoder_dim":
+        (encoded / schemas.ENCODER_INFO).write_text(json.dumps({"encoder": "x", "dim": 99}))
+    with pytest.raises(SearchrecError, match=message) as info:
+        train_two_tower(encoded, examples, embeddings, tmp_path / "model", params=FAST)
+    assert "\n" not in str(info.value)
+    assert _no_model(tmp_path / "model")
+
+
+def test_bad_params_are_refused(inputs, tmp_path: Path) -> None:
+    with pytest.raises(SearchrecError, match="loss must be one of"):
+        train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, loss="hinge"))
+    with pytest.raises(SearchrecError, match="padding must be one of"):
+        train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, padding="zeros"))
+    with pytest.raises(SearchrecError, match="batch_size"):
+        train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, batch_size=1))
+
+
+def test_saved_config_that_does_not_match_the_weights_is_refused(inputs, tmp_path: Path) -> None:
+    model_dir = tmp_path / "m"
+    train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))
+    cfg = json.loads((model_dir / schemas.MODEL_CONFIG).read_text())
+    (model_dir / schemas.MODEL_CONFIG).write_text(json.dumps({**cfg, "query_dim": 312}))
+    with pytest.raises(SearchrecError, match="does not match config.json"):
+        TwoTower.load(model_dir)

@@ -1,0 +1,90 @@
+"""In-batch retrieval losses against values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from searchrec.losses import (
+    accidental_hits,
+    cosine_loss,
+    multi_margin_loss,
+    retrieval_loss,
+    sampled_softmax_loss,
+)
+
+# Scores = Q @ I.T = [[1.0, 0.6], [0.0, 0.8]]
+Q = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+I = torch.tensor([[1.0, 0.0], [0.6, 0.8]])  # noqa: E741
+DISTINCT = torch.tensor([10, 20])
+SAME = torch.tensor([10, 10])
+
+
+def test_multi_margin_matches_hand_value() -> None:
+    # row 0: max(0, 1 - 1.0 + 0.6) / 2 = 0.3; row 1: max(0, 1 - 0.8 + 0.0) / 2 = 0.1
+    assert multi_margin_loss(Q, I, DISTINCT).item() == pytest.approx(0.2)
+    assert multi_margin_loss(Q, I).item() == pytest.approx(0.2)
+    assert multi_margin_loss(Q, I, DISTINCT, margin=0.5).item() == pytest.approx((0.05 + 0.0) / 2)
+
+
+def test_multi_margin_equals_torch_module() -> None:
+    torch.manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+    i = torch.nn.functional.normalize(torch.randn(8, 4), dim=1)
+    expected = torch.nn.MultiMarginLoss()(q @ i.T, torch.arange(8))
+    assert multi_margin_loss(q, i, torch.arange(8)).item() == pytest.approx(expected.item())
+
+
+def test_cosine_matches_hand_value() -> None:
+    # positives: (1 - 1.0 + 1 - 0.8) / 2 = 0.1; negatives relu(0.6), relu(0.0): mean 0.3
+    assert cosine_loss(Q, I, DISTINCT).item() == pytest.approx(0.4)
+    assert cosine_loss(Q, I, DISTINCT, margin=0.5).item() == pytest.approx(0.1 + 0.05)
+
+
+def test_softmax_matches_hand_value() -> None:
+    row0 = -1.0 + math.log(math.exp(1.0) + math.exp(0.6))
+    row1 = -0.8 + math.log(math.exp(0.0) + math.exp(0.8))
+    assert sampled_softmax_loss(Q, I, DISTINCT, temperature=1.0).item() == pytest.approx((row0 + row1) / 2)
+    # temperature 0.5 doubles every logit
+    row0 = -2.0 + math.log(math.exp(2.0) + math.exp(1.2))
+    row1 = -1.6 + math.log(math.exp(0.0) + math.exp(1.6))
+    assert sampled_softmax_loss(Q, I, DISTINCT, temperature=0.5).item() == pytest.approx((row0 + row1) / 2)
+
+
+def test_logq_correction_subtracts_log_sampling_probability() -> None:
+    log_q = torch.log(torch.tensor([0.9, 0.1]))  # column 0 popular, column 1 rare
+    # logits - log q: [[1 - ln .9, .6 - ln .1], [0 - ln .9, .8 - ln .1]]
+    a, b = 1.0 - math.log(0.9), 0.6 - math.log(0.1)
+    c, d = 0.0 - math.log(0.9), 0.8 - math.log(0.1)
+    row0 = -a + math.log(math.exp(a) + math.exp(b))
+    row1 = -d + math.log(math.exp(c) + math.exp(d))
+    got = sampled_softmax_loss(Q, I, DISTINCT, temperature=1.0, log_q=log_q).item()
+    assert got == pytest.approx((row0 + row1) / 2)
+    # the rare item as a negative now weighs more for row 0, so the loss grows
+    assert got > sampled_softmax_loss(Q, I, DISTINCT, temperature=1.0).item()
+
+
+def test_accidental_hits_are_not_negatives() -> None:
+    assert accidental_hits(torch.tensor([1, 2, 1])).tolist() == [
+        [False, False, True],
+        [False, False, False],
+        [True, False, False],
+    ]
+    # Both rows bought the same item: no negatives left, nothing to push apart.
+    assert sampled_softmax_loss(Q, I, SAME, temperature=0.1).item() == pytest.approx(0.0, abs=1e-6)
+    assert multi_margin_loss(Q, I, SAME).item() == pytest.approx(0.0)
+    assert cosine_loss(Q, I, SAME).item() == pytest.approx(0.1)  # positives only
+
+
+def test_dispatch_and_gradients() -> None:
+    q = torch.nn.functional.normalize(torch.randn(6, 3), dim=1).requires_grad_()
+    i = torch.nn.functional.normalize(torch.randn(6, 3), dim=1)
+    for name in ("softmax", "multi_margin", "cosine"):
+        q.grad = None
+        loss = retrieval_loss(name, q, i, torch.arange(6), temperature=0.1, log_q=torch.zeros(6))
+        loss.backward()
+        assert torch.isfinite(loss) and q.grad is not None and q.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown loss"):
+        retrieval_loss("hinge", q, i)

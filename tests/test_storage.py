@@ -1,0 +1,115 @@
+"""Object storage on real servers: local folders, moto's S3 server and the GCS emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from searchrec import storage
+from searchrec.errors import SearchrecError
+
+TREE = {
+    "config.json": b'{"dim": 312}',
+    "weights/model.safetensors": bytes(range(256)) * 1000,
+    "weights/nested/deep.txt": "вложенный ✓".encode(),
+    "dt=2026-10-01/part-0.parquet": b"PAR1",
+}
+
+
+def write_tree(root: Path) -> None:
+    for rel, data in TREE.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture(params=["local", "s3", "gs"])
+def backend(request, tmp_path: Path) -> Callable[[str], str]:
+    """A function giving the URI of a fresh folder on the backend under test."""
+    if request.param == "local":
+        return lambda name: str(tmp_path / "remote" / name)
+    if request.param == "s3":
+        request.getfixturevalue("s3_endpoint")
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="models")
+        return lambda name: f"s3://models/team/{name}"
+    request.getfixturevalue("gcs_endpoint")
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs
+
+    gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("models")
+    return lambda name: f"gs://models/team/{name}"
+
+
+def test_upload_list_download_round_trip(backend, tmp_path):
+    src = tmp_path / "src"
+    write_tree(src)
+    uri = backend("encoder")
+    dests = storage.upload_tree(src, uri)
+    assert len(dests) == len(TREE) and all(d.startswith(uri.rstrip("/")) for d in dests)
+
+    assert storage.list_dir(uri) == ["config.json", "dt=2026-10-01", "weights"]
+    assert storage.list_dir(uri + "/") == ["config.json", "dt=2026-10-01", "weights"]
+    assert storage.list_dir(storage.join_uri(uri, "weights")) == ["model.safetensors", "nested"]
+
+    files = storage.download_tree(storage.join_uri(uri, "weights"), tmp_path / "got")
+    assert files == [tmp_path / "got" / "model.safetensors", tmp_path / "got" / "nested" / "deep.txt"]
+    assert read_tree(tmp_path / "got") == {
+        k.removeprefix("weights/"): v for k, v in TREE.items() if k.startswith("weights/")
+    }
+    storage.download_tree(uri, tmp_path / "all")
+    assert read_tree(tmp_path / "all") == TREE
+
+
+def test_download_of_nothing_is_an_error(backend, tmp_path):
+    storage.upload_tree(_one_file(tmp_path), backend("x"))
+    with pytest.raises(SearchrecError, match=r"(nothing to download under|no such folder)"):
+        storage.download_tree(backend("missing"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def _one_file(tmp_path: Path) -> Path:
+    d = tmp_path / "one"
+    d.mkdir()
+    (d / "a.txt").write_text("a")
+    return d
+
+
+def test_missing_bucket_is_one_line(s3_endpoint, gcs_endpoint, tmp_path):
+    for uri in ("s3://no-such-bucket/x", "gs://no-such-bucket/x"):
+        with pytest.raises(SearchrecError, match=rf"cannot list {uri}: ") as err:
+            storage.list_dir(uri)
+        assert "\n" not in str(err.value)
+
+
+def test_is_remote_and_uri_checks(tmp_path):
+    assert storage.is_remote("s3://b/k") and storage.is_remote("gs://b")
+    assert not storage.is_remote("/data/x") and not storage.is_remote("file:///data/x")
+    assert not storage.is_remote(tmp_path)
+    assert storage.split_uri("s3://bucket/a/b/") == ("s3", "bucket", "a/b")
+    with pytest.raises(SearchrecError, match="names no bucket"):
+        storage.split_uri("gs:///a")
+    assert storage.join_uri("s3://b/a/", "dt=1/") == "s3://b/a/dt=1"
+    with pytest.raises(SearchrecError, match="no such folder"):
+        storage.list_dir(tmp_path / "absent")
+
+
+def test_staged_dir_keeps_the_target_on_failure(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError), storage.staged_dir(target) as tmp:
+        (tmp / "half.txt").write_text("half")
+        raise RuntimeError("boom")
+    assert read_tree(target) == {"old.txt": b"old"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    with storage.staged_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert read_tree(target) == {"new.txt": b"new"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
