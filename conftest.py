@@ -1,7 +1,8 @@
 """Repository-wide pytest settings.
 
 With SEARCHREC_REQUIRE_SERVICES=1 (set by .ci/run) a skipped test fails the session: in CI every
-server the tests talk to must be there, and a skip would hide that it was not.
+server the tests talk to must be there, and a skip would hide that it was not. Tests marked `gpu` are
+the exception: CI machines have no GPU, and those tests run where one is (the device check).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ _skipped: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.skipped and not hasattr(report, "wasxfail"):
+    if report.skipped and not hasattr(report, "wasxfail") and "gpu" not in report.keywords:
         _skipped.append(report.nodeid)
 
 

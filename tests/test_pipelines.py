@@ -30,7 +30,8 @@ STAGE_OF_COMPONENT = {
 def compiled(tmp_path_factory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("compiled")
     return {
-        name: yaml.safe_load(compile_pipeline(name, out / f"{name}.yaml").read_text()) for name in PIPELINES
+        name: next(yaml.safe_load_all(compile_pipeline(name, out / f"{name}.yaml").read_text()))
+        for name in PIPELINES
     }
 
 

@@ -129,6 +129,7 @@ def test_cpu_and_auto_device_give_the_same_index(world: dict, tmp_path: Path) ->
     np.testing.assert_allclose(a.reconstruct_n(0, a.ntotal), b.reconstruct_n(0, b.ntotal), atol=1e-5)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(faiss.get_num_gpus() == 0, reason="faiss sees no GPU")
 def test_gpu_search_equals_cpu_search(world: dict, tmp_path: Path) -> None:
     build_index(world["model"], world["emb"], tmp_path / "idx")
