@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kfp import dsl
+from kfp.dsl import Model
 
 from components import (
     build_index,
@@ -18,6 +19,13 @@ from components import (
     train,
 )
 from pipelines.cluster import configure
+
+
+def import_encoder(encoder):
+    """The sentence encoder as a lineage node: an HF id, or a folder (local, s3://, gs://) of its weights."""
+    return dsl.importer(
+        artifact_uri=encoder, artifact_class=Model, reimport=False, metadata={"role": "query encoder"}
+    ).set_display_name("import query encoder")
 
 
 def training_tasks(
@@ -39,7 +47,9 @@ def training_tasks(
     index_kind,
     min_index_recall,
 ):
-    """extract -> clean -> encode -> train -> index. Returns the train and index tasks."""
+    """extract -> clean -> encode -> train -> index. Returns the train and index tasks.
+
+    `encoder` is the Model artifact of import_encoder()."""
     events = configure(
         extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
         "extract",
@@ -110,7 +120,9 @@ def recommend_tasks(
     output_uri,
     index=None,
 ):
-    """extract -> clean -> encode -> (index) -> infer per shard -> merge. Returns the merge task."""
+    """extract -> clean -> encode -> (index) -> infer per shard -> merge. Returns the merge task.
+
+    `model` and `encoder` are Model artifacts (a train output or an importer's)."""
     events = configure(
         extract_inference_events(
             warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, users_uri=users_uri

@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from pipelines.common import recommend_tasks, training_tasks
+from pipelines.common import import_encoder, recommend_tasks, training_tasks
 from searchrec import config
 
 
@@ -33,6 +33,7 @@ def demo(
     min_history: int = 1,
     output_uri: str = "",
 ):
+    encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
         warehouse_uri=warehouse_uri,
         embeddings_uri=embeddings_uri,
@@ -42,7 +43,7 @@ def demo(
         snapshot_max_days=snapshot_max_days,
         max_items=max_items,
         min_item_count=min_item_count,
-        encoder=encoder,
+        encoder=encoder_model.output,
         pooling=pooling,
         epochs=epochs,
         batch_size=batch_size,
@@ -59,7 +60,7 @@ def demo(
         end_date=recommend_end_date,
         users_uri=users_uri,
         snapshot_max_days=snapshot_max_days,
-        encoder=encoder,
+        encoder=encoder_model.output,
         pooling=pooling,
         index_kind=index_kind,
         min_index_recall=min_index_recall,

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Model
 
-from pipelines.common import recommend_tasks
+from pipelines.common import import_encoder, recommend_tasks
 from searchrec import config
 
 
@@ -28,6 +28,7 @@ def recommend(
     min_history: int = 1,
     output_uri: str = "",
 ):
+    encoder_model = import_encoder(encoder)
     model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False).set_display_name(
         "import trained model"
     )
@@ -39,7 +40,7 @@ def recommend(
         end_date=end_date,
         users_uri=users_uri,
         snapshot_max_days=snapshot_max_days,
-        encoder=encoder,
+        encoder=encoder_model.output,
         pooling=pooling,
         index_kind=index_kind,
         min_index_recall=min_index_recall,

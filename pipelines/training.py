@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from pipelines.common import training_tasks
+from pipelines.common import import_encoder, training_tasks
 from searchrec import config
 
 
@@ -27,6 +27,7 @@ def training(
     min_index_recall: float = 0.95,
     ground_truth_uri: str = "",
 ):
+    encoder_model = import_encoder(encoder)
     training_tasks(
         warehouse_uri=warehouse_uri,
         embeddings_uri=embeddings_uri,
@@ -36,7 +37,7 @@ def training(
         snapshot_max_days=snapshot_max_days,
         max_items=max_items,
         min_item_count=min_item_count,
-        encoder=encoder,
+        encoder=encoder_model.output,
         pooling=pooling,
         epochs=epochs,
         batch_size=batch_size,

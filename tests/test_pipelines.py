@@ -65,12 +65,34 @@ def test_window_and_sizes_are_pipeline_parameters(compiled):
     assert demo["max_items"]["defaultValue"] == config.MAX_ITEMS
 
 
-def test_recommend_imports_the_model_by_uri(compiled):
+def _importer_params(pipeline: dict) -> dict[str, str]:
+    """Importer task -> the pipeline parameter its URI comes from."""
+    tasks = pipeline["root"]["dag"]["tasks"]
+    return {
+        name: task["inputs"]["parameters"]["uri"]["componentInputParameter"]
+        for name, task in tasks.items()
+        if name.startswith("importer")
+    }
+
+
+def test_recommend_imports_the_model_and_the_encoder_by_uri(compiled):
     executors = _executors(compiled["recommend"])
     importers = [e["importer"] for e in executors.values() if "importer" in e]
-    assert len(importers) == 1
-    assert importers[0]["typeSchema"]["schemaTitle"] == "system.Model"
-    assert importers[0]["artifactUri"]["runtimeParameter"] == "uri"
+    assert len(importers) == 2
+    assert {i["typeSchema"]["schemaTitle"] for i in importers} == {"system.Model"}
+    assert all(i["artifactUri"]["runtimeParameter"] == "uri" for i in importers)
+    assert sorted(_importer_params(compiled["recommend"]).values()) == ["encoder", "model_uri"]
+
+
+def test_every_pipeline_takes_its_encoder_through_an_importer(compiled):
+    for name, pipeline in compiled.items():
+        params = _importer_params(pipeline)
+        assert "encoder" in params.values(), name
+        [importer] = [task for task, param in params.items() if param == "encoder"]
+        encode_tasks = [t for key, t in pipeline["root"]["dag"]["tasks"].items() if key.startswith("encode")]
+        assert encode_tasks, name
+        for task in encode_tasks:
+            assert task["inputs"]["artifacts"]["encoder"]["taskOutputArtifact"]["producerTask"] == importer
 
 
 def test_inference_fans_out_over_shards_and_joins_them(compiled):
@@ -89,7 +111,8 @@ def test_training_pipeline_is_the_diagram(compiled):
     tasks = compiled["training"]["root"]["dag"]["tasks"]
     deps = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert deps["clean-training"] == {"extract-training-events", "extract-snapshot"}
-    assert deps["encode"] == {"clean-training"}
+    [encoder_import] = _importer_params(compiled["training"])
+    assert deps["encode"] == {"clean-training", encoder_import}
     assert deps["train"] == {"encode", "clean-training", "extract-snapshot"}
     assert deps["build-index"] == {"train", "extract-snapshot"}
 
