@@ -523,6 +523,20 @@ def test_snapshot_nearest_pick_local(snapshot_root, tmp_path, wanted, expected):
     assert info.as_metadata()["days_off"] == (date.fromisoformat(expected) - date.fromisoformat(wanted)).days
 
 
+def test_snapshot_pinned_by_naming_its_partition(snapshot_root, tmp_path):
+    """A dt= folder as embeddings_uri is taken as it is (even 40 days away) and recorded as pinned."""
+    out = tmp_path / "snap"
+    info = extract.fetch_snapshot(str(snapshot_root / "dt=2026-09-20") + "/", "2026-10-30", out)
+    check_snapshot_copy(info, out, snapshot_root, "2026-09-20")
+    meta = info.as_metadata()
+    assert meta["pinned"] is True and meta["days_off"] == -40
+    nearest = extract.fetch_snapshot(str(snapshot_root), "2026-10-09", tmp_path / "near")
+    assert nearest.as_metadata()["pinned"] is False
+    with pytest.raises(SearchrecError, match="dt=2026-02-30 is not a calendar date"):
+        extract.fetch_snapshot(str(snapshot_root / "dt=2026-02-30"), "2026-10-30", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_snapshot_tie_prefers_the_earlier_date(tmp_path):
     root = tmp_path / "emb"
     write_snapshot(root, "2026-10-01")

@@ -116,10 +116,12 @@ class SnapshotInfo:
     files: list[str]
     bytes: int = 0
     seconds: float = 0.0
+    pinned: bool = False  # the user named the dt= partition instead of letting extract pick the nearest
 
     def to_json(self) -> dict[str, Any]:
         return {
             "uri": self.uri,
+            "pinned": self.pinned,
             "snapshot_date": self.snapshot_date,
             "requested_date": self.requested_date,
             "dim": self.dim,
@@ -134,6 +136,7 @@ class SnapshotInfo:
             "snapshot_date": self.snapshot_date,
             "requested_date": self.requested_date,
             "days_off": days,
+            "pinned": self.pinned,
             "dim": self.dim,
             "rows": self.rows,
             "files": len(self.files),
@@ -340,6 +343,20 @@ def list_snapshots(embeddings_uri: str | Path) -> dict[date, str]:
     return found
 
 
+def pinned_snapshot_date(embeddings_uri: str) -> date | None:
+    """The date of ``.../dt=YYYY-MM-DD`` when the URI names one partition (a pinned snapshot), else None.
+
+    A pinned snapshot is taken as it is, however far from the wanted date: the user chose it."""
+    name = str(embeddings_uri).rstrip("/").rsplit("/", 1)[-1]
+    m = _PARTITION.match(name)
+    if not m:
+        return None
+    try:
+        return date.fromisoformat(m.group(1))
+    except ValueError:
+        raise SearchrecError(f"embeddings snapshot {embeddings_uri}: {name} is not a calendar date") from None
+
+
 def pick_snapshot(snapshots: dict[date, str], wanted: date, max_days: int, where: str) -> date:
     """The snapshot date nearest ``wanted`` (the earlier one on a tie), within ``max_days``."""
     if not snapshots:
@@ -407,17 +424,24 @@ def fetch_snapshot(
     max_days = _positive_int(max_days, "max_days", minimum=0)
     uri = str(embeddings_uri)
     t0 = time.perf_counter()
-    snapshots = list_snapshots(uri)
-    picked = pick_snapshot(snapshots, wanted, max_days, uri)
-    partition = storage.join_uri(uri, snapshots[picked])
-    log.info(
-        "embeddings: %d snapshots under %s; picked dt=%s for %s (%+d days)",
-        len(snapshots),
-        uri,
-        picked,
-        wanted,
-        (picked - wanted).days,
-    )
+    pinned = pinned_snapshot_date(uri)
+    if pinned is not None:
+        picked, partition = pinned, uri.rstrip("/")
+        log.info(
+            "embeddings: pinned snapshot %s (%+d days from %s)", partition, (picked - wanted).days, wanted
+        )
+    else:
+        snapshots = list_snapshots(uri)
+        picked = pick_snapshot(snapshots, wanted, max_days, uri)
+        partition = storage.join_uri(uri, snapshots[picked])
+        log.info(
+            "embeddings: %d snapshots under %s; picked dt=%s for %s (%+d days)",
+            len(snapshots),
+            uri,
+            picked,
+            wanted,
+            (picked - wanted).days,
+        )
     out_dir = Path(out_dir)
     with storage.staged_dir(out_dir) as tmp:
         download = tmp / ".download"
@@ -458,6 +482,7 @@ def fetch_snapshot(
             rows=total_rows,
             files=files,
             bytes=nbytes,
+            pinned=pinned is not None,
         )
         (tmp / schemas.SNAPSHOT_INFO).write_text(json.dumps(info.to_json(), indent=2) + "\n")
     info.seconds = time.perf_counter() - t0
