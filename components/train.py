@@ -22,8 +22,11 @@ def train(
     padding: str = "",
     seed: int = 0,
     ground_truth_uri: str = "",
+    train_start: str = "",
+    train_end: str = "",
 ):
-    """Empty `loss` / `padding` take the library defaults (the variants measured best on the holdout)."""
+    """Empty `loss` / `padding` take the library defaults (the variants measured best on the holdout).
+    `train_start` / `train_end`: the extract window, recorded in the model's config and metadata."""
     from dataclasses import replace
     from pathlib import Path
 
@@ -38,6 +41,8 @@ def train(
             lr=learning_rate,
             temperature=temperature,
             seed=seed,
+            train_start=train_start,
+            train_end=train_end,
         )
         if loss:
             params = replace(params, loss=loss)

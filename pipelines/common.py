@@ -87,6 +87,8 @@ def training_tasks(
             batch_size=batch_size,
             loss=loss,
             ground_truth_uri=ground_truth_uri,
+            train_start=start_date,
+            train_end=end_date,
         ),
         "train",
     )

@@ -179,3 +179,23 @@ def test_recommend_pipeline_imports_the_trained_model_and_one_shard_equals_two(d
     assert [list(x) for x in one["nm_ids"]] == [list(x) for x in two["nm_ids"]]
     np.testing.assert_allclose(np.concatenate(one["scores"]), np.concatenate(two["scores"]), atol=1e-5)
     assert "Recall@200" not in rec.stdout  # no training, no holdout metrics
+
+
+def test_artifacts_carry_lineage_metadata(demo_run):
+    """What the lineage view shows: window, snapshot date, encoder and commit on the artifacts themselves."""
+    result, data = demo_run
+    run_dir = Path(_printed(result.stdout, "local run"))
+
+    def outputs(task: str) -> dict:
+        [path] = [p for p in run_dir.glob(f"*/{task}/executor_output.json")]
+        return {k: v["artifacts"][0] for k, v in json.loads(path.read_text())["artifacts"].items()}
+
+    model = outputs("train")["model"]["metadata"]
+    assert (model["train_start"], model["train_end"]) == (config.DEMO_TRAIN_START, config.DEMO_TRAIN_END)
+    assert model["encoder"] == str(data / "encoder") and model["git_commit"]
+    config_json = json.loads((Path(outputs("train")["model"]["uri"]) / "config.json").read_text())
+    assert config_json["extra"]["train_start"] == config.DEMO_TRAIN_START
+    snapshot = outputs("extract-snapshot")["snapshot"]["metadata"]
+    assert snapshot["snapshot_date"] == model["snapshot_date"] and snapshot["pinned"] is False
+    events = outputs("extract-training-events")["events"]["metadata"]
+    assert events["rows"] > 0 and events["git_commit"] == model["git_commit"]

@@ -277,3 +277,29 @@ def test_bad_input_is_refused_and_nothing_written(world: dict, tmp_path: Path) -
     refused("index vectors have dim 128 but the model's towers output 64", model_dir=tmp_path / "narrow")
     refused(r"shard_index must be within \[0, num_shards\), got 3 of 3", shard_index=3, num_shards=3)
     refused("exclude_bought folder .* does not exist", exclude_bought_dir=tmp_path / "no_orders")
+
+
+def test_queries_encoded_differently_from_training_are_refused(world: dict, tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    torch.manual_seed(0)
+    TwoTower(
+        TwoTowerConfig(
+            query_dim=QUERY_DIM,
+            item_dim=ITEM_DIM,
+            extra={"encoder": "gs://models/rubert-tiny2", "pooling": "cls", "encoder_dim": QUERY_DIM},
+        )
+    ).save(model)
+    build_index(model, world["emb"], tmp_path / "index")
+    encoded = tmp_path / "encoded"
+    import shutil
+
+    shutil.copytree(world["encoded"], encoded)
+    info = {"encoder": "/cache/rubert-tiny2", "pooling": "mean", "dim": QUERY_DIM}
+    (encoded / schemas.ENCODER_INFO).write_text(json.dumps(info))
+    with pytest.raises(SearchrecError, match="encoded with pooling mean but the model was trained on cls"):
+        recommend(model, tmp_path / "index", encoded, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # Same pooling and dimension from another location of the weights: served.
+    (encoded / schemas.ENCODER_INFO).write_text(json.dumps({**info, "pooling": "cls"}))
+    stats = recommend(model, tmp_path / "index", encoded, tmp_path / "out")
+    assert stats.users_served > 0

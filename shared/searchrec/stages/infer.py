@@ -102,6 +102,33 @@ class InferStats:
 
 
 # --- inputs --------------------------------------------------------------------------------------
+def _read_json_if_present(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        raise SearchrecError(f"{path} is not valid JSON") from None
+
+
+def check_same_encoder(trained_with: dict, encoded_with: dict) -> None:
+    """The queries must go through the encoder the model was trained on: same pooling and dimension.
+
+    The encoder's location may differ (a local folder in training, a bucket copy in serving), so a
+    different name is only logged; a different pooling or dimension would give meaningless vectors."""
+    for key, encoded_key in (("pooling", "pooling"), ("encoder_dim", "dim")):
+        a, b = trained_with.get(key), encoded_with.get(encoded_key)
+        if a is not None and b is not None and str(a) != str(b):
+            raise SearchrecError(
+                f"the queries were encoded with {encoded_key} {b} but the model was trained on {a}; "
+                f"encode with the model's encoder ({trained_with.get('encoder')})"
+            )
+    if trained_with.get("encoder") and encoded_with.get("encoder") != trained_with.get("encoder"):
+        log.warning(
+            "infer: queries encoded by %s, model trained on queries encoded by %s (same pooling and dim)",
+            encoded_with.get("encoder"),
+            trained_with.get("encoder"),
+        )
+
+
 def _load_encoded(
     encoded_dir: Path, history_length: int, query_dim: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -233,6 +260,7 @@ def recommend(
             f"index {index_dir} was built with a different model than {model_dir}; rebuild the index"
         )
     user_ids, hist, table = _load_encoded(encoded_dir, cfg.history_length, cfg.query_dim)
+    check_same_encoder(cfg.extra, _read_json_if_present(Path(encoded_dir) / schemas.ENCODER_INFO))
     n_items = index.ntotal
     k = min(top_k, n_items)
 

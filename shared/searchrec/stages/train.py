@@ -97,6 +97,7 @@ class TrainResult:
     device: str
     seconds: float
     params: dict = field(default_factory=dict)
+    lineage: dict = field(default_factory=dict)  # encoder, pooling, window, snapshot date, item counts
 
     def as_metadata(self) -> dict:
         """Flat scalars for the KFP artifact metadata."""
@@ -107,6 +108,7 @@ class TrainResult:
             "device": self.device,
             "train_seconds": round(self.seconds, 2),
             "final_loss": self.history[-1]["loss"] if self.history else None,
+            **self.lineage,
         }
         for key in ("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"):
             if key in self.params:
@@ -601,6 +603,11 @@ def train_two_tower(
         device=str(device),
         seconds=time.perf_counter() - started,
         params=asdict(params),
+        lineage={
+            key: cfg.extra[key]
+            for key in ("encoder", "pooling", "train_start", "train_end", "snapshot_date")
+            + ("training_items", "catalogue_items")
+        },
     )
     if report_path is not None:
         from searchrec.report import write_report
