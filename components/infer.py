@@ -29,12 +29,16 @@ def infer(
     top_k: int = 200,  # config.TOP_K
     exclude_bought: bool = False,
     min_history: int = 1,
+    output_uri: str = "",
 ):
-    """Top-k items for the users with user_id % num_shards == shard_index."""
+    """Top-k items for the users with user_id % num_shards == shard_index.
+
+    `output_uri` (s3://, gs:// or a local folder): where to copy the result; with one shard this task's
+    output is the final dataset, with several the merge task copies the joined one."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
-    from searchrec.stages.infer import recommend
+    from searchrec.stages.infer import copy_to, recommend
 
     with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
         stats = recommend(
@@ -48,7 +52,11 @@ def infer(
             exclude_bought_dir=Path(orders.path) if exclude_bought else None,
             min_history=min_history,
         )
-        recommendations.metadata.update(lineage(**stats.as_metadata()))
+        extra = {}
+        if output_uri:
+            copy_to(Path(recommendations.path), output_uri)
+            extra["copied_to"] = output_uri
+        recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
         for name, value in stats.as_metrics().items():
             metrics.log_metric(name, value)
 

@@ -122,7 +122,7 @@ def recommend_tasks(
     output_uri,
     index=None,
 ):
-    """extract -> clean -> encode -> (index) -> infer per shard -> merge. Returns the merge task.
+    """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
     `model` and `encoder` are Model artifacts (a train output or an importer's)."""
     events = configure(
@@ -147,26 +147,31 @@ def recommend_tasks(
         "encode",
         touches_network=True,
     )
-    shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name("user shards")
-    with dsl.ParallelFor(shards.output, name="shard") as shard_index:
-        per_shard = configure(
-            infer(
-                model=model,
-                index=index,
-                encoded=encoded.outputs["encoded"],
-                orders=events.outputs["orders"],
-                shard_index=shard_index,
-                num_shards=num_shards,
-                top_k=top_k,
-                exclude_bought=exclude_bought,
-                min_history=min_history,
+    common = dict(
+        model=model,
+        index=index,
+        encoded=encoded.outputs["encoded"],
+        orders=events.outputs["orders"],
+        num_shards=num_shards,
+        top_k=top_k,
+        exclude_bought=exclude_bought,
+        min_history=min_history,
+    )
+    with dsl.If(num_shards == 1, name="one-shard"):
+        # One shard: a single task writes the final dataset (and its copy), no fan-out, no merge.
+        configure(
+            infer(**common, shard_index=0, output_uri=output_uri), "infer", touches_network=True
+        ).set_display_name("infer")
+    with dsl.Else(name="sharded"):
+        shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name("user shards")
+        with dsl.ParallelFor(shards.output, name="shard") as shard_index:
+            per_shard = configure(infer(**common, shard_index=shard_index), "infer").set_display_name(
+                "infer shard"
+            )
+        configure(
+            merge_recommendations(
+                shards=dsl.Collected(per_shard.outputs["recommendations"]), output_uri=output_uri
             ),
             "infer",
-        )
-    return configure(
-        merge_recommendations(
-            shards=dsl.Collected(per_shard.outputs["recommendations"]), output_uri=output_uri
-        ),
-        "infer",
-        touches_network=True,
-    ).set_display_name("merge recommendations")
+            touches_network=True,
+        ).set_display_name("merge recommendations")

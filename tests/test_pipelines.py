@@ -95,15 +95,32 @@ def test_every_pipeline_takes_its_encoder_through_an_importer(compiled):
             assert task["inputs"]["artifacts"]["encoder"]["taskOutputArtifact"]["producerTask"] == importer
 
 
-def test_inference_fans_out_over_shards_and_joins_them(compiled):
+def _branch(spec: dict, condition: str) -> dict[str, dict]:
+    """Tasks of the condition branch whose trigger condition ends with `condition`."""
+    for component in spec["components"].values():
+        for task in component.get("dag", {}).get("tasks", {}).values():
+            trigger = task.get("triggerPolicy", {}).get("condition", "")
+            if trigger.replace(" ", "").endswith(condition):
+                return spec["components"][task["componentRef"]["name"]]["dag"]["tasks"]
+    raise AssertionError(f"no branch with condition ...{condition}")
+
+
+def test_one_shard_is_one_task_and_several_fan_out_and_join(compiled):
     for name in ("recommend", "demo"):
-        tasks = compiled[name]["root"]["dag"]["tasks"]
-        loops = {key: t for key, t in tasks.items() if "parameterIterator" in t}
+        spec = compiled[name]
+        single = _branch(spec, "['pipelinechannel--num_shards'])==1")
+        assert list(single) == ["infer"], name
+        assert single["infer"]["inputs"]["parameters"]["shard_index"]["runtimeValue"]["constant"] == 0
+        assert "output_uri" in single["infer"]["inputs"]["parameters"]
+
+        sharded = _branch(spec, "['pipelinechannel--num_shards'])==1)")
+        loops = {key: t for key, t in sharded.items() if "parameterIterator" in t}
         assert len(loops) == 1, name
         [(loop_key, loop)] = loops.items()
-        loop_dag = compiled[name]["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
-        assert "infer" in loop_dag
-        merge = tasks["merge-recommendations"]["inputs"]["artifacts"]["shards"]
+        loop_dag = spec["components"][loop["componentRef"]["name"]]["dag"]["tasks"]
+        [per_shard] = [t for key, t in loop_dag.items() if key.startswith("infer")]
+        assert "output_uri" not in per_shard["inputs"].get("parameters", {})
+        merge = sharded["merge-recommendations"]["inputs"]["artifacts"]["shards"]
         assert merge["taskOutputArtifact"]["producerTask"] == loop_key
 
 

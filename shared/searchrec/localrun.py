@@ -34,9 +34,11 @@ class LocalRun:
 
     @property
     def recommendations(self) -> Path | None:
-        if "merge-recommendations" not in self.outputs:
-            return None
-        return self.artifact_path("merge-recommendations", "recommendations") / schemas.RECOMMENDATIONS_FILE
+        """The final dataset: the merge task's with several shards, the single infer task's with one."""
+        for task in ("merge-recommendations", *sorted(t for t in self.outputs if t.startswith("infer"))):
+            if "recommendations" in self.outputs.get(task, {}):
+                return self.artifact_path(task, "recommendations") / schemas.RECOMMENDATIONS_FILE
+        return None
 
 
 def _local_path(uri: str) -> str:

@@ -149,8 +149,9 @@ def _nearest_snapshot_items(data: Path, date: str) -> set[int]:
 
 
 def test_recommend_pipeline_imports_the_trained_model_and_one_shard_equals_two(demo_run, tmp_path):
-    """The recommend pipeline takes the demo's trained model by URI (dsl.importer) and, with one shard,
-    gives the same recommendations as the demo's two-shard run on the same window and snapshot."""
+    """The recommend pipeline takes the demo's trained model by URI (dsl.importer) and, with one shard (a
+    single infer task, no merge), gives the same recommendations as the demo's two-shard run, and copies
+    them to --output-uri."""
     result, data = demo_run
     run_dir = Path(_printed(result.stdout, "local run"))
     [model_dir] = [p for p in run_dir.glob("*/train/model") if p.is_dir()]
@@ -168,12 +169,17 @@ def test_recommend_pipeline_imports_the_trained_model_and_one_shard_equals_two(d
         str(model_dir),
         "--num-shards",
         "1",
+        "--output-uri",
+        str(tmp_path / "copy"),
         "--runs-dir",
         str(tmp_path / "runs"),
         cwd=tmp_path,
     )
     assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr[-6000:]
-    one = pq.read_table(_printed(rec.stdout, "recommendations")).to_pandas().sort_values("user_id")
+    written = Path(_printed(rec.stdout, "recommendations"))
+    assert written.parent.parent.name == "infer"  # one shard: the single infer task wrote the dataset
+    assert pq.read_table(tmp_path / "copy" / written.name).equals(pq.read_table(written))
+    one = pq.read_table(written).to_pandas().sort_values("user_id")
     two = pq.read_table(_printed(result.stdout, "recommendations")).to_pandas().sort_values("user_id")
     assert one["user_id"].tolist() == two["user_id"].tolist()
     assert [list(x) for x in one["nm_ids"]] == [list(x) for x in two["nm_ids"]]
