@@ -88,6 +88,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
         "embeddings_uri": _abs_uri(args.embeddings_uri),
         "encoder": _abs_uri(args.encoder) if Path(args.encoder).exists() else args.encoder,
         "pooling": args.pooling,
+        "snapshot_max_days": args.snapshot_max_days,
     }
     if args.pipeline == "demo":
         arguments.update(
@@ -97,6 +98,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             recommend_end_date=args.recommend_end,
             holdout_start=args.holdout_start,
             min_item_count=args.min_item_count,
+            max_items=args.max_items,
             num_shards=args.num_shards,
             epochs=args.epochs,
         )
@@ -106,6 +108,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             end_date=args.train_end,
             holdout_start=args.holdout_start,
             min_item_count=args.min_item_count,
+            max_items=args.max_items,
             epochs=args.epochs,
         )
     else:
@@ -161,6 +164,13 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recommend-start", default=config.DEMO_RECOMMEND_START)
     p.add_argument("--recommend-end", default=config.DEMO_RECOMMEND_END)
     p.add_argument("--min-item-count", type=int, default=config.DEMO_MIN_ITEM_COUNT)
+    p.add_argument("--max-items", type=int, default=config.MAX_ITEMS)
+    p.add_argument(
+        "--snapshot-max-days",
+        type=int,
+        default=config.SNAPSHOT_MAX_DAYS,
+        help="how far the nearest dt= snapshot may be from the window's end",
+    )
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--num-shards", type=int, default=2)
     p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")

@@ -76,6 +76,7 @@ def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
     from kfp import local
 
     from searchrec import config
+    from searchrec.runtime import ERRORS_FILE_ENV
 
     os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
     from pipelines import PIPELINES
@@ -88,15 +89,18 @@ def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     log.info("running pipeline %s locally under %s", pipeline_name, root)
     original_print = builtins.print  # kfp.local indents print() while tasks run and may not restore it
+    errors_file = root / "errors.txt"
+    os.environ[ERRORS_FILE_ENV] = str(errors_file)  # the tasks (subprocesses) append their one-line errors
     try:
         PIPELINES[pipeline_name](**arguments)
     except RuntimeError as error:
-        # kfp.local raises after a failed task; the task's own one-line message is in its log above.
-        raise SearchrecError(
-            f"local {pipeline_name} run failed: {_plain(str(error))}".splitlines()[0]
-        ) from None
+        # kfp.local raises after a failed task; end with the stage's own words where it left them.
+        stage_errors = errors_file.read_text().splitlines() if errors_file.is_file() else []
+        reason = stage_errors[0] if stage_errors else _plain(str(error)).splitlines()[0]
+        raise SearchrecError(f"local {pipeline_name} run failed: {reason}") from None
     finally:
         builtins.print = original_print
+        os.environ.pop(ERRORS_FILE_ENV, None)
     return read_run(root)
 
 

@@ -16,6 +16,10 @@ from searchrec.errors import SearchrecError
 
 log = logging.getLogger("searchrec")
 
+# Set by local runs: a failing stage also appends its one-line message here, so that `searchrec run`
+# can end with the stage's own words instead of kfp.local's "inner task failed".
+ERRORS_FILE_ENV = "SEARCHREC_ERRORS_FILE"
+
 
 def setup_logging(level: int = logging.INFO) -> None:
     if not logging.getLogger().handlers:
@@ -35,7 +39,12 @@ def stage(name: str) -> Iterator[None]:
         yield
     except SearchrecError as error:
         # SystemExit with a message: printed as one line on stderr, exit code 1, no traceback.
-        raise SystemExit(f"searchrec {name} failed: {error}") from None
+        message = f"searchrec {name} failed: {error}"
+        errors_file = os.environ.get(ERRORS_FILE_ENV)
+        if errors_file:
+            with contextlib.suppress(OSError), open(errors_file, "a", encoding="utf-8") as out:
+                out.write(" ".join(message.split()) + "\n")
+        raise SystemExit(message) from None
     log.info("%s: done in %.1f s", name, time.perf_counter() - started)
 
 

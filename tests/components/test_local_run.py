@@ -139,6 +139,49 @@ def test_bad_window_fails_with_one_line(tiny_demo, tmp_path):
     assert "Traceback" not in result.stderr.splitlines()[-1]
 
 
+@pytest.mark.parametrize(
+    ("window", "far_snapshot", "problem"),
+    [
+        # a valid window before the warehouse's data
+        (("2025-01-01", "2025-01-31"), False, "no purchases between 2025-01-01 and 2025-01-31"),
+        # the only snapshot is 67 days from the window's end
+        (("2026-09-01", "2026-10-07"), True, "no embeddings snapshot within 30 days of 2026-10-07"),
+    ],
+)
+def test_failing_stage_ends_the_run_with_its_own_line(tiny_demo, tmp_path, window, far_snapshot, problem):
+    embeddings = tmp_path / "embeddings"
+    if far_snapshot:
+        embeddings.mkdir()
+        (embeddings / "dt=2026-08-01").symlink_to(sorted((tiny_demo / "embeddings").glob("dt=*"))[0])
+    else:
+        embeddings = tiny_demo / "embeddings"
+    result = _cli(
+        "run",
+        "--pipeline",
+        "training",
+        "--warehouse-uri",
+        f"duckdb:///{tiny_demo / 'warehouse.duckdb'}",
+        "--embeddings-uri",
+        str(embeddings),
+        "--encoder",
+        str(tiny_demo / "encoder"),
+        "--train-start",
+        window[0],
+        "--train-end",
+        window[1],
+        "--snapshot-max-days",
+        "30" if far_snapshot else "600",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("searchrec: error: local training run failed: searchrec extract")
+    assert problem in last and "\x1b" not in last
+    assert not list((tmp_path / "runs").glob("*/*/train"))  # nothing downstream ran
+
+
 def _nearest_snapshot_items(data: Path, date: str) -> set[int]:
     import datetime as dt
 
