@@ -36,5 +36,9 @@ RUN --mount=type=bind,source=.,target=/src,rw \
  && python -c "import kfp, torch, searchrec.stages.encode; assert torch.version.cuda, 'CPU torch in a CUDA image'"
 
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin searchrec
+# The commit the image was built from: every artifact's `git_commit` metadata (searchrec.runtime).
+ARG GIT_COMMIT=unknown
+ENV SEARCHREC_GIT_COMMIT=${GIT_COMMIT}
+
 USER 10001:10001
 WORKDIR /home/searchrec

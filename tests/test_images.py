@@ -110,6 +110,7 @@ def test_images_are_pinned_non_root_and_hold_no_secret(stage):
         assert re.fullmatch(
             r"nvidia/cuda:12\.\d+\.\d+-cudnn-runtime-ubuntu\d\d\.04(@sha256:[0-9a-f]{64})?", froms[0]
         )
+    assert re.search(r"^ENV SEARCHREC_GIT_COMMIT=\$\{GIT_COMMIT\}$", text, re.M)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in {"root", "0"}
     for line in re.findall(r"^(?:ENV|ARG)\s+.*$", text, re.M):

@@ -303,6 +303,9 @@ def test_images_dry_run_builds_and_pushes_all_six_with_one_tag(capsys):
         assert f"docker build --file images/{stage}.Dockerfile --tag {ref} " in "\n".join(builds) + " "
         assert f"docker push {ref}" in pushes
         assert (submit.repo_root() / "images" / f"{stage}.Dockerfile").is_file()
+    # every image knows its commit (SEARCHREC_GIT_COMMIT -> artifacts' git_commit metadata)
+    commit = submit.git_commit()
+    assert len(commit) >= 7 and all(f"--build-arg GIT_COMMIT={commit} " in b for b in builds)
     # the same naming as the compiled components use
     assert submit.image_ref("train", registry=config.IMAGE_REGISTRY, tag=config.IMAGE_TAG) == config.image(
         "train"

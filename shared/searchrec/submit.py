@@ -83,6 +83,22 @@ def repo_root() -> Path:
     return Path.cwd()
 
 
+def git_commit(repo: Path | None = None) -> str:
+    """The short commit of `repo`, baked into every image as SEARCHREC_GIT_COMMIT (artifact lineage)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=repo or repo_root(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() or "unknown"
+
+
 def image_tag(repo: Path | None = None) -> str:
     """The image tag of this build: $SEARCHREC_IMAGE_TAG if set, else the short git commit of `repo`."""
     tag = os.environ.get(TAG_ENV, "").strip()
@@ -148,6 +164,8 @@ def image_commands(
                 f"org.opencontainers.image.revision={tag}",
                 "--label",
                 f"org.opencontainers.image.title=searchrec-{stage}",
+                "--build-arg",
+                f"GIT_COMMIT={git_commit(repo)}",
                 ".",
             ]
         )
