@@ -37,8 +37,8 @@ def infer(
     output is the final dataset, with several the merge task copies the joined one."""
     from pathlib import Path
 
-    from searchrec.runtime import lineage, stage
-    from searchrec.stages.infer import copy_to, recommend
+    from searchrec.runtime import stage
+    from searchrec.stages.infer import publish, recommend
 
     with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
         stats = recommend(
@@ -52,13 +52,7 @@ def infer(
             exclude_bought_dir=Path(orders.path) if exclude_bought else None,
             min_history=min_history,
         )
-        extra = {}
-        if output_uri:
-            copy_to(Path(recommendations.path), output_uri)
-            extra["copied_to"] = output_uri
-        recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
-        for name, value in stats.as_metrics().items():
-            metrics.log_metric(name, value)
+        publish(stats, recommendations, metrics, output_uri)
 
 
 @dsl.component(base_image=config.image("infer"), install_kfp_package=False)
@@ -71,15 +65,9 @@ def merge_recommendations(
     """Join the shard outputs into one dataset; optionally copy it to an s3:// / gs:// / local URI."""
     from pathlib import Path
 
-    from searchrec.runtime import lineage, stage
-    from searchrec.stages.infer import copy_to, merge_shards
+    from searchrec.runtime import stage
+    from searchrec.stages.infer import merge_shards, publish
 
     with stage("merge_recommendations"):
         stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))
-        extra = {}
-        if output_uri:
-            copy_to(Path(recommendations.path), output_uri)
-            extra["copied_to"] = output_uri
-        recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
-        for name, value in stats.as_metrics().items():
-            metrics.log_metric(name, value)
+        publish(stats, recommendations, metrics, output_uri)

@@ -116,7 +116,12 @@ def test_explicit_run_name_and_a_second_run_reuse_the_experiment(server):
             {"model_uri": MODEL, "warehouse_uri": "postgresql://svc:pa55@greenplum.internal/dwh"},
             "warehouse_uri carries a password",
         ),
-        ("demo", WINDOW, {"recommend_start_date": "2026/10/20"}, "recommend_start_date must be a date"),
+        (
+            "demo",
+            WINDOW,
+            {"recommend_start_date": "2026/10/20"},
+            "recommend_start_date '2026/10/20' is not a calendar date",
+        ),
     ],
 )
 def test_invalid_parameters_are_refused_before_any_request(server, pipeline, window, params, message):

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from searchrec import config
+from searchrec.dates import check_window, parse_date
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger("searchrec.submit")
@@ -49,7 +50,6 @@ PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
 SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
 DEFAULT_EXPERIMENT = "searchrec"
 
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # scheme://user:password@host  -- a password in a parameter would land in the run's record.
 PASSWORD_URI_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 SUCCEEDED_STATES = frozenset({"SUCCEEDED", "SKIPPED"})
@@ -306,15 +306,6 @@ def pipeline_parameters(spec_file: Path) -> dict[str, dict]:
     return dict(spec.get("root", {}).get("inputDefinitions", {}).get("parameters", {}))
 
 
-def _check_date(name: str, value: Any) -> dt.date:
-    if not isinstance(value, str) or not DATE_RE.match(value):
-        raise SearchrecError(f"{name} must be a date YYYY-MM-DD, got {value!r}")
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as error:
-        raise SearchrecError(f"{name} is not a calendar date: {value!r}") from error
-
-
 def _coerce(name: str, value: Any, kind: str) -> Any:
     """A value of the spec's type; strings from the command line are parsed."""
     bad = SearchrecError(f"parameter {name} must be {kind.lower().replace('_', ' ')}, got {value!r}")
@@ -391,7 +382,7 @@ def build_arguments(
                 f"from the Kubernetes Secret {config.WAREHOUSE_SECRET}"
             )
     # Every *_date parameter is a date, and each <x>start_date .. <x>end_date pair is in order.
-    dates = {n: _check_date(n, v) for n, v in arguments.items() if n.endswith("_date") and v != ""}
+    dates = {n: parse_date(v, n) for n, v in arguments.items() if n.endswith("_date") and v != ""}
     for name, start in dates.items():
         end_name_ = name.replace("start_date", "end_date")
         if name.endswith("start_date") and end_name_ in dates and start > dates[end_name_]:
@@ -461,10 +452,7 @@ def _prepare(
     tag: str | None,
 ) -> tuple[Path, dict[str, Any]]:
     _check_pipeline(pipeline)
-    _check_date("start_date", start_date)
-    _check_date("end_date", end_date)
-    if start_date > end_date:
-        raise SearchrecError(f"start_date {start_date} is after end_date {end_date}")
+    check_window(start_date, end_date)
     spec_file = compile_for_cluster(pipeline, tmp / f"{pipeline}.yaml", tag=tag, platform=platform)
     arguments = build_arguments(
         pipeline, pipeline_parameters(spec_file), start_date=start_date, end_date=end_date, params=params

@@ -402,7 +402,7 @@ def test_empty_window_is_an_error(warehouses, tmp_path):
         ("2026-01-01", "yesterday", "end_date 'yesterday' is not a calendar date YYYY-MM-DD"),
         ("2026-02-30", "2026-03-01", "start_date '2026-02-30' is not a calendar date"),
         ("2026/01/01", "2026-03-01", "start_date '2026/01/01' is not a calendar date"),
-        ("2026-03-10", "2026-03-01", "end_date 2026-03-01 is before start_date 2026-03-10"),
+        ("2026-03-10", "2026-03-01", "start_date 2026-03-10 is after end_date 2026-03-01"),
     ],
 )
 def test_bad_dates_name_the_parameter(tmp_path, start, end, message):

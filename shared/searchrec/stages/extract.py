@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,38 +25,15 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from searchrec import config, schemas, storage, warehouse
+from searchrec.dates import check_window, parse_date
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
 
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _PARTITION = re.compile(r"^dt=(\d{4}-\d{2}-\d{2})$")
 
 
 # --- parameters -----------------------------------------------------------------------------------
-
-
-def parse_date(value: str | date, name: str) -> date:
-    """A calendar date from ``YYYY-MM-DD`` (or a date); SearchrecError naming the parameter otherwise."""
-    if isinstance(value, datetime):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    text = str(value).strip()
-    if _DATE.match(text):
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            pass
-    raise SearchrecError(f"{name} {value!r} is not a calendar date YYYY-MM-DD")
-
-
-def parse_window(start_date: str | date, end_date: str | date) -> tuple[date, date]:
-    """Validated inclusive window; a reversed one is refused."""
-    start, end = parse_date(start_date, "start_date"), parse_date(end_date, "end_date")
-    if start > end:
-        raise SearchrecError(f"end_date {end} is before start_date {start}")
-    return start, end
 
 
 def _positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -180,7 +157,7 @@ def extract_training_events(
     Writes ``part-NNNNN.parquet`` files with schema ``schemas.TRAIN_EVENTS`` (long format; a purchase
     without queries in the look-back has one row with NULL query_ts / query_text).
     """
-    start, end = parse_window(start_date, end_date)
+    start, end = check_window(start_date, end_date)
     warehouse.check_uri(warehouse_uri)
     lookback_days = _positive_int(lookback_days, "lookback_days")
     history_length = _positive_int(history_length, "history_length")
@@ -255,7 +232,7 @@ def extract_inference_events(
     With ``users_path`` (parquet or CSV with a ``user_id`` column) only those users; otherwise every
     user with a query in the window. Schema ``schemas.INFER_EVENTS``.
     """
-    start, end = parse_window(start_date, end_date)
+    start, end = check_window(start_date, end_date)
     warehouse.check_uri(warehouse_uri)
     history_length = _positive_int(history_length, "history_length")
     chunk_rows = _positive_int(chunk_rows, "chunk_rows")
@@ -303,7 +280,7 @@ def extract_orders(
     These only serve to exclude already-bought items, so by default an empty window writes one empty
     part file (with a warning); ``allow_empty=False`` makes it an error.
     """
-    start, end = parse_window(start_date, end_date)
+    start, end = check_window(start_date, end_date)
     warehouse.check_uri(warehouse_uri)
     chunk_rows = _positive_int(chunk_rows, "chunk_rows")
     name = warehouse.display_uri(warehouse_uri)

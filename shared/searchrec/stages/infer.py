@@ -515,6 +515,20 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path, *, rows_per_group: int =
     return stats
 
 
+def publish(stats: InferStats, recommendations, metrics, output_uri: str = "") -> None:
+    """Copy the result where asked, then record lineage metadata and Metrics on the KFP artifacts
+    (`recommendations`: Output[Dataset], `metrics`: Output[Metrics])."""
+    from searchrec.runtime import lineage
+
+    extra = {}
+    if output_uri:
+        copy_to(Path(recommendations.path), output_uri)
+        extra["copied_to"] = output_uri
+    recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
+    for name, value in stats.as_metrics().items():
+        metrics.log_metric(name, value)
+
+
 def copy_to(out_dir: Path, uri: str) -> list[str]:
     """Copy an output folder to ``uri`` (``s3://``, ``gs://``, ``file://`` or a local path); return the files written.
 
