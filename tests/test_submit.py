@@ -366,3 +366,27 @@ def test_ci_tests_on_push_and_submits_on_dispatch_and_schedule():
     # the endpoint and token come from GitHub secrets, never from the file itself
     assert run_job["env"]["SEARCHREC_KFP_TOKEN"] == "${{ secrets.KFP_TOKEN }}"
     assert run_job["env"]["SEARCHREC_KFP_HOST"] == "${{ secrets.KFP_HOST }}"
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_command_line_checks_the_window_before_the_target(command, capsys, monkeypatch):
+    """A typo in the window is reported as such, even when no cluster is configured at all."""
+    monkeypatch.delenv("SEARCHREC_KFP_HOST", raising=False)
+    monkeypatch.delenv("SEARCHREC_VERTEX_PROJECT", raising=False)
+    cron = ["--cron", "0 2 * * 1"] if command == "schedule" else []
+    argv = [
+        command,
+        *cron,
+        "--pipeline",
+        "training",
+        "--start-date",
+        "2026-10-41",
+        "--end-date",
+        "2026-10-31",
+    ]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["searchrec: error: start_date '2026-10-41' is not a calendar date YYYY-MM-DD"]
+    argv[-3:] = ["2026-11-01", "--end-date", "2026-10-31"]
+    assert main(argv) == 1
+    assert "start_date 2026-11-01 is after end_date 2026-10-31" in capsys.readouterr().err

@@ -693,6 +693,9 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
 
 
 def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    # What the user typed is checked first, before the target and before anything is compiled or sent.
+    _check_pipeline(args.pipeline)
+    check_window(args.start_date, args.end_date)
     return dict(
         start_date=args.start_date,
         end_date=args.end_date,
