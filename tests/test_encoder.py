@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may reach a model hub, before transformers is imported
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -171,6 +173,58 @@ def test_unusable_encoders_fail_with_one_line(tmp_path: Path) -> None:
         EncoderSpec("x", pooling="max")
     with pytest.raises(SearchrecError, match="no non-empty"):
         build_standin_encoder(["", "  "], tmp_path / "enc")
+
+
+def test_hub_id_is_never_downloaded_at_run_time(tmp_path: Path) -> None:
+    """The production id resolves only from the local HF cache; the hub (here a loopback server that
+    records every request) is never asked."""
+    import http.server
+    import threading
+
+    requests: list[str] = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            requests.append(self.path)
+            self.send_error(500)
+
+        do_HEAD = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    code = (
+        "import sys\n"
+        "from searchrec.encoder import EncoderSpec, load_encoder\n"
+        "from searchrec.errors import SearchrecError\n"
+        "try:\n"
+        "    load_encoder(EncoderSpec(sys.argv[1]), device='cpu')\n"
+        "except SearchrecError as e:\n"
+        "    sys.exit(str(e))\n"
+    )
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": f"http://127.0.0.1:{server.server_port}",  # read when huggingface_hub is imported
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    env.pop("HF_HUB_OFFLINE", None)
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", code, config.PRODUCTION_ENCODER_ID],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        server.shutdown()
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert config.PRODUCTION_ENCODER_ID in last and "not in the local Hugging Face cache" in last
+    assert requests == []
 
 
 def test_encoder_from_an_s3_folder_is_downloaded_once(

@@ -197,11 +197,17 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
             spec.pooling,
         )
     started = time.perf_counter()
-    kwargs: dict[str, Any] = {"local_files_only": True} if local_dir is not None else {}
+    # Never a download at run time (air-gapped clusters): a hub id must already be in the local Hugging
+    # Face cache ($HF_HOME, e.g. baked into the image); otherwise pass a folder of its weights.
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-        model = AutoModel.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = AutoModel.from_pretrained(source, local_files_only=True)
     except (OSError, ValueError, KeyError) as error:
+        if local_dir is None:
+            raise SearchrecError(
+                f"encoder: {spec.name_or_path} is not in the local Hugging Face cache and nothing is "
+                "downloaded at run time; pass a folder of its weights (local, s3:// or gs://)"
+            ) from None
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise SearchrecError(f"encoder: cannot load {spec.name_or_path}: {first_line}") from None
     if not getattr(tokenizer, "is_fast", False):
