@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -54,7 +55,11 @@ def _print_run(run, pipeline: str) -> None:
     train_metrics = run.metrics.get("train")
     if train_metrics:
         print(f"metrics (train task Metrics artifact): {run.artifact_path('train', 'metrics')}")
-        print(f"report: {run.artifact_path('train', 'report')}")
+        report = run.artifact_path("train", "report")
+        browsable = run.run_dir / "report.html"  # the artifact has no extension; a browser needs one
+        shutil.copyfile(report, browsable)
+        print(f"HTML artifact of the train task: {report}")
+        print(f"report: {browsable}")
         for label, key in HEADLINE_METRICS:
             if key in train_metrics:
                 print(f"Recall@200 {label}: {train_metrics[key]:.4f}")

@@ -113,8 +113,11 @@ def test_demo_prints_the_metrics_of_the_metrics_artifact(demo_run):
 def test_demo_report_is_html(demo_run):
     result, _ = demo_run
     report = Path(_printed(result.stdout, "report"))
+    assert report.suffix == ".html"  # opens in a browser as a page, not as text
+    artifact = Path(_printed(result.stdout, "HTML artifact of the train task"))
     text = report.read_text() if report.is_file() else ""
-    assert "<html" in text.lower() and "recall" in text.lower()
+    assert text == artifact.read_text()
+    assert "<html" in text.lower() and "Recall@200" in text and "<svg" in text
 
 
 def test_bad_window_fails_with_one_line(tiny_demo, tmp_path):
