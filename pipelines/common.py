@@ -56,12 +56,7 @@ def training_tasks(
         touches_network=True,
         cache=False,
     ).set_display_name("extract training events")
-    snapshot = configure(
-        extract_snapshot(embeddings_uri=embeddings_uri, date=end_date, max_days=snapshot_max_days),
-        "extract",
-        touches_network=True,
-        cache=False,
-    ).set_display_name("extract embeddings snapshot")
+    snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
     cleaned = configure(
         clean_training(
             events=events.outputs["events"],
@@ -73,11 +68,7 @@ def training_tasks(
         ),
         "clean",
     )
-    encoded = configure(
-        encode(examples=cleaned.outputs["examples"], encoder=encoder, pooling=pooling),
-        "encode",
-        touches_network=True,
-    )
+    encoded = encode_task(cleaned.outputs["examples"], encoder, pooling)
     trained = configure(
         train(
             encoded=encoded.outputs["encoded"],
@@ -94,6 +85,21 @@ def training_tasks(
     )
     indexed = index_task(trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall)
     return trained, indexed
+
+
+def snapshot_task(embeddings_uri, date, max_days):
+    return configure(
+        extract_snapshot(embeddings_uri=embeddings_uri, date=date, max_days=max_days),
+        "extract",
+        touches_network=True,
+        cache=False,
+    ).set_display_name("extract embeddings snapshot")
+
+
+def encode_task(examples, encoder, pooling):
+    return configure(
+        encode(examples=examples, encoder=encoder, pooling=pooling), "encode", touches_network=True
+    )
 
 
 def index_task(model, snapshot, index_kind, min_index_recall):
@@ -134,19 +140,10 @@ def recommend_tasks(
         cache=False,
     ).set_display_name("extract inference events")
     if index is None:
-        snapshot = configure(
-            extract_snapshot(embeddings_uri=embeddings_uri, date=end_date, max_days=snapshot_max_days),
-            "extract",
-            touches_network=True,
-            cache=False,
-        ).set_display_name("extract embeddings snapshot")
+        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
         index = index_task(model, snapshot.outputs["snapshot"], index_kind, min_index_recall).outputs["index"]
     histories = configure(clean_inference(events=events.outputs["events"], min_history=min_history), "clean")
-    encoded = configure(
-        encode(examples=histories.outputs["histories"], encoder=encoder, pooling=pooling),
-        "encode",
-        touches_network=True,
-    )
+    encoded = encode_task(histories.outputs["histories"], encoder, pooling)
     common = dict(
         model=model,
         index=index,

@@ -37,11 +37,12 @@ DEMO_RECOMMEND_START = "2026-10-08"
 DEMO_RECOMMEND_END = "2026-10-14"
 DEMO_MIN_ITEM_COUNT = 3
 
-# --- images -------------------------------------------------------------------------------------
+# --- local runs ---------------------------------------------------------------------------------
 # Set by `searchrec run` / `make demo` before the pipelines are built: kfp.local honours task retries,
 # and a failing local task should fail at once instead of waiting out the cluster's backoff.
 LOCAL_RUN_ENV = "SEARCHREC_LOCAL_RUN"
 
+# --- images -------------------------------------------------------------------------------------
 STAGES = ("extract", "clean", "encode", "train", "index", "infer")
 CPU_STAGES = ("extract", "clean")
 GPU_STAGES = ("encode", "train", "index", "infer")

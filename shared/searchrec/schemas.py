@@ -6,6 +6,9 @@ Stages only talk to each other through these layouts.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pyarrow as pa
 
 # --- extract -> clean ---------------------------------------------------------------------------
@@ -100,3 +103,16 @@ RECOMMENDATIONS = pa.schema(
 RECOMMENDATIONS_FILE = "recommendations.parquet"
 # Per-shard and merged serving counts: {"users_served", "users_skipped_*", "coverage", "mean_score", ...}
 INFER_STATS_FILE = "stats.json"
+
+
+def read_json(path: Path) -> dict:
+    """One of the JSON files above, as a dict; SearchrecError naming the file if it is unreadable."""
+    from searchrec.errors import SearchrecError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise SearchrecError(f"cannot read {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise SearchrecError(f"{path} is not a JSON object")
+    return data

@@ -30,6 +30,18 @@ def tiny_demo(tmp_path_factory) -> Path:
     return out
 
 
+def _sources(data: Path, embeddings: Path | None = None) -> list[str]:
+    """The run options that point at a generated demo folder (its warehouse, snapshots and encoder)."""
+    return [
+        "--warehouse-uri",
+        f"duckdb:///{data / 'warehouse.duckdb'}",
+        "--embeddings-uri",
+        str(embeddings or data / "embeddings"),
+        "--encoder",
+        str(data / "encoder"),
+    ]
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "searchrec.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900
@@ -43,12 +55,7 @@ def demo_run(tiny_demo: Path, tmp_path_factory) -> tuple[subprocess.CompletedPro
         "run",
         "--pipeline",
         "demo",
-        "--warehouse-uri",
-        f"duckdb:///{tiny_demo / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(tiny_demo / "embeddings"),
-        "--encoder",
-        str(tiny_demo / "encoder"),
+        *_sources(tiny_demo),
         "--ground-truth",
         str(tiny_demo / "ground_truth"),
         "--min-item-count",
@@ -125,12 +132,7 @@ def test_bad_window_fails_with_one_line(tiny_demo, tmp_path):
         "run",
         "--pipeline",
         "training",
-        "--warehouse-uri",
-        f"duckdb:///{tiny_demo / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(tiny_demo / "embeddings"),
-        "--encoder",
-        str(tiny_demo / "encoder"),
+        *_sources(tiny_demo),
         "--train-start",
         "2026-13-01",
         "--runs-dir",
@@ -162,12 +164,7 @@ def test_failing_stage_ends_the_run_with_its_own_line(tiny_demo, tmp_path, windo
         "run",
         "--pipeline",
         "training",
-        "--warehouse-uri",
-        f"duckdb:///{tiny_demo / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(embeddings),
-        "--encoder",
-        str(tiny_demo / "encoder"),
+        *_sources(tiny_demo, embeddings),
         "--train-start",
         window[0],
         "--train-end",
@@ -205,12 +202,7 @@ def test_recommend_pipeline_imports_the_trained_model_and_one_shard_equals_two(d
         "run",
         "--pipeline",
         "recommend",
-        "--warehouse-uri",
-        f"duckdb:///{data / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(data / "embeddings"),
-        "--encoder",
-        str(data / "encoder"),
+        *_sources(data),
         "--model-uri",
         str(model_dir),
         "--num-shards",

@@ -102,13 +102,6 @@ class InferStats:
 
 
 # --- inputs --------------------------------------------------------------------------------------
-def _read_json_if_present(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text()) if path.is_file() else {}
-    except ValueError:
-        raise SearchrecError(f"{path} is not valid JSON") from None
-
-
 def check_same_encoder(trained_with: dict, encoded_with: dict) -> None:
     """The queries must go through the encoder the model was trained on: same pooling and dimension.
 
@@ -260,7 +253,8 @@ def recommend(
             f"index {index_dir} was built with a different model than {model_dir}; rebuild the index"
         )
     user_ids, hist, table = _load_encoded(encoded_dir, cfg.history_length, cfg.query_dim)
-    check_same_encoder(cfg.extra, _read_json_if_present(Path(encoded_dir) / schemas.ENCODER_INFO))
+    encoder_info = Path(encoded_dir) / schemas.ENCODER_INFO
+    check_same_encoder(cfg.extra, schemas.read_json(encoder_info) if encoder_info.is_file() else {})
     n_items = index.ntotal
     k = min(top_k, n_items)
 

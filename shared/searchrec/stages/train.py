@@ -143,16 +143,6 @@ def _require(folder: Path, names: list[str], what: str) -> None:
         raise SearchrecError(f"{what} folder {folder} lacks {', '.join(missing)}")
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        raise SearchrecError(f"cannot read {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise SearchrecError(f"{path} is not a JSON object")
-    return data
-
-
 def _load_hist(path: Path, rows: int, table_rows: int, history_length: int | None) -> np.ndarray:
     try:
         hist = np.load(path, allow_pickle=False)
@@ -212,7 +202,7 @@ def load_item_embeddings(embeddings_dir: Path) -> tuple[np.ndarray, np.ndarray, 
     if not np.isfinite(emb).all():
         raise SearchrecError(f"embeddings folder {embeddings_dir} holds NaN or infinite values")
     info_path = embeddings_dir / schemas.SNAPSHOT_INFO
-    info = _read_json(info_path) if info_path.is_file() else {}
+    info = schemas.read_json(info_path) if info_path.is_file() else {}
     return ids, emb, info
 
 
@@ -224,7 +214,7 @@ def load_training_data(
     split_files = [f(s) for s in schemas.TRAIN_SPLITS for f in (schemas.rows_file, schemas.hist_file)]
     _require(encoded_dir, [schemas.TABLE_FILE, schemas.ENCODER_INFO, *split_files], "encoded")
     _require(examples_dir, [ITEMS_FILE], "examples")
-    encoder = _read_json(encoded_dir / schemas.ENCODER_INFO)
+    encoder = schemas.read_json(encoded_dir / schemas.ENCODER_INFO)
     try:
         table = np.load(encoded_dir / schemas.TABLE_FILE, allow_pickle=False)
     except (OSError, ValueError) as error:
@@ -349,7 +339,7 @@ def latest_checkpoint(model_dir: Path) -> int:
 
 def load_checkpoint(model_dir: Path, epoch: int, model: TwoTower, optimizer: torch.optim.Optimizer) -> dict:
     tensors_path, json_path = _checkpoint_paths(model_dir, epoch)
-    meta = _read_json(json_path)
+    meta = schemas.read_json(json_path)
     try:
         tensors = load_file(str(tensors_path))
     except (OSError, ValueError, RuntimeError) as error:
@@ -455,7 +445,7 @@ def train_two_tower(
     history: list[dict] = []
     start_epoch = latest_checkpoint(model_dir)
     if start_epoch:
-        meta = _read_json(_checkpoint_paths(model_dir, start_epoch)[1])
+        meta = schemas.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
         _check_resumable(meta, cfg, params, n, model_dir)
         if start_epoch > params.epochs:
             raise SearchrecError(
