@@ -16,6 +16,10 @@ morphology, typos, wrong keyboard layout; phrasings follow a Zipf law so texts r
 usually buys one matching item, picked by the item's Zipf popularity. Item embeddings are built from
 category, brand and colour directions plus noise, so they cluster the way bert4rec's would. Dirt that
 the cleaning stage must remove or survive is planted at a few per cent per kind.
+
+Sizes: `tiny` (tests), `demo` (`make demo`), `hard` (benchmarks: a long tail, late launches, both
+scripts for brands, more typos and word-order noise, mixed-intent sessions, weak popularity) and
+`large`. The ceiling is computed from the ground truth in every size.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ DATA_START = "2026-08-01"  # first query / order
 DATA_END = config.DEMO_RECOMMEND_END  # last day (inclusive) of queries / orders
 SNAPSHOT_DATES = ("2026-08-31", "2026-09-21", "2026-10-05", "2026-10-12")
 CATALOGUE_START = "2026-01-01"  # launch date of the items that exist before DATA_START
+# `hard`: late launches fall in the last week before the holdout up to the last snapshot, so that
+# the holdout and recommendation windows buy items that training saw rarely or never.
+LATE_LAUNCH_WINDOW = ("2026-09-24", "2026-10-12")
 
 # --- output layout ------------------------------------------------------------------------------
 WAREHOUSE_FILE = "warehouse.duckdb"
@@ -142,6 +149,15 @@ class SizeParams:
     dead_item_share: float = 0.05  # never bought, but embedded
     no_embedding_share: float = 0.02  # bought, but in no snapshot
     drift: float = 0.05  # per snapshot step, relative to the embedding scale
+    # --- the `hard` world's knobs; their defaults leave the other sizes exactly as they were --------
+    late_launch_share: float = 0.0  # items launched in LATE_LAUNCH_WINDOW: rare or absent in training
+    late_launch_boost: float = 1.0  # purchase weight of a late item relative to its intent rank
+    cyrillic_brand_share: float = 0.25  # brand typed in Cyrillic (where a transliteration is known)
+    typo_rate: float = 0.3  # a phrasing carries a typo
+    second_typo_rate: float = 0.0  # ... and a second one
+    shuffle_rate: float = 0.0  # a phrasing's words typed in random order
+    mixed_intent_share: float = 0.0  # sessions whose queries mix in a second, unrelated intent
+    mixed_query_share: float = 0.5  # in such a session: the share of queries from the other intent
     dirt_rates: Mapping[str, float] = field(
         default_factory=lambda: {
             "digits": 0.02,
@@ -180,6 +196,30 @@ SIZES: dict[str, SizeParams] = {
         brands_per_category=8,
         variants_per_intent=80,
         variants_per_category=30,
+    ),
+    # A world a better model shows in: a long tail of items with few purchases (flat within-intent
+    # popularity, many items per intent), items launched in the last weeks (rare or absent in the
+    # training window, bought in the holdout and recommendation windows), brands typed in Latin and
+    # Cyrillic, more typos and word-order noise, sessions that mix two intents, and a catalogue in
+    # which global popularity is weak. Used by the benchmarks, not by `make demo`.
+    "hard": SizeParams(
+        users=40_000,
+        items=30_000,
+        categories=30,
+        colours=12,
+        brands_per_category=10,
+        variants_per_intent=120,
+        variants_per_category=40,
+        item_zipf=0.6,
+        intent_zipf=0.0,
+        new_item_share=0.3,
+        late_launch_share=0.08,
+        late_launch_boost=3.0,
+        cyrillic_brand_share=0.5,
+        typo_rate=0.5,
+        second_typo_rate=0.25,
+        shuffle_rate=0.25,
+        mixed_intent_share=0.35,
     ),
     "large": SizeParams(
         users=420_000,
@@ -469,6 +509,10 @@ def _make_catalogue(p: SizeParams, rng: np.random.Generator) -> _Catalogue:
         rng.random(n) < p.new_item_share, rng.integers(start, end, n), _epoch_s(CATALOGUE_START)
     )
     has_embedding = rng.random(n) >= p.no_embedding_share
+    if p.late_launch_share > 0:
+        late = rng.random(n) < p.late_launch_share
+        lo, hi = (_epoch_s(d) for d in LATE_LAUNCH_WINDOW)
+        launch = np.where(late, rng.integers(lo, hi, n), launch)
     # nm_ids grow with launch time, as a marketplace's would
     order = np.argsort(launch, kind="stable")
     nm_id = np.empty(n, dtype=np.int64)
@@ -523,6 +567,9 @@ def _make_intents(c: _Catalogue, p: SizeParams, rng: np.random.Generator) -> _In
     rank = np.empty(len(members), dtype=np.int64)
     rank[by_owner] = np.arange(len(members)) - indptr[owner[by_owner]]
     member_w = (c.weight[members] > 0) / (rank + 1.0) ** p.item_zipf
+    if p.late_launch_boost != 1.0:
+        late = c.launch_s[members] >= _epoch_s(LATE_LAUNCH_WINDOW[0])
+        member_w = np.where(late, member_w * p.late_launch_boost, member_w)
     totals = np.add.reduceat(member_w, indptr[:-1])
     weight = _zipf(len(kind), p.intent_zipf)[rng.permutation(len(kind))] * (totals > 0)
     weight /= weight.sum()
@@ -548,12 +595,18 @@ def _typo(rnd: random.Random, s: str) -> str:
     return s[:i] + _VOWEL_SWAPS.get(s[i], s[i]) + s[i + 1 :]  # phonetic misspelling: "кросовки" / "платте"
 
 
-def _perturb(rnd: random.Random, s: str) -> str:
+def _perturb(rnd: random.Random, s: str, p: SizeParams) -> str:
     if rnd.random() < 0.12:
         for plain, yo in _YO.items():
             s = s.replace(plain, yo)
-    if rnd.random() < 0.3:
+    if p.shuffle_rate > 0 and rnd.random() < p.shuffle_rate:
+        words = s.split(" ")
+        rnd.shuffle(words)  # word-order noise: "nike кроссовки белые мужские"
+        s = " ".join(words)
+    if rnd.random() < p.typo_rate:
         s = _typo(rnd, s)
+        if p.second_typo_rate > 0 and rnd.random() < p.second_typo_rate:
+            s = _typo(rnd, s)
     r = rnd.random()
     if r < 0.015:
         s = "".join(_LAYOUT.get(ch, ch) for ch in s)  # typed in the English layout: "rhfcyjt gkfnmt"
@@ -566,19 +619,25 @@ def _perturb(rnd: random.Random, s: str) -> str:
     return s
 
 
-def _brand_text(rnd: random.Random, brand: str) -> str:
+def _brand_text(rnd: random.Random, brand: str, p: SizeParams) -> str:
     r = rnd.random()
-    if r < 0.25 and brand in _BRAND_CYRILLIC:
+    cyr = p.cyrillic_brand_share
+    if r < cyr and brand in _BRAND_CYRILLIC:
         return _BRAND_CYRILLIC[brand]
-    if r < 0.35:
+    if r < cyr + 0.1:
         return brand.title()
-    if r < 0.4:
+    if r < cyr + 0.15:
         return brand.upper()
     return brand
 
 
 def _phrase(
-    rnd: random.Random, cat: Category, colour: tuple[str, str] | None, brand: str | None, canonical: bool
+    rnd: random.Random,
+    cat: Category,
+    colour: tuple[str, str] | None,
+    brand: str | None,
+    canonical: bool,
+    p: SizeParams,
 ) -> str:
     """One phrasing of an intent: number, agreement, word order and extra words vary."""
     singular = cat.sg is not None and (canonical or rnd.random() < 0.6)
@@ -599,7 +658,7 @@ def _phrase(
         else:
             head = head + [adj]
     if brand is not None:
-        b = brand if canonical else _brand_text(rnd, brand)
+        b = brand if canonical else _brand_text(rnd, brand, p)
         r = 0.0 if canonical else rnd.random()
         if r < 0.05 and not canonical:
             head = [b]  # only the brand: ambiguous across categories
@@ -619,7 +678,7 @@ def _phrase(
         head.append(rnd.choice(_SIZE_WORDS[cat.group]))
     elif r < 0.4:
         head.append(rnd.choice(_TAIL_WORDS))
-    return _perturb(rnd, " ".join(head))
+    return _perturb(rnd, " ".join(head), p)
 
 
 @dataclass
@@ -638,17 +697,13 @@ def _make_pool(c: _Catalogue, it: _Intents, p: SizeParams, rnd: random.Random) -
         colour = COLOURS[it.attr[i]] if it.kind[i] == 0 else None
         brand = c.brand_names[it.attr[i]] if it.kind[i] == 1 else None
         intent_offset[i] = len(texts)
-        texts.append(_phrase(rnd, cat, colour, brand, canonical=True))
-        texts.extend(
-            _phrase(rnd, cat, colour, brand, canonical=False) for _ in range(p.variants_per_intent - 1)
-        )
+        texts.append(_phrase(rnd, cat, colour, brand, True, p))
+        texts.extend(_phrase(rnd, cat, colour, brand, False, p) for _ in range(p.variants_per_intent - 1))
     category_offset = np.zeros(len(c.categories), dtype=np.int64)
     for ci, cat in enumerate(c.categories):
         category_offset[ci] = len(texts)
         texts.append(cat.name)
-        texts.extend(
-            _phrase(rnd, cat, None, None, canonical=False) for _ in range(p.variants_per_category - 1)
-        )
+        texts.extend(_phrase(rnd, cat, None, None, False, p) for _ in range(p.variants_per_category - 1))
     generic_offset = len(texts)
     texts.extend(GENERIC_QUERIES)
     return _Pool(texts, intent_offset, category_offset, generic_offset)
@@ -687,6 +742,25 @@ def _make_embeddings(c: _Catalogue, p: SizeParams, rng: np.random.Generator) -> 
 
 
 # --- users, sessions, queries, purchases ----------------------------------------------------------
+def _mix_intents(
+    q_text: np.ndarray,
+    q_sess: np.ndarray,
+    src: np.ndarray,
+    variant: np.ndarray,
+    it: _Intents,
+    pool: _Pool,
+    p: SizeParams,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Some sessions interleave a second, unrelated intent: a share of their intent queries are
+    phrasings of it, so the last five queries before a purchase are not all about what was bought."""
+    n_s = int(q_sess.max()) + 1 if len(q_sess) else 0
+    other = rng.choice(len(it.kind), n_s, p=it.weight)
+    mixed = (rng.random(n_s) < p.mixed_intent_share)[q_sess] & (rng.random(len(q_sess)) < p.mixed_query_share)
+    intent_query = src >= p.category_query_share + p.generic_query_share
+    return np.where(mixed & intent_query, pool.intent_offset[other[q_sess]] + variant, q_text)
+
+
 def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator):
     start, end = _epoch_s(DATA_START), _epoch_s(DATA_END) + 86_399
     n_users = p.users
@@ -731,6 +805,8 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
             pool.intent_offset[q_intent] + variant,
         ),
     )
+    if p.mixed_intent_share > 0:
+        q_text = _mix_intents(q_text, q_sess, src, variant, it, pool, p, rng)
     q_user = s_user[q_sess]
     last_ts = s_start.copy()
     has_q = n_q > 0
