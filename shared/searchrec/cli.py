@@ -176,7 +176,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=config.SNAPSHOT_MAX_DAYS,
         help="how far the nearest dt= snapshot may be from the window's end",
     )
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=config.TRAIN_EPOCHS)
     p.add_argument("--num-shards", type=int, default=2)
     p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")
     p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")

@@ -25,6 +25,21 @@ TOP_K = 200
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
 
+# --- training defaults (measured: tests/benchmarks/results/train.md) -----------------------------
+TRAIN_EPOCHS = 8  # at most; early stopping on the validation split may end sooner
+TRAIN_BATCH_SIZE = 1024
+TRAIN_LR = 0.002
+TRAIN_TEMPERATURE = 0.05
+TRAIN_LOSS = "softmax"  # in-batch sampled softmax with logQ correction
+TRAIN_PADDING = "mask"  # empty history slots zeroed ("pad": the [PAD] encoding)
+QUERY_TOWER = "concat"  # "concat" of the 5 slots, or "attention" (shared projection + positions)
+SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
+NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA
+NEGATIVE_SAMPLING_ALPHA = 0.5
+VALIDATION_DAYS = 3  # the last days of the training split: model selection, never trained on
+EARLY_STOPPING_PATIENCE = 2  # epochs without a better validation score before stopping (0: never)
+SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
+
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
 DEMO_WAREHOUSE = f"duckdb:///{DEMO_DIR}/warehouse.duckdb"

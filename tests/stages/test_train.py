@@ -18,13 +18,7 @@ from safetensors.torch import load_file
 from searchrec import schemas
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
-from searchrec.stages.train import (
-    TrainParams,
-    compare_variants,
-    latest_checkpoint,
-    train_two_tower,
-    variants_markdown,
-)
+from searchrec.stages.train import TrainParams, latest_checkpoint, train_two_tower
 
 DQ, DI, LATENT = 24, 16, 8
 
@@ -113,7 +107,17 @@ def make_inputs(
     return encoded, examples, embeddings
 
 
-FAST = TrainParams(epochs=3, batch_size=128, hidden_dim=64, output_dim=32, lr=3e-3, eval_max_examples=300)
+FAST = TrainParams(
+    epochs=3,
+    batch_size=128,
+    hidden_dim=64,
+    output_dim=32,
+    lr=3e-3,
+    eval_max_examples=300,
+    sampled_negatives=64,
+    validation_days=2,
+    patience=0,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +176,12 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
 
     meta = result.as_metadata()
     assert meta["model_recall_at_200"] == pytest.approx(m["model_recall_at_200"], abs=1e-6)
-    assert meta["train_examples"] == 3000 and meta["param_loss"] == "softmax"
+    assert meta["param_loss"] == "softmax"
+    # the last 2 days of the train split are the validation split: never trained on
+    assert (
+        meta["train_examples"] + extra["validation_examples"] == 3000 and extra["validation_examples"] > 500
+    )
+    assert extra["validation_start"] == "2026-09-06" and meta["validation_start"] == "2026-09-06"
     assert all(isinstance(v, (int, float, str, bool)) or v is None for v in meta.values())
 
     # The artifact loads without pickle and ranks like the training-time evaluation did.
@@ -212,7 +221,13 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
     assert _same(_weights(tmp_path / "full"), _weights(part))
     assert resumed.history[-1]["loss"] == full.history[-1]["loss"]
     ckpts = sorted(p.name for p in (part / "checkpoints").iterdir())
-    assert ckpts == ["epoch-0002.json", "epoch-0002.safetensors", "epoch-0003.json", "epoch-0003.safetensors"]
+    assert ckpts == [
+        "best.safetensors",
+        "epoch-0002.json",
+        "epoch-0002.safetensors",
+        "epoch-0003.json",
+        "epoch-0003.safetensors",
+    ]
 
 
 def test_checkpoint_from_other_dimensions_is_refused(inputs, tmp_path: Path) -> None:
@@ -260,17 +275,6 @@ def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
     mask_model, pad_model = TwoTower.load(tmp_path / "mask"), TwoTower.load(tmp_path / "pad")
     assert torch.equal(mask_model.encode_indices(table, hist), mask_model.encode_indices(other, hist))
     assert not torch.allclose(pad_model.encode_indices(table, hist), pad_model.encode_indices(other, hist))
-
-
-def test_compare_variants_records_each(inputs, tmp_path: Path) -> None:
-    variants = {"multi_margin/pad": {"loss": "multi_margin", "padding": "pad"}, "softmax+logQ/mask": {}}
-    rows = compare_variants(
-        *inputs, tmp_path, base=replace(FAST, epochs=1, eval_every_epoch=False), variants=variants
-    )
-    assert [r["variant"] for r in rows] == list(variants)
-    assert all(0 < r["model_recall_at_200"] <= 1 for r in rows)
-    table = variants_markdown(rows)
-    assert table.count("\n") == 3 and "softmax+logQ/mask" in table
 
 
 def _no_model(model_dir: Path) -> bool:
@@ -353,3 +357,74 @@ def test_saved_config_that_does_not_match_the_weights_is_refused(inputs, tmp_pat
     (model_dir / schemas.MODEL_CONFIG).write_text(json.dumps({**cfg, "query_dim": 312}))
     with pytest.raises(SearchrecError, match="does not match config.json"):
         TwoTower.load(model_dir)
+
+
+def _noisy_validation(inputs, root: Path, seed: int = 0) -> Path:
+    """A copy of the encoded folder whose validation rows (the train split's last 2 days) bought random
+    items: their score wanders from epoch to epoch, so the best epoch is not simply the last one."""
+    encoded = root / "encoded"
+    shutil.copytree(inputs[0], encoded)
+    rows = pd.read_parquet(encoded / "train.parquet")
+    val = rows["order_ts"] >= pd.Timestamp("2026-09-06")
+    snapshot = pd.concat(pd.read_parquet(p) for p in sorted(inputs[2].glob("*.parquet")))["nm_id"].to_numpy()
+    rows.loc[val, "nm_id"] = np.random.default_rng(seed).choice(snapshot, int(val.sum()))
+    rows.to_parquet(encoded / "train.parquet", index=False)
+    return encoded
+
+
+def test_saved_model_is_the_best_validation_epoch(inputs, tmp_path: Path) -> None:
+    encoded = _noisy_validation(inputs, tmp_path)
+    params = replace(
+        FAST, epochs=5, eval_every_epoch=True, keep_checkpoints=5, selection_metric="recall_at_200"
+    )
+    result = train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=params)
+    scores = [row["validation_recall_at_200"] for row in result.history]
+    best = int(np.argmax(scores)) + 1
+    assert result.best_epoch == best and best != len(scores), scores  # not just the last epoch
+    checkpoint = load_file(str(tmp_path / "model" / "checkpoints" / f"epoch-{best:04d}.safetensors"))
+    saved = TwoTower.load(tmp_path / "model").state_dict()
+    assert all(torch.equal(saved[k], checkpoint[f"model.{k}"]) for k in saved)
+    last = load_file(str(tmp_path / "model" / "checkpoints" / f"epoch-{len(scores):04d}.safetensors"))
+    assert not all(torch.equal(saved[k], last[f"model.{k}"]) for k in saved)
+    assert result.metrics["best_epoch"] == best and "holdout_recall_at_200" in result.history[0]
+    assert json.loads((tmp_path / "model" / schemas.MODEL_CONFIG).read_text())["extra"]["best_epoch"] == best
+
+
+def test_early_stopping_ends_after_patience_epochs_without_improvement(inputs, tmp_path: Path) -> None:
+    encoded = _noisy_validation(inputs, tmp_path)
+    params = replace(FAST, epochs=8, eval_every_epoch=False, patience=1, selection_metric="recall_at_200")
+    result = train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=params)
+    scores = [row["validation_recall_at_200"] for row in result.history]
+    assert len(scores) < 8 and scores[-1] <= max(
+        scores[:-1]
+    )  # stopped at the first epoch that did not improve
+    assert all(b > a for a, b in zip(scores[:-2], scores[1:-1], strict=True))
+    assert result.best_epoch == len(scores) - 1
+
+
+def test_mixed_negatives_draw_items_outside_the_training_targets(inputs, tmp_path: Path) -> None:
+    """The snapshot holds 100 items nobody bought: the shared negatives reach them, in-batch ones never do."""
+    for sampling in ("uniform", "popularity"):
+        params = replace(FAST, epochs=1, eval_every_epoch=False, negative_sampling=sampling)
+        result = train_two_tower(*inputs, tmp_path / sampling, params=params)
+        row = result.history[0]
+        drawn = row["examples"] // FAST.batch_size * FAST.sampled_negatives
+        assert 0 < row["sampled_outside_targets"] < drawn, row
+        assert result.metrics["model_recall_at_50"] > result.metrics["popularity_recall_at_50"]
+    no_sampling = train_two_tower(*inputs, tmp_path / "none", params=replace(params, sampled_negatives=0))
+    assert "sampled_outside_targets" not in no_sampling.history[0]
+
+
+def test_attention_query_tower_trains_and_loads(inputs, tmp_path: Path) -> None:
+    params = replace(FAST, epochs=2, eval_every_epoch=False, query_tower="attention")
+    result = train_two_tower(*inputs, tmp_path / "m", params=params)
+    assert result.metrics["model_recall_at_10"] > result.metrics["popularity_recall_at_10"] + 0.2, (
+        result.metrics
+    )
+    model = TwoTower.load(tmp_path / "m")
+    assert model.cfg.query_tower == "attention"
+    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))[:8]
+    other = table.clone()
+    other[0] = torch.randn_like(other[0])  # padded slots get no attention: the [PAD] row does not matter
+    assert torch.allclose(model.encode_indices(table, hist), model.encode_indices(other, hist), atol=1e-6)
