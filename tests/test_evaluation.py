@@ -150,8 +150,9 @@ def test_report_is_self_contained_and_well_formed(tmp_path) -> None:
     assert render_report([], {}, {}).count("no data") == 2
 
 
-def test_ceiling_hook_reads_the_demo_ground_truth(tmp_path) -> None:
-    pytest.importorskip("searchrec.demo_data")
+def test_ceiling_reads_a_ground_truth_folder_as_plain_data(tmp_path) -> None:
+    import math
+
     import pandas as pd
 
     from searchrec.evaluation import ceiling_metrics
@@ -162,4 +163,18 @@ def test_ceiling_hook_reads_the_demo_ground_truth(tmp_path) -> None:
     pd.DataFrame({"intent_id": [0, 1], "nm_ids": [[5, 6], [7]]}).to_parquet(tmp_path / "intents.parquet")
     # popularity from training purchases: 5 bought 3 times, 6 once -> intent 0's oracle list is [5, 6]
     m = ceiling_metrics(tmp_path, holdout, np.array([5, 5, 5, 6, 9]), ks=(1, 2))
-    assert m == {"ceiling_recall_at_1": pytest.approx(2 / 3), "ceiling_recall_at_2": pytest.approx(1.0)}
+    assert m == {
+        "ceiling_recall_at_1": pytest.approx(2 / 3),
+        "ceiling_recall_at_2": pytest.approx(1.0),
+        "ceiling_ndcg_at_200": pytest.approx((2 + 1 / math.log2(3)) / 3),
+        "ceiling_mrr": pytest.approx(2.5 / 3),
+    }
+
+
+def test_evaluation_does_not_import_the_demo_generator() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, searchrec.evaluation; print('searchrec.demo_data' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

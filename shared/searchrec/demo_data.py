@@ -47,6 +47,15 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from searchrec import config, schemas
+from searchrec.ceiling import (  # noqa: F401  (ceiling_recall: re-exported for the demo's users)
+    INTENTS_FILE,
+    PURCHASES_FILE,
+    ceiling_recall,
+    check_holdout,
+    oracle_ranks,
+    popularity_recall,
+    popularity_series,
+)
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -64,8 +73,6 @@ LATE_LAUNCH_WINDOW = ("2026-09-24", "2026-10-12")
 WAREHOUSE_FILE = "warehouse.duckdb"
 EMBEDDINGS_DIR = "embeddings"
 GROUND_TRUTH_DIR = "ground_truth"
-PURCHASES_FILE = "purchases.parquet"
-INTENTS_FILE = "intents.parquet"
 ITEMS_FILE = "items.parquet"
 SUMMARY_FILE = "summary.json"
 
@@ -1048,113 +1055,7 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
     return DemoTables(queries, orders, embeddings, purchases, intents, items, dirt)
 
 
-# --- recall bounds --------------------------------------------------------------------------------
-def _popularity_series(item_popularity: Mapping[int, int] | pd.Series) -> pd.Series:
-    if isinstance(item_popularity, pd.Series):
-        s = item_popularity.copy()
-    else:
-        s = pd.Series(dict(item_popularity), dtype="float64")
-    s.index = s.index.astype("int64")
-    return s.astype("float64")
-
-
-def _check_holdout(holdout: pd.DataFrame, k: int) -> pd.DataFrame:
-    missing = {"user_id", "order_ts", "nm_id"} - set(holdout.columns)
-    if missing:
-        raise SearchrecError(f"holdout lacks column(s) {', '.join(sorted(missing))}")
-    if len(holdout) == 0:
-        raise SearchrecError("holdout is empty: no purchase to compute recall on")
-    if k < 1:
-        raise SearchrecError(f"k must be at least 1, got {k}")
-    out = holdout[["user_id", "order_ts", "nm_id"]].copy()
-    out["user_id"] = out["user_id"].astype("int64")
-    out["nm_id"] = out["nm_id"].astype("int64")
-    out["order_ts"] = pd.to_datetime(out["order_ts"]).astype("datetime64[us]")
-    return out
-
-
-def _oracle_recall(
-    purchases: pd.DataFrame,
-    intents: pd.DataFrame,
-    holdout: pd.DataFrame,
-    popularity: pd.Series,
-    k: int,
-    candidate_items: set[int] | None,
-) -> float:
-    gt = purchases[["user_id", "order_ts", "nm_id", "intent_id"]].copy()
-    gt["order_ts"] = pd.to_datetime(gt["order_ts"]).astype("datetime64[us]")
-    gt = gt.drop_duplicates(["user_id", "order_ts", "nm_id"])
-    rows = holdout.merge(gt, on=["user_id", "order_ts", "nm_id"], how="left")
-    unknown = int(rows["intent_id"].isna().sum())
-    if unknown:
-        log.warning(
-            "ceiling: %d of %d holdout purchases are not in the ground truth; counted as misses",
-            unknown,
-            len(rows),
-        )
-    # each intent's oracle list: its matching items (candidates only), most popular first, then by nm_id
-    lists = intents[["intent_id", "nm_ids"]].explode("nm_ids").dropna()
-    lists = lists.rename(columns={"nm_ids": "nm_id"}).astype({"nm_id": "int64", "intent_id": "int64"})
-    if candidate_items is not None:
-        lists = lists[
-            lists["nm_id"].isin(np.fromiter(candidate_items, dtype=np.int64, count=len(candidate_items)))
-        ]
-    lists["pop"] = lists["nm_id"].map(popularity).fillna(0.0).to_numpy()
-    lists = lists.sort_values(["intent_id", "pop", "nm_id"], ascending=[True, False, True], kind="stable")
-    lists = lists[lists.groupby("intent_id").cumcount() < k]
-    hits = (
-        rows.dropna(subset=["intent_id"])
-        .astype({"intent_id": "int64"})
-        .merge(lists[["intent_id", "nm_id"]], on=["intent_id", "nm_id"], how="inner")
-    )
-    return len(hits) / len(rows)
-
-
-def ceiling_recall(
-    ground_truth_dir: Path,
-    holdout: pd.DataFrame,
-    item_popularity: Mapping[int, int] | pd.Series,
-    k: int = 200,
-    candidate_items: set[int] | None = None,
-) -> float:
-    """Recall@k (share of holdout purchases hit) of an oracle that knows each purchase's true intent
-    and recommends that intent's matching items ranked by `item_popularity` (nm_id -> count).
-
-    It is the best any model reading only queries can hope for: impulse buys, items outside
-    `candidate_items` (e.g. the training items) and items ranked below k within their intent are
-    misses even for it. `holdout` needs user_id, order_ts, nm_id (rows of the demo's orders).
-    """
-    ground_truth_dir = Path(ground_truth_dir)
-    files = [ground_truth_dir / PURCHASES_FILE, ground_truth_dir / INTENTS_FILE]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise SearchrecError(f"ground truth folder lacks {', '.join(missing)}")
-    holdout = _check_holdout(holdout, k)
-    purchases = pq.read_table(files[0], columns=["user_id", "order_ts", "nm_id", "intent_id"]).to_pandas()
-    intents = pq.read_table(files[1], columns=["intent_id", "nm_ids"]).to_pandas()
-    recall = _oracle_recall(
-        purchases, intents, holdout, _popularity_series(item_popularity), k, candidate_items
-    )
-    log.info("ceiling Recall@%d on %d holdout purchases: %.4f", k, len(holdout), recall)
-    return recall
-
-
-def popularity_recall(
-    holdout: pd.DataFrame,
-    item_popularity: Mapping[int, int] | pd.Series,
-    k: int = 200,
-    candidate_items: set[int] | None = None,
-) -> float:
-    """Recall@k of recommending everyone the k most popular items (ties by nm_id)."""
-    holdout = _check_holdout(holdout, k)
-    pop = _popularity_series(item_popularity)
-    if candidate_items is not None:
-        pop = pop[pop.index.isin(list(candidate_items))]
-    frame = pd.DataFrame({"nm_id": pop.index.to_numpy(), "pop": pop.to_numpy()})
-    top = frame.sort_values(["pop", "nm_id"], ascending=[False, True], kind="stable")["nm_id"].head(k)
-    return float(holdout["nm_id"].isin(top.to_numpy()).mean())
-
-
+# --- recall bounds (the oracle itself lives in searchrec.ceiling, beside evaluation) --------------
 def _raw_recalls(t: DemoTables, k: int = 200) -> tuple[float, float]:
     """Ceiling and popularity Recall@k on the raw orders of the demo's holdout window (a diagnostic)."""
     orders = t.orders.to_pandas()
@@ -1169,16 +1070,15 @@ def _raw_recalls(t: DemoTables, k: int = 200) -> tuple[float, float]:
     target = date.fromisoformat(config.DEMO_TRAIN_END)
     nearest = min(t.embeddings, key=lambda d: abs((date.fromisoformat(d) - target).days))
     candidates = set(t.embeddings[nearest].column("nm_id").to_pylist())
-    holdout = _check_holdout(holdout, k)
-    ceiling = _oracle_recall(
+    holdout = check_holdout(holdout, k)
+    ranks = oracle_ranks(
         t.purchases.to_pandas(),
         t.intents.select(["intent_id", "nm_ids"]).to_pandas(),
         holdout,
-        pop,
-        k,
+        popularity_series(pop),
         candidates,
     )
-    return ceiling, popularity_recall(holdout, pop, k, candidates)
+    return float(((ranks >= 0) & (ranks < k)).mean()), popularity_recall(holdout, pop, k, candidates)
 
 
 # --- writing ---------------------------------------------------------------------------------------
