@@ -178,3 +178,21 @@ def test_evaluation_does_not_import_the_demo_generator() -> None:
     code = "import sys, searchrec.evaluation; print('searchrec.demo_data' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_report_shows_validation_and_holdout_curves_and_the_kept_epoch() -> None:
+    history = [
+        {"epoch": e, "loss": 3.0 - e / 2, "validation_recall_at_10": v, "validation_recall_at_200": v + 0.3}
+        | {"holdout_recall_at_10": v - 0.05, "holdout_recall_at_200": v + 0.25}
+        for e, v in ((1, 0.2), (2, 0.4), (3, 0.35))
+    ]
+    metrics = {"model_recall_at_200": 0.6, "best_epoch": 2.0, "validation_ndcg_at_200": 0.31}
+    html = render_report(history, metrics, {})
+    assert "Kept epoch: <b>2</b> of 3 run (best validation ndcg_at_200 0.3100)" in html
+    chart = html[html.index('aria-label="Validation and holdout recall per epoch"') :]
+    chart = chart[: chart.index("</svg>")]
+    for name in ("validation recall@10", "validation recall@200", "holdout recall@10", "holdout recall@200"):
+        assert f">{name}</text>" in chart
+    assert chart.count("<polyline") == 4
+    kept_rows = [row for row in html.split("<tr>") if "✓" in row]
+    assert len(kept_rows) == 1 and '<td class="">2</td>' in kept_rows[0]
