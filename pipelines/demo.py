@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from pipelines.common import import_encoder, recommend_tasks, training_tasks
+from pipelines.common import backtest_task, import_encoder, recommend_tasks, training_tasks
 from searchrec import config
 
 
@@ -32,6 +32,8 @@ def demo(
     exclude_bought: bool = False,
     min_history: int = 1,
     output_uri: str = "",
+    backtest_start_date: str = config.DEMO_BACKTEST_START,
+    backtest_days: int = config.DEMO_BACKTEST_DAYS,
 ):
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
@@ -69,4 +71,5 @@ def demo(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
+        then=lambda recs: backtest_task(recs, warehouse_uri, backtest_start_date, backtest_days),
     )

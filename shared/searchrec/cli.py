@@ -6,6 +6,7 @@ Every command ends bad input with one line naming the problem and exit code 1 (2
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -144,6 +145,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from searchrec.stages.backtest import backtest
+
+    result = backtest(Path(args.recommendations), _abs_uri(args.warehouse_uri), args.start_date, args.days)
+    print(json.dumps({"start_date": result.start_date, "end_date": result.end_date, **result.as_metrics()}))
+    return 0
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines import compile_all
 
@@ -207,6 +216,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "backtest", help="served recommendations against the purchases of the following days, any warehouse"
+    )
+    p.add_argument(
+        "--recommendations", required=True, help="an infer output folder (recommendations.parquet)"
+    )
+    p.add_argument("--warehouse-uri", required=True, help="duckdb:///file or postgresql://host/db")
+    p.add_argument("--start-date", required=True, help="first day of the purchases, YYYY-MM-DD")
+    p.add_argument("--days", type=int, default=config.BACKTEST_DAYS)
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("compile", help="compile the pipelines to YAML")
     p.add_argument("--out", default="compiled")

@@ -24,6 +24,7 @@ MIN_TRAIN_ITEMS = 2  # the in-batch loss needs at least two distinct items
 TOP_K = 200
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
+BACKTEST_DAYS = 7  # served recommendations against the purchases of the following N days
 
 # --- training defaults (measured: tests/benchmarks/results/train.md) -----------------------------
 TRAIN_EPOCHS = 8  # at most; early stopping on the validation split may end sooner
@@ -49,7 +50,10 @@ DEMO_TRAIN_START = "2026-09-01"
 DEMO_TRAIN_END = "2026-10-07"
 DEMO_HOLDOUT_START = "2026-10-01"  # purchases on/after this date are the temporal holdout
 DEMO_RECOMMEND_START = "2026-10-08"
-DEMO_RECOMMEND_END = "2026-10-14"
+DEMO_RECOMMEND_END = "2026-10-10"  # the recommendation day: queries up to here ...
+DEMO_BACKTEST_START = "2026-10-11"  # ... are backtested against the purchases of the days after it
+DEMO_BACKTEST_DAYS = 4
+DEMO_DATA_END = "2026-10-14"  # last day of the demo warehouse
 DEMO_MIN_ITEM_COUNT = 3
 
 # --- local runs ---------------------------------------------------------------------------------

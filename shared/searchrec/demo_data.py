@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 # --- timeline -----------------------------------------------------------------------------------
 DATA_START = "2026-08-01"  # first query / order
-DATA_END = config.DEMO_RECOMMEND_END  # last day (inclusive) of queries / orders
+DATA_END = config.DEMO_DATA_END  # last day (inclusive) of queries / orders
 SNAPSHOT_DATES = ("2026-08-31", "2026-09-21", "2026-10-05", "2026-10-12")
 CATALOGUE_START = "2026-01-01"  # launch date of the items that exist before DATA_START
 # `hard`: late launches fall in the last week before the holdout up to the last snapshot, so that
