@@ -29,9 +29,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+from variants import compare_variants, variants_markdown
 
 from searchrec import schemas
-from searchrec.stages.train import TrainParams, compare_variants, variants_markdown
+from searchrec.stages.train import TrainParams
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
 DQ, SLOTS, N_QUERIES, N_ITEMS, DI = 312, 5, 200_000, 100_000, 64
