@@ -768,8 +768,8 @@ def _mix_intents(
     return np.where(mixed & intent_query, pool.intent_offset[other[q_sess]] + variant, q_text)
 
 
-def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator):
-    start, end = _epoch_s(DATA_START), _epoch_s(DATA_END) + 86_399
+def _sessions(it: _Intents, p: SizeParams, rng: np.random.Generator, start: int, end: int) -> dict:
+    """Users and their search sessions: intent, start time, whether it ends in a purchase, query count."""
     n_users = p.users
     user_ids = rng.permutation(_unique_ids(rng, n_users, 1_000_000, 2_000))
     search_only = rng.random(n_users) < p.search_only_share
@@ -786,8 +786,16 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
     s_buys = ~search_only[s_user] & (rng.random(n_s) < p.buy_probability)
     n_q = 1 + rng.poisson(p.queries_per_session - 1, n_s)
     n_q[s_buys & (rng.random(n_s) < p.no_query_purchase_share)] = 0
+    return {
+        **{"user_ids": user_ids, "search_only": search_only, "s_user": s_user, "s_intent": s_intent},
+        **{"s_start": s_start, "s_buys": s_buys, "n_q": n_q},
+    }
 
-    # intent queries: one row per typed query, seconds to minutes apart within a session
+
+def _session_queries(s: dict, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator) -> dict:
+    """One row per typed query, seconds to minutes apart within a session; each session's last query time."""
+    n_q, s_start = s["n_q"], s["s_start"]
+    n_s = len(n_q)
     q_sess = np.repeat(np.arange(n_s), n_q)
     gaps = rng.exponential(75.0, len(q_sess)) + 3.0
     first = np.concatenate([[0], np.cumsum(n_q)[:-1]])
@@ -796,7 +804,7 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
     base = np.zeros(n_s)
     base[n_q > 0] = csum[first[n_q > 0]]
     q_ts = s_start[q_sess] + (csum - base[q_sess]).astype(np.int64)
-    q_intent = s_intent[q_sess]
+    q_intent = s["s_intent"][q_sess]
     src = rng.random(len(q_sess))
     variant = rng.choice(p.variants_per_intent, len(q_sess), p=_zipf(p.variants_per_intent, p.phrasing_zipf))
     cat_variant = rng.choice(
@@ -814,25 +822,20 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
     )
     if p.mixed_intent_share > 0:
         q_text = _mix_intents(q_text, q_sess, src, variant, it, pool, p, rng)
-    q_user = s_user[q_sess]
     last_ts = s_start.copy()
     has_q = n_q > 0
     last_ts[has_q] = q_ts[first[has_q] + n_q[has_q] - 1]
+    return {"q_user": s["s_user"][q_sess], "q_ts": q_ts, "q_text": q_text, "last_ts": last_ts}
 
-    # purchases: minutes to days after the session's last query
-    b_sess = np.flatnonzero(s_buys)
-    b_sess = np.concatenate([b_sess, b_sess[rng.random(len(b_sess)) < p.second_item_probability]])
-    b_sess.sort(kind="stable")
-    delay = np.clip(np.exp(rng.normal(np.log(900.0), 1.8, len(b_sess))), 20, 5 * 86_400)
-    o_ts = last_ts[b_sess] + delay.astype(np.int64)
-    second = np.zeros(len(b_sess), dtype=bool)
-    second[1:] = b_sess[1:] == b_sess[:-1]
-    o_ts[second] = o_ts[np.flatnonzero(second) - 1]  # a session's items share one order timestamp
-    o_intent = s_intent[b_sess]
-    impulse = rng.random(len(b_sess)) < p.impulse_share
+
+def _draw_items(
+    c: _Catalogue, it: _Intents, o_intent: np.ndarray, o_ts: np.ndarray, impulse: np.ndarray, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bought item of each purchase (its intent's Zipf, or global weight for impulse buys), drawn
+    again where the item was not launched yet; (items, still undrawn)."""
     glob_cdf = np.cumsum(c.weight) / c.weight.sum()
-    nm = np.full(len(b_sess), -1, dtype=np.int64)
-    todo = np.ones(len(b_sess), dtype=bool)
+    nm = np.full(len(o_intent), -1, dtype=np.int64)
+    todo = np.ones(len(o_intent), dtype=bool)
     for _ in range(8):  # an item can only be bought after its launch: redraw the few that are not
         idx = np.flatnonzero(todo)
         if not len(idx):
@@ -843,31 +846,53 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
         ok = c.launch_s[drawn] <= o_ts[idx]
         nm[idx[ok]] = drawn[ok]
         todo[idx[ok]] = False
-    keep = ~todo & (o_ts <= end)
-    keep[1:] &= ~(second[1:] & (nm[1:] == nm[:-1]))  # the second item of an order differs from the first
-    o_user = s_user[b_sess]
-    b_sess, o_ts, o_user, nm, o_intent = (a[keep] for a in (b_sess, o_ts, o_user, nm, o_intent))
-    # does the bought item match the session's intent? (impulse buys mostly do not)
+    return nm, todo
+
+
+def _matches_intent(c: _Catalogue, it: _Intents, o_intent: np.ndarray, nm: np.ndarray) -> np.ndarray:
+    """Does the bought item match the session's intent? (impulse buys mostly do not)"""
     member_key = (
         np.repeat(np.arange(len(it.kind), dtype=np.int64), np.diff(it.indptr)) * len(c.nm_id) + it.members
     )
     member_key.sort()
     key = o_intent.astype(np.int64) * len(c.nm_id) + nm
     found = np.minimum(np.searchsorted(member_key, key), len(member_key) - 1)
-    matches = member_key[found] == key
+    return member_key[found] == key
+
+
+def _purchases(s: dict, q: dict, c: _Catalogue, it: _Intents, p: SizeParams, rng, end: int) -> dict:
+    """Purchases minutes to days after the session's last query; a second item now and then."""
+    b_sess = np.flatnonzero(s["s_buys"])
+    b_sess = np.concatenate([b_sess, b_sess[rng.random(len(b_sess)) < p.second_item_probability]])
+    b_sess.sort(kind="stable")
+    delay = np.clip(np.exp(rng.normal(np.log(900.0), 1.8, len(b_sess))), 20, 5 * 86_400)
+    o_ts = q["last_ts"][b_sess] + delay.astype(np.int64)
+    second = np.zeros(len(b_sess), dtype=bool)
+    second[1:] = b_sess[1:] == b_sess[:-1]
+    o_ts[second] = o_ts[np.flatnonzero(second) - 1]  # a session's items share one order timestamp
+    o_intent = s["s_intent"][b_sess]
+    impulse = rng.random(len(b_sess)) < p.impulse_share
+    nm, todo = _draw_items(c, it, o_intent, o_ts, impulse, rng)
+    keep = ~todo & (o_ts <= end)
+    keep[1:] &= ~(second[1:] & (nm[1:] == nm[:-1]))  # the second item of an order differs from the first
+    o_user = s["s_user"][b_sess]
+    o_ts, o_user, nm, o_intent = (a[keep] for a in (o_ts, o_user, nm, o_intent))
     return {
-        "user_ids": user_ids,
-        "search_only": search_only,
-        "q_user": q_user,
-        "q_ts": q_ts,
-        "q_text": q_text,
-        "o_user": o_user,
-        "o_ts": o_ts,
-        "o_item": nm,
-        "o_intent": o_intent,
-        "o_matches": matches,
-        "start": start,
-        "end": end,
+        **{"o_user": o_user, "o_ts": o_ts, "o_item": nm, "o_intent": o_intent},
+        "o_matches": _matches_intent(c, it, o_intent, nm),
+    }
+
+
+def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator) -> dict:
+    start, end = _epoch_s(DATA_START), _epoch_s(DATA_END) + 86_399
+    s = _sessions(it, p, rng, start, end)
+    q = _session_queries(s, it, pool, p, rng)
+    o = _purchases(s, q, c, it, p, rng, end)
+    return {
+        **{"user_ids": s["user_ids"], "search_only": s["search_only"]},
+        **{k: q[k] for k in ("q_user", "q_ts", "q_text")},
+        **o,
+        **{"start": start, "end": end},
     }
 
 
@@ -894,6 +919,24 @@ def _long_texts(rng: np.random.Generator, pool: _Pool) -> tuple[str, ...]:
     out.append("Состав: 95% хлопок, 5% эластан. " * 120)
     out.append("🔥" * 3_000)
     return tuple(out)
+
+
+def _id_searches(sim: dict, c: _Catalogue, p: SizeParams, rng: np.random.Generator):
+    """The bought item's own id (or its link) typed right before the purchase: (users, ts, texts, flag)."""
+    n_orders = len(sim["o_ts"])
+    pick = rng.random(n_orders) < p.dirt_rates["id_search"]
+    if pick.sum() < p.min_dirt and n_orders >= p.min_dirt:
+        pick[rng.choice(n_orders, p.min_dirt, replace=False)] = True
+    idx = np.flatnonzero(pick)
+    nm = pa.array(c.nm_id[sim["o_item"][idx]]).cast(pa.string())
+    as_link = pa.array(rng.random(len(idx)) < 0.2)
+    link = pc.binary_join_element_wise(WB_CATALOG_URL, nm, "/detail.aspx", "")
+    return (
+        sim["o_user"][idx],
+        sim["o_ts"][idx] - rng.integers(10, 600, len(idx)),
+        pc.if_else(as_link, link, nm),
+        pick,
+    )
 
 
 def _make_dirt(sim: dict, c: _Catalogue, pool: _Pool, p: SizeParams, rng: np.random.Generator):
@@ -941,19 +984,11 @@ def _make_dirt(sim: dict, c: _Catalogue, pool: _Pool, p: SizeParams, rng: np.ran
             t = _choice_strings(rng, _UNICODE, n)
         texts.append(t)
 
-    # the bought item's own id (or its link) typed right before the purchase
-    n_orders = len(sim["o_ts"])
-    pick = rng.random(n_orders) < p.dirt_rates["id_search"]
-    if pick.sum() < p.min_dirt and n_orders >= p.min_dirt:
-        pick[rng.choice(n_orders, p.min_dirt, replace=False)] = True
-    idx = np.flatnonzero(pick)
-    nm = pa.array(c.nm_id[sim["o_item"][idx]]).cast(pa.string())
-    as_link = pa.array(rng.random(len(idx)) < 0.2)
-    link = pc.binary_join_element_wise(WB_CATALOG_URL, nm, "/detail.aspx", "")
-    texts.append(pc.if_else(as_link, link, nm))
-    users.append(sim["o_user"][idx])
-    ts.append(sim["o_ts"][idx] - rng.integers(10, 600, len(idx)))
-    counts["id_search"] = len(idx)
+    u, t, txt, pick = _id_searches(sim, c, p, rng)
+    users.append(u)
+    ts.append(t)
+    texts.append(txt)
+    counts["id_search"] = len(u)
     # clipped into the data period, so every planted row is kept and the counts are exact
     ts_all = np.clip(np.concatenate(ts), sim["start"], sim["end"])
     return np.concatenate(users), ts_all, pa.concat_arrays(texts), counts, pick
@@ -966,30 +1001,15 @@ def _size_params(size: str) -> SizeParams:
     return SIZES[size]
 
 
-def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
-    """The whole demo world in memory; the same (size, seed) always gives the same tables."""
-    p = _size_params(size)
-    if not isinstance(seed, int) or seed < 0:
-        raise SearchrecError(f"seed must be a non-negative integer, got {seed!r}")
-    t0 = time.perf_counter()
-    rng_cat, rng_intent, rng_text, rng_emb, rng_sim, rng_dirt = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 20260801]).spawn(6)
-    )
-    cat = _make_catalogue(p, rng_cat)
-    it = _make_intents(cat, p, rng_intent)
-    pool = _make_pool(cat, it, p, random.Random(int(rng_text.integers(0, 2**63))))
-    embeddings = _make_embeddings(cat, p, rng_emb)
-    sim = _simulate(cat, it, pool, p, rng_sim)
-    d_user, d_ts, d_text, dirt, id_search = _make_dirt(sim, cat, pool, p, rng_dirt)
-
-    # search_queries: intent queries + dirt, inside the data period, ordered by time then user
+def _query_table(sim: dict, pool: _Pool, d_user, d_ts, d_text) -> pa.Table:
+    """search_queries: intent queries + dirt, inside the data period, ordered by time then user."""
     user_idx = np.concatenate([sim["q_user"], d_user])
     ts = np.concatenate([sim["q_ts"], d_ts])
     text = pa.concat_arrays([pa.array(pool.texts, type=pa.string()).take(pa.array(sim["q_text"])), d_text])
     inside = (ts >= sim["start"]) & (ts <= sim["end"])
     user_id = sim["user_ids"][user_idx]
     order = np.flatnonzero(inside)[np.lexsort((user_id[inside], ts[inside]))]
-    queries = pa.table(
+    return pa.table(
         {
             "user_id": pa.array(user_id[order]),
             "query_ts": _ts_array(ts[order]),
@@ -998,6 +1018,9 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
         schema=SEARCH_QUERIES,
     )
 
+
+def _order_tables(sim: dict, cat: _Catalogue, id_search: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """orders (the warehouse table) and purchases (the same rows with their ground truth)."""
     o_order = np.lexsort((sim["o_user"], sim["o_ts"]))
     o_user = sim["user_ids"][sim["o_user"][o_order]]
     o_ts = _ts_array(sim["o_ts"][o_order])
@@ -1014,7 +1037,11 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
         },
         schema=PURCHASES,
     )
+    return orders, purchases
 
+
+def _truth_tables(cat: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams) -> tuple[pa.Table, pa.Table]:
+    """The ground truth's intents and items tables."""
     colour_names = np.array([_colour_form(*COLOURS[i], "m") for i in range(p.colours)], dtype=object)
     cat_names = np.array([c.name for c in cat.categories], dtype=object)
     brand_names = np.array(cat.brand_names, dtype=object)
@@ -1047,6 +1074,27 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
         },
         schema=ITEMS,
     )
+    return intents, items
+
+
+def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
+    """The whole demo world in memory; the same (size, seed) always gives the same tables."""
+    p = _size_params(size)
+    if not isinstance(seed, int) or seed < 0:
+        raise SearchrecError(f"seed must be a non-negative integer, got {seed!r}")
+    t0 = time.perf_counter()
+    rng_cat, rng_intent, rng_text, rng_emb, rng_sim, rng_dirt = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 20260801]).spawn(6)
+    )
+    cat = _make_catalogue(p, rng_cat)
+    it = _make_intents(cat, p, rng_intent)
+    pool = _make_pool(cat, it, p, random.Random(int(rng_text.integers(0, 2**63))))
+    embeddings = _make_embeddings(cat, p, rng_emb)
+    sim = _simulate(cat, it, pool, p, rng_sim)
+    d_user, d_ts, d_text, dirt, id_search = _make_dirt(sim, cat, pool, p, rng_dirt)
+    queries = _query_table(sim, pool, d_user, d_ts, d_text)
+    orders, purchases = _order_tables(sim, cat, id_search)
+    intents, items = _truth_tables(cat, it, pool, p)
     log.info(
         "demo %s seed %d: %d users, %d items, %d intents, %d query rows, %d orders, %d snapshots in %.1fs",
         size, seed, p.users, p.items, len(it.kind), queries.num_rows, orders.num_rows, len(embeddings),
