@@ -84,3 +84,12 @@ def read(path: Path, schema: pa.Schema, what: str) -> pa.Table:
         time.perf_counter() - started,
     )
     return table
+
+
+def write(out_dir: Path, parts: list[pa.Table]) -> list[Path]:
+    """Publish tables as an events folder, one part file each (extract streams through its own writer)."""
+    with folder.publishing(out_dir, KIND) as path:
+        written = [path / part_name(i) for i in range(len(parts))]
+        for table, file in zip(parts, written, strict=True):
+            pq.write_table(table, file, compression="zstd")
+    return written
