@@ -99,7 +99,7 @@ class Encoder:
         return int(self.model.config.hidden_size)
 
     def info(self) -> dict[str, Any]:
-        """What encode writes to encoder.json (schemas.ENCODER_INFO)."""
+        """What encode writes to encoder.json (``artifacts.encoded.INFO_FILE``)."""
         return {
             "encoder": self.spec.name_or_path,
             "pooling": self.pooling,

@@ -69,10 +69,3 @@ def git_commit() -> str:
 def lineage(**extra: object) -> dict:
     """Metadata every artifact carries: code version plus whatever the stage adds (window, counts ...)."""
     return {"git_commit": git_commit(), "searchrec_version": __version__, **extra}
-
-
-def fresh_dir(path: str | Path) -> Path:
-    """An artifact's path as an empty folder (KFP hands a path; our artifacts are folders)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
