@@ -36,7 +36,8 @@ import pyarrow.compute as pc  # noqa: E402
 import pytest  # noqa: E402
 
 from searchrec import config  # noqa: E402
-from searchrec.artifacts import encoded, examples  # noqa: E402
+from searchrec.artifacts import encoded as encoded_artifact  # noqa: E402
+from searchrec.artifacts import examples  # noqa: E402
 from searchrec.encoder import EncoderSpec, EncodeTiming, build_standin_encoder, encode_texts, load_encoder  # noqa: E402
 from searchrec.stages.encode import encode_histories, original_layout  # noqa: E402
 
@@ -99,8 +100,8 @@ def test_unique_query_encoding_vs_every_slot(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     stats = encode_histories(examples_dir, encoder, tmp_path / "encoded", batch_size=BATCH, progress=False)
     unique_s = time.perf_counter() - t0
-    table = np.load(tmp_path / "encoded" / encoded.TABLE_FILE)
-    hist = np.load(tmp_path / "encoded" / encoded.hist_file("train"))
+    table = np.load(tmp_path / "encoded" / encoded_artifact.TABLE_FILE)
+    hist = np.load(tmp_path / "encoded" / encoded_artifact.hist_file("train"))
 
     # naive: every slot on a sample of consecutive rows, extrapolated to all slots
     slots = naive_slots(histories)
