@@ -509,7 +509,9 @@ def check_snapshot_copy(info: extract.SnapshotInfo, out: Path, source: Path, day
     src = pa.concat_tables(pq.read_table(p) for p in sorted((source / f"dt={day}").glob("*.parquet")))
     got = pa.concat_tables(pq.read_table(out / f) for f in info.files)
     assert got.equals(src) and info.rows == src.num_rows
-    assert sorted(p.name for p in out.iterdir()) == sorted([*info.files, snapshot.INFO_FILE, folder.COMPLETE_MARKER])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*info.files, snapshot.INFO_FILE, folder.COMPLETE_MARKER]
+    )
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,10 @@ def write_snapshot(
     with artifact_folder.publishing(folder, snapshot.KIND):
         for i, part in enumerate(np.array_split(np.arange(len(nm_ids)), files)):
             table = pa.table(
-                {"nm_id": nm_ids[part], "embedding": pa.array([vectors[j] for j in part], pa.list_(pa.float32()))},
+                {
+                    "nm_id": nm_ids[part],
+                    "embedding": pa.array([vectors[j] for j in part], pa.list_(pa.float32())),
+                },
                 schema=snapshot.EMBEDDINGS,
             )
             pq.write_table(table, folder / f"part-{i:05d}.parquet")
@@ -56,7 +59,9 @@ def item_vectors(model_dir: Path, embeddings: np.ndarray) -> np.ndarray:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("index")
     torch.manual_seed(0)
-    model_artifact.write(root / "model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save)
+    model_artifact.write(
+        root / "model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save
+    )
     rng = np.random.default_rng(0)
     nm_ids = rng.choice(10**9, N_ITEMS, replace=False).astype(np.int64)
     embeddings = rng.normal(size=(N_ITEMS, ITEM_DIM)).astype(np.float32)
@@ -165,8 +170,12 @@ def test_item_dim_mismatch_is_one_clear_error(world: dict, tmp_path: Path) -> No
     with pytest.raises(SearchrecError, match="snapshot has dim 12 but the model's item tower expects 16"):
         build_index(world["model"], emb, tmp_path / "idx")
     vectors12 = rng.normal(size=(100, 12)).astype(np.float32)
-    emb = write_snapshot(tmp_path / "emb-nodim", np.arange(100), vectors12, info={"snapshot_date": "2026-10-01"})
-    with pytest.raises(SearchrecError, match="part-00000.parquet: 50 embeddings have length 12 .*expected 16"):
+    emb = write_snapshot(
+        tmp_path / "emb-nodim", np.arange(100), vectors12, info={"snapshot_date": "2026-10-01"}
+    )
+    with pytest.raises(
+        SearchrecError, match="part-00000.parquet: 50 embeddings have length 12 .*expected 16"
+    ):
         build_index(world["model"], emb, tmp_path / "idx")
     assert not (tmp_path / "idx").exists()
 

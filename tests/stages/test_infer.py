@@ -34,7 +34,9 @@ def write_encoded(
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("infer")
     torch.manual_seed(0)
-    model_artifact.write(root / "model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save)
+    model_artifact.write(
+        root / "model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save
+    )
     rng = np.random.default_rng(0)
     nm_ids = rng.choice(10**9, N_ITEMS, replace=False).astype(np.int64)
     embeddings = rng.normal(size=(N_ITEMS, ITEM_DIM)).astype(np.float32)
@@ -268,24 +270,34 @@ def test_bad_input_is_refused_and_nothing_written(world: dict, tmp_path: Path) -
     refused("some user_id more than once", encoded_dir=twice)
     refused("the index artifact .*nowhere does not exist", index_dir=tmp_path / "nowhere")
     torch.manual_seed(1)
-    model_artifact.write(tmp_path / "other_model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save)
+    model_artifact.write(
+        tmp_path / "other_model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save
+    )
     refused("built with a different model", model_dir=tmp_path / "other_model")
-    model_artifact.write(tmp_path / "narrow", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, output_dim=64)).save)
+    model_artifact.write(
+        tmp_path / "narrow",
+        TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, output_dim=64)).save,
+    )
     refused("index vectors have dim 128 but the model's towers output 64", model_dir=tmp_path / "narrow")
     refused(r"shard_index must be within \[0, num_shards\), got 3 of 3", shard_index=3, num_shards=3)
-    refused("exclude_bought orders artifact .*no_orders does not exist", exclude_bought_dir=tmp_path / "no_orders")
+    refused(
+        "exclude_bought orders artifact .*no_orders does not exist", exclude_bought_dir=tmp_path / "no_orders"
+    )
 
 
 def test_queries_encoded_differently_from_training_are_refused(world: dict, tmp_path: Path) -> None:
     model = tmp_path / "model"
     torch.manual_seed(0)
-    model_artifact.write(model, TwoTower(
-        TwoTowerConfig(
-            query_dim=QUERY_DIM,
-            item_dim=ITEM_DIM,
-            extra={"encoder": "gs://models/rubert-tiny2", "pooling": "cls", "encoder_dim": QUERY_DIM},
-        )
-    ).save)
+    model_artifact.write(
+        model,
+        TwoTower(
+            TwoTowerConfig(
+                query_dim=QUERY_DIM,
+                item_dim=ITEM_DIM,
+                extra={"encoder": "gs://models/rubert-tiny2", "pooling": "cls", "encoder_dim": QUERY_DIM},
+            )
+        ).save,
+    )
     build_index(model, world["emb"], tmp_path / "index")
     hist = np.ones((3, 5), np.int32)
     table = np.ones((2, QUERY_DIM), np.float32)
