@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean")
 ENCODER_META_FILE = "searchrec_encoder.json"  # optional, in a model folder: {"pooling": ..., ...}
 REMOTE_SCHEMES = ("s3://", "gs://")
-CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
+CACHE_ENV = config.CACHE_ENV
 
 # rubert-tiny2's architecture (its config.json): the stand-in has the same shapes, so it costs the same.
 RUBERT_TINY2_SHAPE = {

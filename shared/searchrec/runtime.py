@@ -11,14 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from searchrec import __version__
+from searchrec import __version__, config
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger("searchrec")
 
 # Set by local runs: a failing stage also appends its one-line message here, so that `searchrec run`
 # can end with the stage's own words instead of kfp.local's "inner task failed".
-ERRORS_FILE_ENV = "SEARCHREC_ERRORS_FILE"
+ERRORS_FILE_ENV = config.ERRORS_FILE_ENV
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -50,7 +50,7 @@ def stage(name: str) -> Iterator[None]:
 
 def git_commit() -> str:
     """The commit the code was built from: baked into images as SEARCHREC_GIT_COMMIT, else asked of git."""
-    commit = os.environ.get("SEARCHREC_GIT_COMMIT")
+    commit = os.environ.get(config.GIT_COMMIT_ENV)
     if commit:
         return commit
     try:
