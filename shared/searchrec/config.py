@@ -22,6 +22,13 @@ MIN_ITEM_COUNT = 50  # ... that occur at least this often
 MAX_QUERY_LENGTH = 256  # characters kept of a normalised query
 MIN_TRAIN_ITEMS = 2  # the in-batch loss needs at least two distinct items
 TOP_K = 200
+INDEX_KIND = "auto"  # flat up to INDEX_AUTO_THRESHOLD items, IVF above
+INDEX_AUTO_THRESHOLD = 1_000_000
+MIN_INDEX_RECALL = 0.95  # an approximate index must reach this recall@TOP_K against exact search
+ENCODE_BATCH_SIZE = 512  # texts per encoder forward pass
+INFER_BATCH_SIZE = 8192  # users per query-tower pass and search
+MIN_HISTORY = 1  # users with fewer usable queries get no recommendations
+NUM_SHARDS = 1  # inference shards (the demo shows the fan-out with DEMO_NUM_SHARDS)
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
 
@@ -36,6 +43,7 @@ DEMO_HOLDOUT_START = "2026-10-01"  # purchases on/after this date are the tempor
 DEMO_RECOMMEND_START = "2026-10-08"
 DEMO_RECOMMEND_END = "2026-10-14"
 DEMO_MIN_ITEM_COUNT = 3
+DEMO_NUM_SHARDS = 2
 
 # --- environment variables: every name searchrec reads, defined here only -----------------------
 # Set by `searchrec run` / `make demo` before the pipelines are built: kfp.local honours task retries,

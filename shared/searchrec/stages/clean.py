@@ -567,7 +567,7 @@ def clean_inference_events(
     out_dir: Path,
     *,
     history_length: int = config.HISTORY_LENGTH,
-    min_history: int = 1,
+    min_history: int = config.MIN_HISTORY,
     orders_dir: Path | None = None,
     max_query_length: int = MAX_QUERY_LENGTH,
 ) -> CleanStats:

@@ -196,7 +196,7 @@ def encode_histories(
     encoder: EncoderSpec | Encoder,
     out_dir: Path,
     *,
-    batch_size: int = 512,
+    batch_size: int = config.ENCODE_BATCH_SIZE,
     splits: tuple[str, ...] | None = None,
     device: str | None = None,
     progress: bool = True,

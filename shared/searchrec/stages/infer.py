@@ -354,9 +354,9 @@ def recommend(
     top_k: int = config.TOP_K,
     shard_index: int = 0,
     num_shards: int = 1,
-    batch_size: int = 8192,
+    batch_size: int = config.INFER_BATCH_SIZE,
     exclude_bought_dir: Path | None = None,
-    min_history: int = 1,
+    min_history: int = config.MIN_HISTORY,
     device: str = "auto",
 ) -> InferStats:
     """Top-k items for every user of shard ``shard_index`` of ``num_shards`` (``user_id % num_shards``).
