@@ -87,9 +87,13 @@ def read_split(
         rows = pq.read_table(rows_path, columns=columns)
         hist = np.load(hist_path, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (OSError, ValueError, KeyError, pa.ArrowException) as error:
-        raise SearchrecError(f"cannot read the {split} split of {path}: {str(error).splitlines()[0]}") from None
+        raise SearchrecError(
+            f"cannot read the {split} split of {path}: {str(error).splitlines()[0]}"
+        ) from None
     if hist.ndim != 2 or not np.issubdtype(hist.dtype, np.integer):
-        raise SearchrecError(f"{hist_path} must be an integer matrix [rows, history], got {hist.dtype} {hist.shape}")
+        raise SearchrecError(
+            f"{hist_path} must be an integer matrix [rows, history], got {hist.dtype} {hist.shape}"
+        )
     if len(hist) != rows.num_rows:
         raise SearchrecError(f"{hist_path} has {len(hist)} rows but {rows_path.name} has {rows.num_rows}")
     if history_length is not None and hist.shape[1] != history_length:

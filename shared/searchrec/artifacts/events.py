@@ -84,3 +84,25 @@ def read(path: Path, schema: pa.Schema, what: str) -> pa.Table:
         time.perf_counter() - started,
     )
     return table
+
+
+def write(out_dir: Path, parts: list[pa.Table]) -> list[Path]:
+    """Publish tables as an events folder, one part file each (extract streams through its own writer)."""
+    with folder.publishing(out_dir, KIND) as path:
+        written = [path / part_name(i) for i in range(len(parts))]
+        for table, file in zip(parts, written, strict=True):
+            pq.write_table(table, file, compression="zstd")
+    return written
+
+
+def iter_batches(path: Path, columns: list[str], what: str, batch_size: int = 1 << 20):
+    """Record batches of ``columns`` over every part of a complete events folder (bounded memory)."""
+    for file in part_files(Path(path), what):
+        try:
+            pf = pq.ParquetFile(file)
+        except Exception as error:
+            raise SearchrecError(f"cannot read {what} file {file}: {error}") from None
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise SearchrecError(f"{what} file {file} lacks column(s) {', '.join(missing)}")
+        yield from pf.iter_batches(batch_size=batch_size, columns=columns)

@@ -110,6 +110,7 @@ def publishing(path: str | Path, kind: str, *, keep: Iterable[str] = ()) -> Iter
     keep = tuple(keep)
     if path.exists() and not path.is_dir():
         raise SearchrecError(f"cannot write the {kind} artifact: {path} exists and is not a folder")
+    created = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
     leftovers = [p.name for p in path.iterdir() if p.name not in keep]
     if leftovers and not _owned(path):
@@ -130,6 +131,8 @@ def publishing(path: str | Path, kind: str, *, keep: Iterable[str] = ()) -> Iter
     except BaseException:
         with contextlib.suppress(OSError):
             _clear(path, keep)
+            if created:
+                path.rmdir()
         raise
 
 
@@ -147,7 +150,9 @@ def require_complete(path: str | Path, kind: str) -> dict:
         raise SearchrecError(f"the {kind} artifact {path} does not exist")
     marker = path / COMPLETE_MARKER
     if not marker.is_file():
-        state = "was never finished (a killed or failed task?)" if _owned(path) else "is not a searchrec artifact"
+        state = (
+            "was never finished (a killed or failed task?)" if _owned(path) else "is not a searchrec artifact"
+        )
         raise SearchrecError(f"the {kind} artifact {path} {state}: no {COMPLETE_MARKER}")
     record = read_json(marker)
     for rel, size in (record.get("files") or {}).items():

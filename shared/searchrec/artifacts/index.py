@@ -45,7 +45,9 @@ def read(index_dir: Path) -> tuple[Any, np.ndarray, dict]:
         index = faiss.read_index(str(index_dir / INDEX_FILE))
         nm_ids = np.load(index_dir / IDS_FILE)
     except Exception as error:
-        raise SearchrecError(f"cannot read index folder {index_dir}: {type(error).__name__}: {error}") from None
+        raise SearchrecError(
+            f"cannot read index folder {index_dir}: {type(error).__name__}: {error}"
+        ) from None
     if index.ntotal != len(nm_ids) or index.ntotal != info.get("n"):
         raise SearchrecError(
             f"index folder {index_dir} is inconsistent: {index.ntotal} vectors, {len(nm_ids)} nm_ids, "

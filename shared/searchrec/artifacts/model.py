@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from searchrec.artifacts import folder
@@ -42,3 +43,10 @@ def digests(model_dir: Path) -> dict[str, str]:
             for block in iter(lambda: f.read(1 << 20), b""):
                 full.update(block)
     return {"model_config_digest": config_digest, "model_digest": full.hexdigest()}
+
+
+def write(model_dir: Path, save: Callable[[Path], object]) -> Path:
+    """Publish a model folder: ``save(folder)`` writes config and towers (``TwoTower.save``), marker last."""
+    with publishing(model_dir) as path:
+        save(path)
+    return Path(model_dir)

@@ -68,7 +68,11 @@ class Stream:
             try:
                 batch = next(self.batches)
             except StopIteration:
-                raise SearchrecError(f"recommendations ended after {self.buffer.num_rows} of {n} rows") from None
-            self.buffer = pa.concat_tables([self.buffer, pa.Table.from_batches([batch]).cast(RECOMMENDATIONS)])
+                raise SearchrecError(
+                    f"recommendations ended after {self.buffer.num_rows} of {n} rows"
+                ) from None
+            self.buffer = pa.concat_tables(
+                [self.buffer, pa.Table.from_batches([batch]).cast(RECOMMENDATIONS)]
+            )
         out, self.buffer = self.buffer.slice(0, n), self.buffer.slice(n)
         return out

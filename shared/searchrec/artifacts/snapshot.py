@@ -221,3 +221,10 @@ def read(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     require_unique(ids, f"the {KIND} {path}")
     order = np.argsort(ids, kind="stable")
     return ids[order], np.ascontiguousarray(np.concatenate(emb_parts)[order]), info
+
+
+def write(out_dir: Path, table: pa.Table, info: SnapshotInfo) -> None:
+    """Publish a snapshot artifact from one table (extract copies source files instead)."""
+    with folder.publishing(out_dir, KIND) as path:
+        pq.write_table(table, path / "part-0.parquet")
+        folder.write_json(path / INFO_FILE, info.to_json())
