@@ -10,12 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from searchrec import schemas
+from searchrec.artifacts import encoded as encoded_artifact
+from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import folder
+from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
 from searchrec.stages.train import TrainParams, latest_checkpoint, train_two_tower
@@ -76,35 +79,58 @@ def make_inputs(
         return rows, hist
 
     encoded, examples, embeddings = root / "encoded", root / "examples", root / "embeddings"
-    for d in (encoded, examples, embeddings):
-        d.mkdir(parents=True)
-    np.save(encoded / schemas.TABLE_FILE, table)
-    (encoded / schemas.ENCODER_INFO).write_text(
-        json.dumps({"encoder": "test/synthetic", "pooling": "cls", "dim": DQ, "max_length": 32})
-    )
-    for name, n, start in (("train", n_train, "2026-09-01"), ("holdout", n_holdout, "2026-10-01")):
-        rows, hist = split(n, start)
-        rows.to_parquet(encoded / schemas.rows_file(name), index=False)
-        np.save(encoded / schemas.hist_file(name), hist)
-    train_nm = pd.read_parquet(encoded / "train.parquet")["nm_id"]
-    counts = train_nm.value_counts()
-    pd.DataFrame(
-        {"nm_id": counts.index.astype(np.int64), "count": counts.to_numpy().astype(np.int64)}
-    ).to_parquet(examples / "items.parquet", index=False)
-    half = total_items // 2
-    for i, sl in enumerate((slice(0, half), slice(half, None))):
-        pq.write_table(
-            pa.table(
-                {
-                    "nm_id": pa.array(nm_ids[sl]),
-                    "embedding": pa.array(list(item_emb[sl]), pa.list_(pa.float32())),
-                },
-                schema=schemas.EMBEDDINGS,
-            ),
-            embeddings / f"part-{i}.parquet",
-        )
-    (embeddings / schemas.SNAPSHOT_INFO).write_text(json.dumps({"snapshot_date": "2026-09-30", "dim": DI}))
+    splits = {
+        name: split(n, start)
+        for name, n, start in (("train", n_train, "2026-09-01"), ("holdout", n_holdout, "2026-10-01"))
+    }
+    write_encoded(encoded, table, splits)
+    counts = splits["train"][0]["nm_id"].value_counts()
+    items = pa.table({"nm_id": counts.index.to_numpy(np.int64), "count": counts.to_numpy().astype(np.int64)})
+    examples_artifact.write(examples, {examples_artifact.ITEMS_FILE: items}, [])
+    write_snapshot(embeddings, nm_ids, item_emb)
     return encoded, examples, embeddings
+
+
+def write_encoded(
+    folder: Path,
+    table: np.ndarray,
+    splits: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    info: dict | None = None,
+) -> None:
+    """An encode output artifact (published the one way, completion marker last)."""
+    parts = [
+        encoded_artifact.EncodedSplit(name, pa.Table.from_pandas(rows, preserve_index=False), hist)
+        for name, (rows, hist) in splits.items()
+    ]
+    texts = [f"q{i}" for i in range(1, len(table))]
+    info = info or {
+        "encoder": "test/synthetic",
+        "pooling": "cls",
+        "dim": int(table.shape[1]),
+        "max_length": 32,
+    }
+    encoded_artifact.write(folder, table, texts, parts, info)
+
+
+def write_snapshot(folder: Path, nm_ids: np.ndarray, emb: np.ndarray | list) -> None:
+    embedding = pa.array([list(map(float, e)) for e in emb], pa.list_(pa.float32()))
+    table = pa.table(
+        {"nm_id": pa.array(nm_ids, pa.int64()), "embedding": embedding}, schema=schemas.EMBEDDINGS
+    )
+    dim = len(emb[0])
+    info = snapshot_artifact.SnapshotInfo(
+        "test://snapshot", "2026-09-30", "2026-09-30", dim, len(nm_ids), ["part-0.parquet"]
+    )
+    snapshot_artifact.write(folder, table, info)
+
+
+def read_encoded(folder: Path) -> tuple[np.ndarray, dict[str, tuple[pd.DataFrame, np.ndarray]]]:
+    table = np.load(folder / schemas.TABLE_FILE)
+    splits = {
+        name: (pd.read_parquet(folder / schemas.rows_file(name)), np.load(folder / schemas.hist_file(name)))
+        for name in ("train", "holdout")
+    }
+    return table, splits
 
 
 FAST = TrainParams(
@@ -234,11 +260,8 @@ def test_checkpoint_from_other_dimensions_is_refused(inputs, tmp_path: Path) -> 
     model_dir = tmp_path / "model"
     train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))
     other = tmp_path / "other"
-    shutil.copytree(inputs[0], other / "encoded")
-    table = np.load(other / "encoded" / schemas.TABLE_FILE)
-    np.save(other / "encoded" / schemas.TABLE_FILE, table[:, :20])
-    info = json.loads((other / "encoded" / schemas.ENCODER_INFO).read_text())
-    (other / "encoded" / schemas.ENCODER_INFO).write_text(json.dumps({**info, "dim": 20}))
+    table, splits = read_encoded(inputs[0])
+    write_encoded(other / "encoded", np.ascontiguousarray(table[:, :20]), splits)
     with pytest.raises(SearchrecError, match="query_dim=24.*20"):
         train_two_tower(other / "encoded", inputs[1], inputs[2], model_dir, params=replace(FAST, epochs=2))
     with pytest.raises(SearchrecError, match="other parameters"):
@@ -286,9 +309,9 @@ def _no_model(model_dir: Path) -> bool:
 
 def test_empty_train_split_is_refused(inputs, tmp_path: Path) -> None:
     encoded = tmp_path / "encoded"
-    shutil.copytree(inputs[0], encoded)
-    pd.read_parquet(encoded / "train.parquet").iloc[:0].to_parquet(encoded / "train.parquet", index=False)
-    np.save(encoded / "train_hist.npy", np.zeros((0, 5), dtype=np.int32))
+    table, splits = read_encoded(inputs[0])
+    splits["train"] = (splits["train"][0].iloc[:0], np.zeros((0, 5), dtype=np.int32))
+    write_encoded(encoded, table, splits)
     with pytest.raises(SearchrecError, match="train split .* is empty"):
         train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=FAST)
     assert _no_model(tmp_path / "model")
@@ -297,44 +320,44 @@ def test_empty_train_split_is_refused(inputs, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
-        ("missing_hist", "lacks train_hist.npy"),
+        ("half_written", "encoded queries artifact .* was never finished"),
+        ("missing_hist", "incomplete: train_hist.npy is missing"),
         ("index_out_of_range", "outside the encoding table"),
-        ("rows_mismatch", "has 2999 rows but its parquet has 3000"),
-        ("no_embeddings", "holds no \\*.parquet files"),
-        ("ragged_embeddings", "one length"),
+        ("rows_mismatch", "has 2999 rows but train.parquet has 3000"),
+        ("ragged_embeddings", "1 embeddings have length 3 .*expected 16"),
+        ("non_finite_embeddings", "NaN or infinite"),
         ("missing_items", "lacks items.parquet"),
-        ("encoder_dim", "dimension 24 but encoder.json says 99"),
+        ("encoder_dim", "dimension 24, expected 99"),
     ],
 )
 def test_bad_input_gives_one_clear_error(inputs, tmp_path: Path, breakage: str, message: str) -> None:
     encoded, examples, embeddings = tmp_path / "encoded", tmp_path / "examples", tmp_path / "embeddings"
     for src, dst in zip(inputs, (encoded, examples, embeddings), strict=True):
         shutil.copytree(src, dst)
-    hist = np.load(encoded / "train_hist.npy")
-    if breakage == "missing_hist":
+    table, splits = read_encoded(inputs[0])
+    rows, hist = splits["train"]
+    snapshot = pd.read_parquet(inputs[2] / "part-0.parquet")
+    if breakage == "half_written":
+        (encoded / folder.COMPLETE_MARKER).unlink()
+        (encoded / folder.IN_PROGRESS_MARKER).write_text("encoded queries\n")
+    elif breakage == "missing_hist":
         (encoded / "train_hist.npy").unlink()
-    elif breakage == "index_out_of_range":
-        hist[0, 4] = 10**6
-        np.save(encoded / "train_hist.npy", hist)
-    elif breakage == "rows_mismatch":
-        np.save(encoded / "train_hist.npy", hist[1:])
-    elif breakage == "no_embeddings":
-        for p in embeddings.glob("*.parquet"):
-            p.unlink()
-    elif breakage == "ragged_embeddings":
-        pq.write_table(
-            pa.table(
-                {
-                    "nm_id": pa.array([1], pa.int64()),
-                    "embedding": pa.array([[0.5] * 3], pa.list_(pa.float32())),
-                }
-            ),
-            embeddings / "part-9.parquet",
-        )
+    elif breakage in ("index_out_of_range", "rows_mismatch", "encoder_dim"):
+        if breakage == "index_out_of_range":
+            hist = hist.copy()
+            hist[0, 4] = 10**6
+        splits["train"] = (rows, hist[1:] if breakage == "rows_mismatch" else hist)
+        info = {"encoder": "x", "dim": 99} if breakage == "encoder_dim" else None
+        write_encoded(encoded, table, splits, info)
+    elif breakage in ("ragged_embeddings", "non_finite_embeddings"):
+        emb = [list(e) for e in snapshot["embedding"]]
+        if breakage == "ragged_embeddings":
+            emb[-1] = emb[-1][:3]
+        else:
+            emb[0][0] = float("nan")
+        write_snapshot(embeddings, snapshot["nm_id"].to_numpy(), emb)
     elif breakage == "missing_items":
-        (examples / "items.parquet").unlink()
-    elif breakage == "encoder_dim":
-        (encoded / schemas.ENCODER_INFO).write_text(json.dumps({"encoder": "x", "dim": 99}))
+        examples_artifact.write(examples, {}, [])
     with pytest.raises(SearchrecError, match=message) as info:
         train_two_tower(encoded, examples, embeddings, tmp_path / "model", params=FAST)
     assert "\n" not in str(info.value)
@@ -363,12 +386,13 @@ def _noisy_validation(inputs, root: Path, seed: int = 0) -> Path:
     """A copy of the encoded folder whose validation rows (the train split's last 2 days) bought random
     items: their score wanders from epoch to epoch, so the best epoch is not simply the last one."""
     encoded = root / "encoded"
-    shutil.copytree(inputs[0], encoded)
-    rows = pd.read_parquet(encoded / "train.parquet")
+    table, splits = read_encoded(inputs[0])
+    rows, hist = splits["train"]
     val = rows["order_ts"] >= pd.Timestamp("2026-09-06")
-    snapshot = pd.concat(pd.read_parquet(p) for p in sorted(inputs[2].glob("*.parquet")))["nm_id"].to_numpy()
+    snapshot = pd.read_parquet(inputs[2] / "part-0.parquet")["nm_id"].to_numpy()
     rows.loc[val, "nm_id"] = np.random.default_rng(seed).choice(snapshot, int(val.sum()))
-    rows.to_parquet(encoded / "train.parquet", index=False)
+    splits["train"] = (rows, hist)
+    write_encoded(encoded, table, splits)
     return encoded
 
 

@@ -11,22 +11,22 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from searchrec import config, schemas
+from searchrec.artifacts import encoded as encoded_artifact
+from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import folder
 from searchrec.artifacts import model as model_artifact
+from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate
 from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, retrieval_loss
@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 BEST_WEIGHTS = "best.safetensors"  # in CHECKPOINTS_DIR: the best validation epoch's weights
 SELECTION_METRICS = (*(f"recall_at_{k}" for k in RECALL_KS), f"ndcg_at_{NDCG_K}", "mrr")
-ITEMS_FILE = "items.parquet"  # examples_dir: the training items with their counts (schemas.TRAIN_ITEMS)
 
 
 @dataclass
@@ -172,110 +171,23 @@ class TrainingData:
 # --- inputs ---------------------------------------------------------------------------------------
 
 
-def _require(folder: Path, names: list[str], what: str) -> None:
-    if not Path(folder).is_dir():
-        raise SearchrecError(f"{what} folder {folder} does not exist")
-    missing = [n for n in names if not (Path(folder) / n).is_file()]
-    if missing:
-        raise SearchrecError(f"{what} folder {folder} lacks {', '.join(missing)}")
-
-
-def _load_hist(path: Path, rows: int, table_rows: int, history_length: int | None) -> np.ndarray:
-    try:
-        hist = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise SearchrecError(f"cannot read {path}: {error}") from None
-    if hist.ndim != 2 or not np.issubdtype(hist.dtype, np.integer):
-        raise SearchrecError(
-            f"{path} must be an integer matrix [rows, history], got {hist.dtype} {hist.shape}"
-        )
-    if len(hist) != rows:
-        raise SearchrecError(f"{path} has {len(hist)} rows but its parquet has {rows}")
-    if history_length is not None and hist.shape[1] != history_length:
-        raise SearchrecError(f"{path} has {hist.shape[1]} history slots, expected {history_length}")
-    if hist.size and (hist.min() < 0 or hist.max() >= table_rows):
-        raise SearchrecError(f"{path} holds indices outside the encoding table [0, {table_rows})")
-    return np.ascontiguousarray(hist, dtype=np.int32)
-
-
 def load_item_embeddings(embeddings_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The snapshot's nm_ids (sorted, unique), their embeddings [m, D] and snapshot.json (if any)."""
-    embeddings_dir = Path(embeddings_dir)
-    files = sorted(embeddings_dir.glob("*.parquet")) if embeddings_dir.is_dir() else []
-    if not files:
-        raise SearchrecError(f"embeddings folder {embeddings_dir} holds no *.parquet files")
-    ids_parts, emb_parts, dim = [], [], None
-    for path in files:
-        try:
-            table = pq.read_table(path, columns=["nm_id", "embedding"])
-        except (OSError, pa.ArrowException, KeyError) as error:
-            raise SearchrecError(f"cannot read embeddings {path}: {error}") from None
-        emb = table.column("embedding").combine_chunks()
-        if not pa.types.is_list(emb.type) and not pa.types.is_large_list(emb.type):
-            raise SearchrecError(f"{path}: column embedding must be a list of floats, got {emb.type}")
-        if emb.null_count or table.column("nm_id").null_count:
-            raise SearchrecError(f"{path}: null nm_id or embedding")
-        lengths = pc.list_value_length(emb).to_numpy(zero_copy_only=False)
-        if len(lengths) == 0:
-            continue
-        file_dim = int(lengths[0])
-        if file_dim == 0 or (lengths != file_dim).any() or (dim is not None and file_dim != dim):
-            raise SearchrecError(
-                f"{path}: embeddings must all have one length (got {sorted(set(lengths))[:5]})"
-            )
-        dim = file_dim
-        values = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        emb_parts.append(values.reshape(len(lengths), dim))
-        ids_parts.append(table.column("nm_id").to_numpy().astype(np.int64))
-    if dim is None:
-        raise SearchrecError(f"embeddings folder {embeddings_dir} holds no rows")
-    ids = np.concatenate(ids_parts)
-    emb = np.concatenate(emb_parts)
-    total = len(ids)
-    ids, first = np.unique(ids, return_index=True)
-    if len(ids) < total:
-        log.warning("embeddings: %d duplicate nm_id rows dropped (first kept)", total - len(ids))
-    emb = np.ascontiguousarray(emb[first])
+    """The snapshot's nm_ids (sorted, unique), their embeddings [m, D] and snapshot.json."""
+    ids, emb, info = snapshot_artifact.read(Path(embeddings_dir))
     if not np.isfinite(emb).all():
         raise SearchrecError(f"embeddings folder {embeddings_dir} holds NaN or infinite values")
-    info_path = embeddings_dir / schemas.SNAPSHOT_INFO
-    info = schemas.read_json(info_path) if info_path.is_file() else {}
     return ids, emb, info
 
 
-def _read_table(encoded_dir: Path, encoder: dict) -> np.ndarray:
-    try:
-        table = np.load(encoded_dir / schemas.TABLE_FILE, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise SearchrecError(f"cannot read {encoded_dir / schemas.TABLE_FILE}: {error}") from None
-    if table.ndim != 2 or len(table) < 1 or table.shape[1] < 1:
-        raise SearchrecError(f"{schemas.TABLE_FILE} must be a matrix [queries + 1, dim], got {table.shape}")
-    if "dim" in encoder and int(encoder["dim"]) != table.shape[1]:
-        raise SearchrecError(
-            f"{schemas.TABLE_FILE} has dimension {table.shape[1]} but {schemas.ENCODER_INFO} says {encoder['dim']}"
-        )
-    return np.ascontiguousarray(table, dtype=np.float32)
-
-
-def _read_rows(encoded_dir: Path, split: str) -> pd.DataFrame:
-    path = encoded_dir / schemas.rows_file(split)
-    try:
-        df = pd.read_parquet(path, columns=["user_id", "order_ts", "nm_id"])
-    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
-        raise SearchrecError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-    return df.reset_index(drop=True)
-
-
-def _read_training_items(examples_dir: Path) -> np.ndarray:
-    try:
-        items = pd.read_parquet(examples_dir / ITEMS_FILE, columns=["nm_id"])
-    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
-        raise SearchrecError(
-            f"cannot read {examples_dir / ITEMS_FILE}: {str(error).splitlines()[0]}"
-        ) from None
-    if items.empty:
-        raise SearchrecError(f"{examples_dir / ITEMS_FILE} lists no training items")
-    return np.unique(items["nm_id"].to_numpy(dtype=np.int64))
+def _read_split(encoded_dir: Path, split: str, table_rows: int, history_length: int | None):
+    rows, hist = encoded_artifact.read_split(
+        encoded_dir,
+        split,
+        columns=["user_id", "order_ts", "nm_id"],
+        table_rows=table_rows,
+        history_length=history_length,
+    )
+    return rows.to_pandas().reset_index(drop=True), hist
 
 
 def validation_mask(order_ts: np.ndarray, days: int) -> tuple[np.ndarray, str]:
@@ -328,23 +240,16 @@ def load_training_data(
     max_examples: int = 0,
     validation_days: int = 0,
 ) -> TrainingData:
-    """Read and check the encode, clean and snapshot folders; map items to snapshot rows; carve the
-    validation split (the train split's last ``validation_days``, every item of the snapshot) out."""
+    """Read the encode, clean and snapshot artifacts (complete ones only); map items to snapshot rows;
+    carve the validation split (the train split's last ``validation_days``, every snapshot item) out."""
     encoded_dir, examples_dir = Path(encoded_dir), Path(examples_dir)
-    split_files = [f(s) for s in schemas.TRAIN_SPLITS for f in (schemas.rows_file, schemas.hist_file)]
-    _require(encoded_dir, [schemas.TABLE_FILE, schemas.ENCODER_INFO, *split_files], "encoded")
-    _require(examples_dir, [ITEMS_FILE], "examples")
-    encoder = schemas.read_json(encoded_dir / schemas.ENCODER_INFO)
-    table = _read_table(encoded_dir, encoder)
-    train = _read_rows(encoded_dir, "train")
+    encoder = encoded_artifact.read_info(encoded_dir)
+    table = encoded_artifact.read_table(encoded_dir, dim=int(encoder["dim"]) if "dim" in encoder else None)
+    train, hist = _read_split(encoded_dir, "train", len(table), None)
     if train.empty:
         raise SearchrecError(f"the train split in {encoded_dir} is empty: nothing to train on")
-    hist = _load_hist(encoded_dir / schemas.hist_file("train"), len(train), len(table), None)
-    holdout = _read_rows(encoded_dir, "holdout")
-    holdout_hist = _load_hist(
-        encoded_dir / schemas.hist_file("holdout"), len(holdout), len(table), hist.shape[1]
-    )
-    training_items = _read_training_items(examples_dir)
+    holdout, holdout_hist = _read_split(encoded_dir, "holdout", len(table), hist.shape[1])
+    training_items = np.unique(examples_artifact.read_items(examples_dir))
     item_ids, item_emb, snapshot = load_item_embeddings(Path(embeddings_dir))
     nm = train["nm_id"].to_numpy(dtype=np.int64)
     pos = np.minimum(np.searchsorted(item_ids, nm), len(item_ids) - 1)
@@ -379,12 +284,6 @@ def _checkpoint_paths(model_dir: Path, epoch: int) -> tuple[Path, Path]:
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_checkpoint(
     model_dir: Path, epoch: int, model: TwoTower, optimizer: torch.optim.Optimizer, state: dict, keep: int
 ) -> Path:
@@ -396,9 +295,9 @@ def save_checkpoint(
     for pid, slots in opt_state["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    _atomic_write(tensors_path, lambda p: save_file(tensors, str(p)))
+    folder.write_atomic(tensors_path, lambda p: save_file(tensors, str(p)))
     meta = {**state, "epoch": epoch, "optimizer_param_groups": opt_state["param_groups"]}
-    _atomic_write(json_path, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+    folder.write_atomic(json_path, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
     for old in sorted((Path(model_dir) / CHECKPOINTS_DIR).glob("epoch-*.json"))[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".safetensors").unlink(missing_ok=True)
@@ -407,9 +306,9 @@ def save_checkpoint(
 
 def latest_checkpoint(model_dir: Path) -> int:
     """The newest complete checkpoint epoch in model_dir, 0 when there is none."""
-    folder = Path(model_dir) / CHECKPOINTS_DIR
+    ckpt_dir = Path(model_dir) / CHECKPOINTS_DIR
     epochs = []
-    for path in folder.glob("epoch-*.json") if folder.is_dir() else []:
+    for path in ckpt_dir.glob("epoch-*.json") if ckpt_dir.is_dir() else []:
         try:
             epoch = int(path.stem.split("-", 1)[1])
         except ValueError:
@@ -665,7 +564,7 @@ def _save_best(model_dir: Path, model: TwoTower) -> None:
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = Path(model_dir) / CHECKPOINTS_DIR / BEST_WEIGHTS
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, lambda p: save_file(tensors, str(p)))
+    folder.write_atomic(path, lambda p: save_file(tensors, str(p)))
 
 
 def _load_best(model_dir: Path, model: TwoTower) -> None:
