@@ -21,7 +21,7 @@ def train(
     loss: str = "softmax",  # config.TRAIN_LOSS
     temperature: float = 0.05,  # config.TRAIN_TEMPERATURE
     padding: str = "mask",  # config.TRAIN_PADDING
-    query_tower: str = "concat",  # config.QUERY_TOWER
+    query_tower: str = "attention",  # config.QUERY_TOWER
     sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
     negative_sampling: str = "uniform",  # config.NEGATIVE_SAMPLING
     validation_days: int = 3,  # config.VALIDATION_DAYS

@@ -286,10 +286,9 @@ def test_each_objective_trains(inputs, tmp_path: Path, loss: str, padding: str, 
 
 
 def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
-    train_two_tower(*inputs, tmp_path / "mask", params=replace(FAST, epochs=1, eval_every_epoch=False))
-    train_two_tower(
-        *inputs, tmp_path / "pad", params=replace(FAST, epochs=1, eval_every_epoch=False, padding="pad")
-    )
+    concat = replace(FAST, epochs=1, eval_every_epoch=False, query_tower="concat")  # padding: concat only
+    train_two_tower(*inputs, tmp_path / "mask", params=concat)
+    train_two_tower(*inputs, tmp_path / "pad", params=replace(concat, padding="pad"))
     table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
     other = table.clone()
     other[0] = torch.randn(DQ)
@@ -439,7 +438,10 @@ def test_mixed_negatives_draw_items_outside_the_training_targets(inputs, tmp_pat
     assert "sampled_outside_targets" not in no_sampling.history[0]
 
 
-def test_attention_query_tower_trains_and_loads(inputs, tmp_path: Path) -> None:
+def test_both_query_towers_train_and_load(inputs, tmp_path: Path) -> None:
+    concat = train_two_tower(*inputs, tmp_path / "c", params=replace(FAST, epochs=2, query_tower="concat"))
+    assert concat.metrics["model_recall_at_10"] > concat.metrics["popularity_recall_at_10"] + 0.2
+    assert TwoTower.load(tmp_path / "c").cfg.query_tower == "concat"
     params = replace(FAST, epochs=2, eval_every_epoch=False, query_tower="attention")
     result = train_two_tower(*inputs, tmp_path / "m", params=params)
     assert result.metrics["model_recall_at_10"] > result.metrics["popularity_recall_at_10"] + 0.2, (
