@@ -15,7 +15,7 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
-    epochs: int = 8,  # config.TRAIN_EPOCHS
+    epochs: int = 15,  # config.TRAIN_EPOCHS
     batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
     learning_rate: float = 0.002,  # config.TRAIN_LR
     loss: str = "softmax",  # config.TRAIN_LOSS
