@@ -22,7 +22,9 @@ if _ROOT:
         def guarded(src, dst, *args, **kwargs):
             is_full_dir = os.path.isdir(src) and not os.path.islink(src) and bool(os.listdir(src))
             if is_full_dir and (_under_root(src) or _under_root(dst)):
-                raise OSError(errno.EOPNOTSUPP, "Operation not supported (no directory renames on GCS FUSE)", src)
+                raise OSError(
+                    errno.EOPNOTSUPP, "Operation not supported (no directory renames on GCS FUSE)", src
+                )
             return original(src, dst, *args, **kwargs)
 
         return guarded
