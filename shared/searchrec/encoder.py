@@ -302,44 +302,55 @@ def encode_texts(
     timing.tokens = int(lengths.sum())
 
     pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
-    on_cuda = encoder.device.type == "cuda"
-    n_batches = (n + batch_size - 1) // batch_size
-    timing.batches = n_batches
+    timing.batches = (n + batch_size - 1) // batch_size
     started = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+    with (
+        torch.inference_mode(),
+        torch.autocast("cuda", dtype=torch.float16, enabled=encoder.device.type == "cuda"),
+    ):
+        batches = range(0, n, batch_size)
         for start in tqdm(
-            range(0, n, batch_size),
-            total=n_batches,
-            desc="encode",
-            unit="batch",
-            leave=False,
-            disable=not progress,
-            mininterval=1.0,
+            batches, desc="encode", unit="batch", leave=False, disable=not progress, mininterval=1.0
         ):
             rows = order[start : start + batch_size]
-            width = int(lengths[rows].max())
-            input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, row in enumerate(rows):
-                seq = ids[row]
-                input_ids[j, : len(seq)] = seq
-                mask[j, : len(seq)] = 1
-            input_t = torch.from_numpy(input_ids).to(encoder.device, non_blocking=True)
-            mask_t = torch.from_numpy(mask).to(encoder.device, non_blocking=True)
-            hidden = encoder.model(input_ids=input_t, attention_mask=mask_t).last_hidden_state.float()
-            if encoder.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = mask_t.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            if encoder.spec.normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[rows] = pooled.cpu().numpy()
+            input_ids, mask = _padded_batch(ids, rows, lengths, pad_id)
+            out[rows] = _encode_batch(encoder, input_ids, mask)
     timing.model_s = time.perf_counter() - started
     log.debug(
-        "encode: %d texts, %d tokens, %d batches in %.2f s", n, timing.tokens, n_batches, timing.seconds
+        "encode: %d texts, %d tokens, %d batches in %.2f s", n, timing.tokens, timing.batches, timing.seconds
     )
     return out
+
+
+def _padded_batch(
+    ids: list[list[int]], rows: np.ndarray, lengths: np.ndarray, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask [len(rows), longest of the batch], padded on the right."""
+    width = int(lengths[rows].max())
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, row in enumerate(rows):
+        seq = ids[row]
+        input_ids[j, : len(seq)] = seq
+        mask[j, : len(seq)] = 1
+    return input_ids, mask
+
+
+def _encode_batch(encoder: Encoder, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One forward pass, pooled (CLS or masked mean) and optionally L2-normalised: float32 [rows, dim]."""
+    import torch
+
+    input_t = torch.from_numpy(input_ids).to(encoder.device, non_blocking=True)
+    mask_t = torch.from_numpy(mask).to(encoder.device, non_blocking=True)
+    hidden = encoder.model(input_ids=input_t, attention_mask=mask_t).last_hidden_state.float()
+    if encoder.pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = mask_t.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    if encoder.spec.normalize:
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    return pooled.cpu().numpy()
 
 
 # --- the demo stand-in ----------------------------------------------------------------------------

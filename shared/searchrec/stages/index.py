@@ -442,6 +442,24 @@ def _measure(
     return _Tuning(recall, len(sample), source, time.perf_counter() - started)
 
 
+def _build_and_measure(
+    chosen: str,
+    vectors: np.ndarray,
+    devices: Devices,
+    hnsw_m: int,
+    k: int,
+    sample_of: Callable[[], tuple[np.ndarray, str]],
+    fixed: int | None,
+    min_recall: float,
+) -> tuple[faiss.Index, dict, float, _Tuning]:
+    started = time.perf_counter()
+    index, params = _build(chosen, vectors, devices, hnsw_m)
+    seconds_build = time.perf_counter() - started
+    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, *vectors.shape, seconds_build, params)
+    tuning = _measure(chosen, index, params, vectors, k, sample_of, fixed, min_recall, devices)
+    return index, params, seconds_build, tuning
+
+
 def _check_build_params(kind: str, min_recall: float, *positive: int) -> None:
     if kind not in KINDS:
         raise SearchrecError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
@@ -495,33 +513,21 @@ def build_index(
     devices = resolve_devices(device)
     model = load_model(Path(model_dir), devices.torch)
     digests = model_digests(Path(model_dir))
-    log.info(
-        "index: model %s (item_dim %d -> %d) on torch %s, faiss %s",
-        model_dir,
-        model.cfg.item_dim,
-        model.cfg.output_dim,
-        devices.torch,
-        "GPU" if devices.faiss_gpu else "CPU",
-    )
+    log.info("index: model %s (%d -> %d) on %s", model_dir, model.cfg.item_dim, model.cfg.output_dim, devices)
     nm_ids, vectors, info = encode_items(
         model, Path(embeddings_dir), batch_size=batch_size, device=devices.torch
     )
     n, dim = vectors.shape
     chosen = kind if kind != "auto" else ("flat" if n <= auto_threshold else "ivf")
-    started = time.perf_counter()
-    index, params = _build(chosen, vectors, devices, hnsw_m)
-    seconds_build = time.perf_counter() - started
-    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, n, dim, seconds_build, params)
-    tuning = _measure(
+    index, params, seconds_build, tuning = _build_and_measure(
         chosen,
-        index,
-        params,
         vectors,
+        devices,
+        hnsw_m,
         min(recall_k, n),
         lambda: _query_sample(vectors, model, devices, recall_sample, queries, encoded_dir),
         nprobe if chosen == "ivf" else ef_search,
         min_recall,
-        devices,
     )
     stats = IndexStats(
         kind=chosen,

@@ -345,6 +345,30 @@ def _serve_batch(
     return batch
 
 
+def _log_shard(stats: InferStats, users: int, served: int, min_history: int, batch_size: int) -> None:
+    log.info(
+        "infer: shard %d/%d: %d users of %d, %d served, %d skipped (< %d queries); %d items, top %d, batch %d",
+        stats.shard_index,
+        stats.num_shards,
+        stats.users_in_shard,
+        users,
+        served,
+        stats.users_skipped.get("short_history", 0),
+        min_history,
+        stats.catalogue_size,
+        stats.top_k,
+        batch_size,
+    )
+
+
+def _bought_pairs(exclude_bought_dir: Path, serving: _Serving, serve_rows: np.ndarray) -> _Bought:
+    order = np.argsort(serving.nm_ids, kind="stable")
+    users = serving.user_ids[serve_rows]
+    bought = _Bought(*_read_bought(exclude_bought_dir, users, serving.nm_ids[order], order))
+    log.info("infer: %d bought (user, item) pairs to exclude", len(bought.users))
+    return bought
+
+
 def recommend(
     model_dir: Path,
     index_dir: Path,
@@ -381,25 +405,8 @@ def recommend(
         index_kind=str(serving.index_info.get("kind", "")),
     )
     serve_rows = _shard_rows(serving, shard_index, num_shards, min_history, stats)
-    log.info(
-        "infer: shard %d/%d: %d users of %d, %d served, %s skipped (< %d queries); %d items, top %d, batch %d",
-        shard_index,
-        num_shards,
-        stats.users_in_shard,
-        len(serving.user_ids),
-        len(serve_rows),
-        stats.users_skipped.get("short_history", 0),
-        min_history,
-        n_items,
-        k,
-        batch_size,
-    )
-    bought = None
-    if exclude_bought_dir is not None:
-        order = np.argsort(serving.nm_ids, kind="stable")
-        serve_users = serving.user_ids[serve_rows]
-        bought = _Bought(*_read_bought(Path(exclude_bought_dir), serve_users, serving.nm_ids[order], order))
-        log.info("infer: %d bought (user, item) pairs to exclude", len(bought.users))
+    _log_shard(stats, len(serving.user_ids), len(serve_rows), min_history, batch_size)
+    bought = _bought_pairs(Path(exclude_bought_dir), serving, serve_rows) if exclude_bought_dir else None
     searcher = Searcher(
         serving.index,
         serving.devices.faiss_gpu,
@@ -417,8 +424,7 @@ def recommend(
             writer.write_table(_serve_batch(serving, searcher, rows, k, bought, stats, totals))
         totals.finish(stats, started)
     log.info(
-        "infer: shard %d/%d done: %d users served in %d batches, %.1f s (%.0f users/s), coverage %.3f, "
-        "mean top-1 %.4f, searched on %s",
+        "infer: shard %d/%d done: %d users in %d batches, %.1f s (%.0f users/s), coverage %.3f, search on %s",
         shard_index,
         num_shards,
         stats.users_served,
@@ -426,7 +432,6 @@ def recommend(
         stats.seconds,
         stats.users_per_s,
         stats.coverage,
-        stats.mean_top1_score,
         "GPU" if searcher.on_gpu else "CPU",
     )
     return stats
