@@ -16,8 +16,11 @@ the target only when every row has been written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from searchrec.artifacts import events, folder
@@ -262,20 +266,73 @@ def _query_error(exc: BaseException, uri: str, query: str) -> SearchrecError:
     return SearchrecError(f"warehouse {name}: sql/{query}.sql failed: {msg}")
 
 
+def bind_parameters(conn: Any, sql: str, params: dict[str, Any]) -> str:
+    """``sql`` with its parameters rendered as literals by the driver (psycopg2's quoting, the same
+    escaping a server-side bind gets): COPY takes no bind parameters."""
+    with conn.cursor() as cur:
+        return cur.mogrify(sql, params).decode(conn.encoding and "utf-8")
+
+
+def _csv_options(schema: pa.Schema, block_bytes: int) -> dict[str, Any]:
+    """pyarrow CSV options that read PostgreSQL's CSV exactly: NULL is an unquoted empty field, ''
+    a quoted one; values may hold newlines and quotes; timestamps are ISO."""
+    return {
+        "read_options": pacsv.ReadOptions(column_names=schema.names, block_size=block_bytes),
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=schema,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    }
+
+
 def _pg_batches(
     conn: Any, sql: str, params: dict[str, Any], schema: pa.Schema, chunk_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    """Rows of a named (server-side) cursor, chunk_rows at a time, as record batches of ``schema``."""
-    with conn.cursor(name="searchrec_stream") as cur:
-        cur.itersize = chunk_rows
-        cur.execute(sql, params)
-        while True:
-            rows = cur.fetchmany(chunk_rows)
-            if not rows:
-                break
-            columns = list(zip(*rows, strict=True))
-            arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    """``COPY (query) TO STDOUT (FORMAT csv)`` parsed by pyarrow's streaming CSV reader, as record batches.
+
+    The server formats rows (on Greenplum, every segment in parallel) and the client parses text in C,
+    with no Python object per value. psycopg2 pushes the COPY stream into a pipe from a thread while
+    pyarrow pulls blocks from the other end, so memory stays bounded by a block, not the window.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SET DateStyle TO 'ISO, YMD'")
+    copy_sql = f"COPY ({bind_parameters(conn, sql, params).rstrip().rstrip(';')}) TO STDOUT WITH (FORMAT csv)"
+    read_fd, write_fd = os.pipe()
+    reader_end, writer_end = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.copy_expert(copy_sql, writer_end, size=1 << 20)
+        except BaseException as exc:  # handed to the reading side
+            failure.append(exc)
+        finally:
+            with contextlib.suppress(OSError):
+                writer_end.close()
+
+    thread = threading.Thread(target=pump, name="searchrec-copy", daemon=True)
+    thread.start()
+    try:
+        block = max(1 << 20, min(64 << 20, chunk_rows * 64))
+        try:
+            for batch in pacsv.open_csv(reader_end, **_csv_options(schema, block)):
+                if batch.num_rows:
+                    yield batch
+        except (pa.ArrowInvalid, OSError) as exc:
+            thread.join()  # the writer's own error, if any, is the one to report
+            if not failure and "Empty CSV file" not in str(exc):  # no rows: nothing to yield
+                raise SearchrecError(
+                    f"cannot parse the warehouse's COPY output: {str(exc).splitlines()[0]}"
+                ) from exc
+    finally:
+        reader_end.close()  # a writer still pumping gets EPIPE and ends
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def _duckdb_batches(
@@ -420,7 +477,7 @@ def stream_to_parquet(
                 raise on_empty()
             parts.write(schema.empty_table())
         if engine == "postgresql":
-            conn.rollback()  # read-only work; drops the TEMP table
+            _end_read_only(conn, uri)
     seconds = time.perf_counter() - parts.started
     log.info(
         "%s from %s: %d rows in %d files (%.1f MB) to %s in %.1fs (%.0f rows/s)",
@@ -436,6 +493,17 @@ def stream_to_parquet(
     return StreamResult(
         rows=parts.rows, files=parts.files, bytes=parts.bytes, seconds=seconds, distinct=parts.distinct()
     )
+
+
+def _end_read_only(conn: Any, uri: str) -> None:
+    """Roll back the read-only session (drops the TEMP table). Every row has arrived by then, so a
+    connection lost at this point costs nothing but a warning."""
+    try:
+        conn.rollback()
+    except Exception as exc:
+        log.warning(
+            "warehouse %s: rollback after the extract failed: %s", display_uri(uri), _first_line(exc, uri)
+        )
 
 
 def _run_streaming(

@@ -325,19 +325,17 @@ def test_connection_lost_mid_stream_leaves_previous_output(warehouses, tmp_path,
     assert folder.is_complete(out)
     original = warehouse._pg_batches
 
-    def killed_after_first_chunk(conn, *args):
-        batches = original(conn, *args)
-        yield next(batches)
+    def killed_before_the_copy(conn, *args):
         admin = psycopg2.connect(_pg_admin)
         admin.autocommit = True
         with admin.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(%s)", (conn.get_backend_pid(),))
         admin.close()
-        yield from batches
+        yield from original(conn, *args)
 
-    monkeypatch.setattr(warehouse, "_pg_batches", killed_after_first_chunk)
+    monkeypatch.setattr(warehouse, "_pg_batches", killed_before_the_copy)
     with pytest.raises(
-        SearchrecError, match=r"connection lost during sql/train_events.sql after 10 rows"
+        SearchrecError, match=r"connection lost during sql/train_events.sql after 0 rows"
     ) as err:
         extract.extract_training_events(pg, "2026-02-01", "2026-03-31", out, chunk_rows=10)
     assert "\n" not in str(err.value)
@@ -636,3 +634,52 @@ def test_duckdb_uri_paths_relative_and_absolute(tmp_path, monkeypatch):
     for bad in ("duckdb://", "duckdb:///", "duckdb://host/w.duckdb", "mysql://h/db", "w.duckdb"):
         with pytest.raises(SearchrecError, match="warehouse URI"):
             extract.extract_orders(bad, "2026-03-10", "2026-03-12", tmp_path / "o")
+
+
+# --- COPY path --------------------------------------------------------------------------------------
+
+
+def test_copy_stream_keeps_every_text_exactly(pg_load, pg_dsn, tmp_path):
+    """COPY ... (FORMAT csv) parsed by pyarrow: quotes, commas, newlines, backslashes, the word NULL,
+    '' and NULL each come back as they were stored."""
+    texts = ['a,"b"\nc\\d\r', "NULL", "", None, "\\N", '"', "  spaced  ", "ёлка 🎄\tтаб"]
+    q = pd.DataFrame(
+        {
+            "user_id": list(range(1, len(texts) + 1)),
+            "query_ts": pd.to_datetime(["2026-03-10 10:00:00.123456"] * len(texts)),
+            "query_text": texts,
+        }
+    ).astype({"query_ts": TS})
+    pg_load(q, "search_queries")
+    pg_load(
+        pd.DataFrame({"user_id": [1], "order_ts": pd.to_datetime(["2026-03-10"]), "nm_id": [1]}),
+        "orders",
+        create=False,
+    )
+    extract.extract_inference_events(pg_dsn, "2026-03-10", "2026-03-10", tmp_path / "e", chunk_rows=3)
+    got = read_dir(tmp_path / "e", events.INFER_EVENTS).sort_by("user_id")
+    assert got.column("query_text").to_pylist() == texts
+    assert set(got.column("query_ts").to_pylist()) == {
+        pd.Timestamp("2026-03-10 10:00:00.123456").to_pydatetime()
+    }
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["2026-03-10'); DROP TABLE orders; --", "2026-03-10' OR '1'='1", "2026-03-10\\'); DROP TABLE orders; --"],
+)
+def test_parameters_are_bound_not_pasted(pg_load, pg_dsn, hostile):
+    q, o = crafted()
+    pg_load(q, "search_queries")
+    pg_load(o, "orders", create=False)
+    conn = psycopg2.connect(pg_dsn)
+    try:
+        rendered = warehouse.bind_parameters(conn, "SELECT CAST(%(d)s AS DATE)", {"d": hostile})
+        with conn.cursor() as cur, pytest.raises(psycopg2.DataError):
+            cur.execute(rendered)  # one quoted literal, not a statement: an invalid date, nothing dropped
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders")
+            assert cur.fetchone()[0] == len(o)
+    finally:
+        conn.close()
