@@ -211,7 +211,7 @@ def test_copy_extract_vs_cursor_fetchall_and_bare_copy(pg_dsn, tmp_path):
     vs_bare = {label: by[("scan_bare", label)]["seconds"] / 1 for label in WINDOWS}
     lines += [
         "",
-        f"- plain scan, time of the stage's COPY streaming / bare COPY: "
+        "- plain scan, time of the stage's COPY streaming / bare COPY: "
         + ", ".join(
             f"{label} x{by[('scan_stage', label)]['seconds'] / vs_bare[label]:.2f}" for label in WINDOWS
         )
