@@ -31,6 +31,7 @@ MIN_HISTORY = 1  # users with fewer usable queries get no recommendations
 NUM_SHARDS = 1  # inference shards (the demo shows the fan-out with DEMO_NUM_SHARDS)
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
+TRANSFER_THREADS = 16  # objects copied at once to and from s3:// / gs://
 
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
