@@ -83,7 +83,13 @@ def training_tasks(
         ),
         "train",
     )
-    indexed = index_task(trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall)
+    indexed = index_task(
+        trained.outputs["model"],
+        snapshot.outputs["snapshot"],
+        encoded.outputs["encoded"],
+        index_kind,
+        min_index_recall,
+    )
     return trained, indexed
 
 
@@ -102,9 +108,13 @@ def encode_task(examples, encoder, pooling):
     )
 
 
-def index_task(model, snapshot, index_kind, min_index_recall):
+def index_task(model, snapshot, encoded, index_kind, min_index_recall):
+    """The index over the snapshot; `encoded` histories are the real queries its recall is tuned on."""
     return configure(
-        build_index(model=model, snapshot=snapshot, kind=index_kind, min_recall=min_index_recall), "index"
+        build_index(
+            model=model, snapshot=snapshot, encoded=encoded, kind=index_kind, min_recall=min_index_recall
+        ),
+        "index",
     )
 
 
@@ -139,11 +149,13 @@ def recommend_tasks(
         touches_network=True,
         cache=False,
     ).set_display_name("extract inference events")
-    if index is None:
-        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
-        index = index_task(model, snapshot.outputs["snapshot"], index_kind, min_index_recall).outputs["index"]
     histories = configure(clean_inference(events=events.outputs["events"], min_history=min_history), "clean")
     encoded = encode_task(histories.outputs["histories"], encoder, pooling)
+    if index is None:
+        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
+        index = index_task(
+            model, snapshot.outputs["snapshot"], encoded.outputs["encoded"], index_kind, min_index_recall
+        ).outputs["index"]
     common = dict(
         model=model,
         index=index,

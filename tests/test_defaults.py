@@ -49,6 +49,7 @@ PLACES = {
         *(pipeline(p, "min_index_recall") for p in (training, recommend, demo)),
     ],
     "INDEX_AUTO_THRESHOLD": lambda: [stage(index.build_index, "auto_threshold")],
+    "INDEX_AUTO_MIN_SPEEDUP": lambda: [stage(index.build_index, "auto_min_speedup")],
     "ENCODE_BATCH_SIZE": lambda: [
         stage(encode.encode_histories, "batch_size"),
         component("encode", "batch_size"),
