@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -11,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _capacity():
     spec = importlib.util.spec_from_file_location("capacity", ROOT / "tests" / "benchmarks" / "capacity.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules["capacity"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
