@@ -683,3 +683,31 @@ def test_parameters_are_bound_not_pasted(pg_load, pg_dsn, hostile):
             assert cur.fetchone()[0] == len(o)
     finally:
         conn.close()
+
+
+def test_source_columns_of_the_wrong_type_are_named(pg_dsn, tmp_path):
+    """A query_ts stored as text (or an id as a float) is refused before the query, naming table and column."""
+    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE search_queries (user_id BIGINT NOT NULL, query_ts TEXT NOT NULL, query_text TEXT);"
+            "CREATE TABLE orders (user_id BIGINT NOT NULL, order_ts TIMESTAMP NOT NULL, nm_id DOUBLE PRECISION NOT NULL);"
+            "INSERT INTO search_queries VALUES (1, 'yesterday', 'q')"
+        )
+    with pytest.raises(
+        SearchrecError, match=r"column search_queries.query_ts is text, the contract says timestamp"
+    ):
+        extract.extract_inference_events(pg_dsn, "2026-03-10", "2026-03-12", tmp_path / "a")
+    with pytest.raises(
+        SearchrecError, match=r"column orders.nm_id is double precision, the contract says integer"
+    ):
+        extract.extract_orders(pg_dsn, "2026-03-10", "2026-03-12", tmp_path / "b")
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE search_queries (user_id BIGINT, query_ts VARCHAR, query_text VARCHAR)")
+    con.execute("CREATE TABLE orders (user_id BIGINT, order_ts TIMESTAMP, nm_id BIGINT)")
+    con.close()
+    with pytest.raises(
+        SearchrecError, match=r"column search_queries.query_ts is varchar, the contract says timestamp"
+    ):
+        extract.extract_training_events(f"duckdb:///{path}", "2026-03-10", "2026-03-12", tmp_path / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]
