@@ -1,7 +1,7 @@
 """extract: SQL over the warehouse for a date window, and the nearest item-embeddings snapshot."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Dataset, Metrics, Output
 
 from searchrec import config
 
@@ -79,6 +79,7 @@ def extract_snapshot(
     embeddings_uri: str,
     date: str,
     snapshot: Output[Dataset],
+    metrics: Output[Metrics],
     max_days: int = 14,  # config.SNAPSHOT_MAX_DAYS
 ):
     """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away)."""
@@ -90,3 +91,5 @@ def extract_snapshot(
     with stage("extract_snapshot"):
         info = fetch_snapshot(embeddings_uri, date, Path(snapshot.path), max_days=max_days)
         snapshot.metadata.update(lineage(**info.as_metadata()))
+        for name, value in info.as_metrics().items():  # the snapshot's validation statistics
+            metrics.log_metric(name, value)
