@@ -145,9 +145,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines import compile_all
+    """YAML per platform: <out>/kfp/<pipeline>.yaml and/or <out>/vertex/<pipeline>.yaml."""
+    import os
 
-    for path in compile_all(Path(args.out)):
+    from searchrec.submit import compile_platforms
+
+    chosen = args.platform or os.environ.get(config.PLATFORM_ENV) or "all"
+    platforms = config.PLATFORM_NAMES if chosen == "all" else (config.platform_name(chosen),)
+    for path in compile_platforms(Path(args.out), platforms, tag=config.IMAGE_TAG):
         print(path)
     return 0
 
@@ -208,8 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compile", help="compile the pipelines to YAML")
-    p.add_argument("--out", default="compiled")
+    p = sub.add_parser("compile", help="compile the pipelines to YAML, per platform")
+    p.add_argument("--out", default="compiled", help="YAML goes to <out>/<platform>/<pipeline>.yaml")
+    p.add_argument(
+        "--platform",
+        choices=[*config.PLATFORM_NAMES, "all"],
+        default=None,
+        help=f"kfp (PipelineSpec + PlatformSpec) or vertex (one document); default ${config.PLATFORM_ENV}, else all",
+    )
     p.set_defaults(func=cmd_compile)
 
     try:

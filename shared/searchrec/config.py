@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from searchrec.errors import SearchrecError
+
 # --- model / data defaults (DESIGN.md section 1) ---------------------------------------------
 PRODUCTION_ENCODER_ID = "cointegrated/rubert-tiny2"
 PRODUCTION_ENCODER_POOLING = "cls"  # rubert-tiny2: CLS token, L2-normalised
@@ -72,7 +74,6 @@ STAGE_RESOURCES = {
     "index": Resources(cpu="8", memory="32G", gpus=1),
     "infer": Resources(cpu="8", memory="32G", gpus=1),
 }
-ACCELERATOR_TYPE = os.environ.get("SEARCHREC_ACCELERATOR", "NVIDIA_TESLA_T4")
 
 # Kubernetes Secrets that hold credentials; mapped to env vars in the pods (kfp-kubernetes).
 WAREHOUSE_SECRET = os.environ.get("SEARCHREC_WAREHOUSE_SECRET", "searchrec-greenplum")
@@ -82,3 +83,83 @@ STORAGE_SECRET_ENV = {
     "aws_access_key_id": "AWS_ACCESS_KEY_ID",
     "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
 }
+
+
+# --- platforms: what differs between Kubeflow Pipelines and Vertex AI Pipelines ------------------
+# The compile target is chosen per compilation (`searchrec compile --platform`, $SEARCHREC_PLATFORM as
+# the fallback); every platform-specific setting of a task comes from this one table.
+PLATFORM_ENV = "SEARCHREC_PLATFORM"
+PLATFORM_NAMES = ("kfp", "vertex")
+PLATFORM_ALIASES = {"kubeflow": "kfp"}
+DEFAULT_PLATFORM = "kfp"
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """Compile-time settings of one target platform.
+
+    gpu_accelerator: the accelerator string of a GPU task. KFP uses it as the Kubernetes resource name of
+        the container's limit (`nvidia.com/gpu`); Vertex AI as its machine accelerator type (`NVIDIA_L4`).
+    gpu_node_selector: "label=value" that GPU tasks' pods select their node pool by (KFP only; "": none).
+    gpu_toleration_key: taint of GPU node pools that GPU tasks tolerate (KFP only).
+    kubernetes_secrets: credentials reach the pods from Kubernetes Secrets (kfp-kubernetes).
+    secret_manager: the warehouse password is read from Secret Manager at task start.
+    single_document: the compiled YAML is one document (no PlatformSpec).
+    """
+
+    name: str
+    gpu_accelerator: str
+    gpu_node_selector: str
+    gpu_toleration_key: str
+    kubernetes_secrets: bool
+    secret_manager: bool
+    single_document: bool
+
+    def node_selector(self) -> tuple[str, str] | None:
+        """gpu_node_selector as (label, value); None when empty."""
+        if not self.gpu_node_selector.strip():
+            return None
+        key, sep, value = self.gpu_node_selector.partition("=")
+        if not sep or not key.strip():
+            raise SearchrecError(
+                f"GPU node selector of platform {self.name} must be label=value, got {self.gpu_node_selector!r}"
+            )
+        return key.strip(), value.strip()
+
+
+PLATFORM_SETTINGS = {
+    "kfp": PlatformSettings(
+        name="kfp",
+        gpu_accelerator=os.environ.get("SEARCHREC_KFP_GPU_RESOURCE", "nvidia.com/gpu"),
+        # Set by NVIDIA GPU feature discovery / the GPU operator; on GKE without it use
+        # cloud.google.com/gke-accelerator=nvidia-tesla-t4; empty: no node selector.
+        gpu_node_selector=os.environ.get("SEARCHREC_KFP_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true"),
+        gpu_toleration_key="nvidia.com/gpu",
+        kubernetes_secrets=True,
+        secret_manager=False,
+        single_document=False,
+    ),
+    "vertex": PlatformSettings(
+        name="vertex",
+        gpu_accelerator=os.environ.get("SEARCHREC_VERTEX_ACCELERATOR", "NVIDIA_TESLA_T4"),
+        gpu_node_selector="",
+        gpu_toleration_key="",
+        kubernetes_secrets=False,
+        secret_manager=True,
+        single_document=True,
+    ),
+}
+
+
+def platform_name(name: str | None = None) -> str:
+    """The canonical name of `name` (default: $SEARCHREC_PLATFORM, else kfp); SearchrecError if unknown."""
+    name = (name or os.environ.get(PLATFORM_ENV) or DEFAULT_PLATFORM).strip().lower()
+    name = PLATFORM_ALIASES.get(name, name)
+    if name not in PLATFORM_SETTINGS:
+        raise SearchrecError(f"unknown platform {name!r}; expected one of {', '.join(PLATFORM_NAMES)}")
+    return name
+
+
+def platform(name: str | None = None) -> PlatformSettings:
+    """Settings of the platform `name` (default: $SEARCHREC_PLATFORM, else kfp)."""
+    return PLATFORM_SETTINGS[platform_name(name)]

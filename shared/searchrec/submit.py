@@ -37,10 +37,9 @@ log = logging.getLogger("searchrec.submit")
 PIPELINE_NAMES = ("training", "recommend", "demo")
 TAG_ENV = "SEARCHREC_IMAGE_TAG"
 REGISTRY_ENV = "SEARCHREC_REGISTRY"
-# Compile target: "kubeflow" (default) adds Kubernetes secrets and tolerations (kfp-kubernetes);
-# "vertex" leaves them out, since Vertex AI Pipelines takes a single-document pipeline spec.
-PLATFORM_ENV = "SEARCHREC_PLATFORM"
-PLATFORMS = ("kubeflow", "vertex")
+# Compile target: "kfp" (default) or "vertex"; what differs is config.PLATFORM_SETTINGS.
+PLATFORM_ENV = config.PLATFORM_ENV
+PLATFORMS = config.PLATFORM_NAMES
 HOST_ENV = "SEARCHREC_KFP_HOST"
 TOKEN_ENV = "SEARCHREC_KFP_TOKEN"  # bearer token for the KFP endpoint; read, never logged
 NAMESPACE_ENV = "SEARCHREC_KFP_NAMESPACE"
@@ -207,9 +206,11 @@ def _check_pipeline(pipeline: str) -> None:
         raise SearchrecError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINE_NAMES)}")
 
 
-def _check_platform(platform: str) -> None:
-    if platform not in PLATFORMS:
-        raise SearchrecError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+def _check_platform(platform: str) -> str:
+    """The canonical platform name ("kubeflow" is an alias of "kfp"); one line if unknown."""
+    if not platform:
+        raise SearchrecError(f"no platform given; expected one of {', '.join(PLATFORMS)}")
+    return config.platform_name(platform)
 
 
 def _yaml_docs(path: Path) -> list[dict]:
@@ -228,7 +229,9 @@ def _matches(path: Path, tag: str, platform: str) -> bool:
     docs = _yaml_docs(path)
     single = len(docs) == 1
     images = compiled_images(path)
-    return bool(images) and all(i.endswith(f":{tag}") for i in images) and (single or platform != "vertex")
+    # KFP: PipelineSpec + PlatformSpec (every pipeline has Secrets); Vertex AI: one document
+    platform_ok = single == config.platform(platform).single_document
+    return bool(images) and all(i.endswith(f":{tag}") for i in images) and platform_ok
 
 
 def compile_pipelines(
@@ -236,7 +239,7 @@ def compile_pipelines(
     out_dir: Path,
     *,
     tag: str | None = None,
-    platform: str = "kubeflow",
+    platform: str = config.DEFAULT_PLATFORM,
     env: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Compile `pipelines` to out_dir/<name>.yaml in a fresh interpreter whose images carry `tag`.
@@ -246,7 +249,7 @@ def compile_pipelines(
     """
     for name in pipelines:
         _check_pipeline(name)
-    _check_platform(platform)
+    platform = _check_platform(platform)
     tag = tag or image_tag()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,18 +272,36 @@ def compile_pipelines(
     return [out_dir / f"{name}.yaml" for name in pipelines]
 
 
+def compile_platforms(
+    out_dir: Path,
+    platforms: Sequence[str],
+    *,
+    tag: str | None = None,
+    pipelines: Sequence[str] = PIPELINE_NAMES,
+) -> list[Path]:
+    """Every pipeline compiled per platform: out_dir/<platform>/<pipeline>.yaml (`searchrec compile`)."""
+    written: list[Path] = []
+    for platform in platforms:
+        platform = _check_platform(platform)
+        written += compile_pipelines(pipelines, Path(out_dir) / platform, tag=tag, platform=platform)
+        for path in written[-len(pipelines) :]:
+            if not _matches(path, tag or image_tag(), platform):
+                raise SearchrecError(f"{path} is not a {platform} pipeline spec of images tagged {tag}")
+    return written
+
+
 def compile_for_cluster(
-    pipeline: str, out_file: Path, *, tag: str | None = None, platform: str = "kubeflow"
+    pipeline: str, out_file: Path, *, tag: str | None = None, platform: str = config.DEFAULT_PLATFORM
 ) -> Path:
     """Compile one pipeline for a cluster: every image tagged `tag`, the target's platform settings.
 
     In this process when the already imported pipelines fit (fast), else in a fresh one.
     """
     _check_pipeline(pipeline)
-    _check_platform(platform)
+    platform = _check_platform(platform)
     tag = tag or image_tag()
     out_file = Path(out_file)
-    if config.IMAGE_TAG == tag and os.environ.get(PLATFORM_ENV, "kubeflow") == platform:
+    if config.IMAGE_TAG == tag and config.platform_name() == platform:
         from pipelines import compile_pipeline
 
         compile_pipeline(pipeline, out_file)
@@ -468,7 +489,7 @@ def _target(host: str | None, vertex_project: str | None) -> str:
             f"no target: give --host (or ${HOST_ENV}) for Kubeflow Pipelines, "
             f"or --vertex-project (or ${VERTEX_PROJECT_ENV}) for Vertex AI Pipelines"
         )
-    return "kubeflow" if host else "vertex"
+    return "kfp" if host else "vertex"
 
 
 def submit(
