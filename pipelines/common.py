@@ -46,12 +46,18 @@ def training_tasks(
     ground_truth_uri,
     index_kind,
     min_index_recall,
+    warehouse_secret="",
 ):
     """extract -> clean -> encode -> train -> index. Returns the train and index tasks.
 
     `encoder` is the Model artifact of import_encoder()."""
     events = configure(
-        extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
+        extract_training_events(
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            warehouse_secret=warehouse_secret,
+        ),
         "extract",
         touches_network=True,
         cache=False,
@@ -127,13 +133,18 @@ def recommend_tasks(
     min_history,
     output_uri,
     index=None,
+    warehouse_secret="",
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
     `model` and `encoder` are Model artifacts (a train output or an importer's)."""
     events = configure(
         extract_inference_events(
-            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, users_uri=users_uri
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            users_uri=users_uri,
+            warehouse_secret=warehouse_secret,
         ),
         "extract",
         touches_network=True,

@@ -16,6 +16,7 @@ def recommend(
     model_uri: str,
     warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
     embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    warehouse_secret: str = "",
     users_uri: str = "",
     snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
     encoder: str = config.PRODUCTION_ENCODER_ID,
@@ -35,6 +36,7 @@ def recommend(
     recommend_tasks(
         model=model.output,
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=start_date,
         end_date=end_date,

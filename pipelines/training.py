@@ -14,6 +14,7 @@ def training(
     end_date: str,
     warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
     embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    warehouse_secret: str = "",
     holdout_start: str = "",
     snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
     max_items: int = config.MAX_ITEMS,
@@ -30,6 +31,7 @@ def training(
     encoder_model = import_encoder(encoder)
     training_tasks(
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=start_date,
         end_date=end_date,

@@ -481,6 +481,26 @@ def _prepare(
     return spec_file, arguments
 
 
+def check_vertex_login(spec_file: Path, arguments: Mapping[str, Any]) -> None:
+    """On Vertex AI a PostgreSQL warehouse needs `warehouse_secret` (there are no Kubernetes Secrets)."""
+    from searchrec.secrets import version_name
+
+    params = pipeline_parameters(spec_file)
+    if "warehouse_secret" not in params:
+        return
+
+    def value(name: str) -> str:
+        return str(arguments.get(name, params.get(name, {}).get("defaultValue", "")) or "")
+
+    if value("warehouse_secret"):
+        version_name(value("warehouse_secret"))  # one line if it names no secret version
+    elif value("warehouse_uri").startswith(("postgresql://", "postgres://")):
+        raise SearchrecError(
+            "Vertex AI has no Kubernetes Secrets: give the warehouse login as "
+            "--param warehouse_secret=projects/<project>/secrets/<name>/versions/<version> (Secret Manager)"
+        )
+
+
 def _target(host: str | None, vertex_project: str | None) -> str:
     if host and vertex_project:
         raise SearchrecError("give either a Kubeflow Pipelines host or a Vertex AI project, not both")
@@ -521,6 +541,7 @@ def submit(
     with tempfile.TemporaryDirectory(prefix="searchrec-submit-") as tmp:
         spec_file, arguments = _prepare(pipeline, start_date, end_date, params, Path(tmp), target, tag)
         if target == "vertex":
+            check_vertex_login(spec_file, arguments)
             job = vertex_job(
                 spec_file,
                 arguments,
@@ -647,6 +668,7 @@ def schedule(
     with tempfile.TemporaryDirectory(prefix="searchrec-schedule-") as tmp:
         spec_file, arguments = _prepare(pipeline, start_date, end_date, params, Path(tmp), target, tag)
         if target == "vertex":
+            check_vertex_login(spec_file, arguments)
             job = vertex_job(
                 spec_file,
                 arguments,
