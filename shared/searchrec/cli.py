@@ -157,6 +157,47 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encoder_publish(args: argparse.Namespace) -> int:
+    from searchrec.encoder import MANIFEST_FILE, publish_encoder
+
+    manifest = publish_encoder(args.src, args.dest, pooling=args.pooling or None)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    print(
+        f"published {args.src} to {args.dest}: {len(manifest['files'])} files, {size / 1e6:.1f} MB, {MANIFEST_FILE}"
+    )
+    print(f"use it as: --param encoder={args.dest}")
+    return 0
+
+
+def cmd_encoder_verify(args: argparse.Namespace) -> int:
+    from searchrec.encoder import MANIFEST_FILE, check_published
+
+    manifest = check_published(args.path)
+    print(
+        f"{args.path}: {len(manifest['files'])} files match {MANIFEST_FILE} (source {manifest.get('source')})"
+    )
+    return 0
+
+
+def _add_encoder_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "encoder", help="publish a sentence encoder for the cluster, or verify a published one"
+    )
+    commands = p.add_subparsers(dest="encoder_command", required=True)
+    q = commands.add_parser(
+        "publish", help="save_pretrained layout + checksum manifest of a cached HF id or a folder, to DEST"
+    )
+    q.add_argument("src", help="Hugging Face id in the local cache (HF_HOME), or a folder")
+    q.add_argument("dest", help="folder, s3://bucket/prefix or gs://bucket/prefix")
+    q.add_argument(
+        "--pooling", choices=["cls", "mean"], default=None, help="default: the source folder's, else cls"
+    )
+    q.set_defaults(func=cmd_encoder_publish)
+    q = commands.add_parser("verify", help="check a published folder's files against its manifest")
+    q.add_argument("path", help="folder, s3:// or gs://")
+    q.set_defaults(func=cmd_encoder_verify)
+
+
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db"
@@ -222,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"kfp (PipelineSpec + PlatformSpec) or vertex (one document); default ${config.PLATFORM_ENV}, else all",
     )
     p.set_defaults(func=cmd_compile)
+
+    _add_encoder_commands(sub)
 
     try:
         from searchrec.submit import register_cli
