@@ -19,6 +19,13 @@ from components import (
     train,
 )
 from pipelines.cluster import configure
+from searchrec import config
+
+# Defaults of the cluster pipelines' warehouse, embeddings and encoder: the environment or settings file
+# at compile time (config.production_defaults), never host names in this source.
+PRODUCTION = config.production_defaults()
+# The Secret Manager login is a Vertex AI default only; Kubeflow Pipelines pods get a Kubernetes Secret.
+PRODUCTION_WAREHOUSE_SECRET = PRODUCTION.warehouse_secret if config.platform().secret_manager else ""
 
 
 def import_encoder(encoder):

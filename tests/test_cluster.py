@@ -175,7 +175,8 @@ def cluster_yaml(tmp_path_factory) -> dict[str, Path]:
         "PGPASSWORD": FAKE_PASSWORD,
         "PGUSER": "svc_searchrec",
         "DATABASE_URL": f"postgresql://svc_searchrec:{FAKE_PASSWORD}@greenplum.internal:5432/dwh",
-        "SEARCHREC_WAREHOUSE_URI": f"postgresql://svc_searchrec:{FAKE_PASSWORD}@greenplum.internal/dwh",
+        # a production default with a password is refused at compile time (test_production_defaults.py)
+        "SEARCHREC_WAREHOUSE_URI": "postgresql://greenplum.internal/dwh",
         "AWS_SECRET_ACCESS_KEY": FAKE_AWS_SECRET,
         "SEARCHREC_KFP_TOKEN": FAKE_TOKEN,
     }

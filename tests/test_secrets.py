@@ -188,7 +188,11 @@ def test_vertex_submission_needs_a_warehouse_secret_for_postgresql(tmp_path):
         start_date="2026-10-01",
         end_date="2026-10-07",
     )
-    pg = {"warehouse_uri": "postgresql://gp-master.internal:5432/dwh", "encoder": "gs://m/rubert-tiny2"}
+    pg = {
+        "warehouse_uri": "postgresql://gp-master.internal:5432/dwh",
+        "encoder": "gs://m/rubert-tiny2",
+        "embeddings_uri": "gs://b/nm_embeddings",
+    }
     with pytest.raises(SearchrecError, match="Vertex AI has no Kubernetes Secrets: give .*warehouse_secret="):
         submit.submit("training", params=pg, **target)
     with pytest.raises(SearchrecError, match="must name a Secret Manager secret version") as pasted:

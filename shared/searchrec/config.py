@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from searchrec.errors import SearchrecError
 
@@ -26,6 +27,74 @@ MIN_TRAIN_ITEMS = 2  # the in-batch loss needs at least two distinct items
 TOP_K = 200
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
+
+# --- production defaults of the cluster pipelines, read at compile time ---------------------------
+# No host or bucket names in pipeline source: the training/recommend pipelines' defaults for these come
+# from the environment, else from a TOML settings file named by $SEARCHREC_SETTINGS:
+#   [production]
+#   encoder = "gs://ml-models/encoders/rubert-tiny2"        # a folder of `searchrec encoder publish`
+#   warehouse_uri = "postgresql://gp-master.internal:5432/dwh"
+#   embeddings_uri = "gs://ml-bert4rec/nm_embeddings"
+#   warehouse_secret = "projects/ml-platform/secrets/searchrec-greenplum/versions/latest"  # Vertex AI
+SETTINGS_ENV = "SEARCHREC_SETTINGS"
+PRODUCTION_SETTING_ENV = {
+    "encoder": "SEARCHREC_ENCODER",
+    "warehouse_uri": "SEARCHREC_WAREHOUSE_URI",
+    "embeddings_uri": "SEARCHREC_EMBEDDINGS_URI",
+    "warehouse_secret": "SEARCHREC_WAREHOUSE_SECRET_VERSION",
+}
+
+
+@dataclass(frozen=True)
+class ProductionDefaults:
+    """Defaults of the cluster pipelines' parameters; empty: the run must pass the parameter."""
+
+    encoder: str = PRODUCTION_ENCODER_ID
+    warehouse_uri: str = ""
+    embeddings_uri: str = ""
+    warehouse_secret: str = ""  # Secret Manager secret version (Vertex AI only)
+
+
+def _settings_file(path: str) -> dict[str, str]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise SearchrecError(f"{SETTINGS_ENV}: reading TOML settings needs Python 3.11+") from None
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SearchrecError(f"{SETTINGS_ENV}: cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SearchrecError(f"{SETTINGS_ENV}: {path} is not valid TOML: {error}") from None
+    section = data.get("production", {})
+    unknown = sorted(set(section) - set(PRODUCTION_SETTING_ENV)) if isinstance(section, dict) else ["?"]
+    if unknown:
+        raise SearchrecError(
+            f"{SETTINGS_ENV}: {path} [production] has unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(PRODUCTION_SETTING_ENV)}"
+        )
+    return {k: str(v) for k, v in section.items()}
+
+
+def production_defaults(environ: dict[str, str] | None = None) -> ProductionDefaults:
+    """The production defaults: $SEARCHREC_<NAME> over the settings file over ProductionDefaults()."""
+    from urllib.parse import urlsplit
+
+    env = os.environ if environ is None else environ
+    values = _settings_file(env[SETTINGS_ENV]) if env.get(SETTINGS_ENV) else {}
+    values.update({key: env[var] for key, var in PRODUCTION_SETTING_ENV.items() if env.get(var)})
+    for key, value in values.items():
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            password = None
+        if password:  # a default lands in every compiled YAML: never a credential
+            raise SearchrecError(
+                f"production setting {key} carries a password; give the URI without it "
+                "(the pods read the login from a Secret)"
+            )
+    return ProductionDefaults(**values)
+
 
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"

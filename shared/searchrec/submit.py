@@ -478,7 +478,37 @@ def _prepare(
     arguments = build_arguments(
         pipeline, pipeline_parameters(spec_file), start_date=start_date, end_date=end_date, params=params
     )
+    check_cluster_arguments(spec_file, arguments)
     return spec_file, arguments
+
+
+def _effective(spec_file: Path, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value in the run: the given argument, else the compiled default."""
+    params = pipeline_parameters(spec_file)
+    return {n: arguments.get(n, p.get("defaultValue", "")) for n, p in params.items()} | dict(arguments)
+
+
+def check_cluster_arguments(spec_file: Path, arguments: Mapping[str, Any]) -> None:
+    """What a cluster run cannot work without: a published encoder in a bucket, a warehouse, embeddings."""
+    from searchrec.encoder import REMOTE_SCHEMES, is_hub_id
+
+    values = _effective(spec_file, arguments)
+    encoder = str(values.get("encoder", "gs://"))
+    if not encoder.startswith(REMOTE_SCHEMES):
+        kind = "a Hugging Face id (nothing is downloaded from a model hub at run time)"
+        if not is_hub_id(encoder):
+            kind = "not a bucket folder the cluster can read"
+        raise SearchrecError(
+            f"encoder {encoder} is {kind}: publish it once with `searchrec encoder publish {encoder} "
+            f"gs://<bucket>/encoders/<name>` and pass --param encoder=gs://<bucket>/encoders/<name> "
+            f"(or set encoder in ${config.SETTINGS_ENV} / ${config.PRODUCTION_SETTING_ENV['encoder']})"
+        )
+    for name in ("warehouse_uri", "embeddings_uri"):
+        if name in values and not str(values[name]).strip():
+            raise SearchrecError(
+                f"no {name}: pass --param {name}=... or set it at compile time in ${config.SETTINGS_ENV} "
+                f"or ${config.PRODUCTION_SETTING_ENV[name]}"
+            )
 
 
 def check_vertex_login(spec_file: Path, arguments: Mapping[str, Any]) -> None:
