@@ -12,8 +12,8 @@ def build_index(
     snapshot: Input[Dataset],
     index: Output[Artifact],
     metrics: Output[Metrics],
-    kind: str = "auto",
-    min_recall: float = 0.95,
+    kind: str = "auto",  # config.INDEX_KIND
+    min_recall: float = 0.95,  # config.MIN_INDEX_RECALL
 ):
     from pathlib import Path
 

@@ -28,7 +28,7 @@ def infer(
     num_shards: int = 1,
     top_k: int = 200,  # config.TOP_K
     exclude_bought: bool = False,
-    min_history: int = 1,
+    min_history: int = 1,  # config.MIN_HISTORY
     output_uri: str = "",
 ):
     """Top-k items for the users with user_id % num_shards == shard_index.

@@ -24,14 +24,14 @@ def demo(
     epochs: int = 8,
     batch_size: int = 1024,
     loss: str = "",
-    index_kind: str = "auto",
-    min_index_recall: float = 0.95,
+    index_kind: str = config.INDEX_KIND,
+    min_index_recall: float = config.MIN_INDEX_RECALL,
     ground_truth_uri: str = "",
     users_uri: str = "",
-    num_shards: int = 2,
+    num_shards: int = config.DEMO_NUM_SHARDS,
     top_k: int = config.TOP_K,
     exclude_bought: bool = False,
-    min_history: int = 1,
+    min_history: int = config.MIN_HISTORY,
     output_uri: str = "",
 ):
     encoder_model = import_encoder(encoder)

@@ -21,12 +21,12 @@ def recommend(
     snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
     encoder: str = PRODUCTION.encoder,
     pooling: str = config.PRODUCTION_ENCODER_POOLING,
-    index_kind: str = "auto",
-    min_index_recall: float = 0.95,
-    num_shards: int = 1,
+    index_kind: str = config.INDEX_KIND,
+    min_index_recall: float = config.MIN_INDEX_RECALL,
+    num_shards: int = config.NUM_SHARDS,
     top_k: int = config.TOP_K,
     exclude_bought: bool = False,
-    min_history: int = 1,
+    min_history: int = config.MIN_HISTORY,
     output_uri: str = "",
 ):
     encoder_model = import_encoder(encoder)

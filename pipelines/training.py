@@ -24,8 +24,8 @@ def training(
     epochs: int = 8,
     batch_size: int = 1024,
     loss: str = "",
-    index_kind: str = "auto",
-    min_index_recall: float = 0.95,
+    index_kind: str = config.INDEX_KIND,
+    min_index_recall: float = config.MIN_INDEX_RECALL,
     ground_truth_uri: str = "",
 ):
     encoder_model = import_encoder(encoder)

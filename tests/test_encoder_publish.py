@@ -16,6 +16,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from searchrec import config  # noqa: E402
+from searchrec.artifacts.folder import COMPLETE_MARKER  # noqa: E402
 from searchrec.cli import main  # noqa: E402
 from searchrec.encoder import (  # noqa: E402
     ENCODER_META_FILE,
@@ -49,7 +50,10 @@ def test_publish_writes_the_layout_and_a_manifest_the_loader_verifies(standin, p
     assert {"config.json", "model.safetensors", "tokenizer.json", ENCODER_META_FILE, MANIFEST_FILE} <= set(
         on_disk
     )
-    assert sorted(manifest["files"]) == sorted(n for n in on_disk if n != MANIFEST_FILE)
+    assert sorted(manifest["files"]) == sorted(
+        n for n in on_disk if n not in (MANIFEST_FILE, COMPLETE_MARKER)
+    )
+    assert COMPLETE_MARKER in on_disk  # published in place like every artifact folder (no directory rename)
     assert all(len(f["sha256"]) == 64 and f["bytes"] > 0 for f in manifest["files"].values())
     assert json.loads((published / ENCODER_META_FILE).read_text())["pooling"] == "mean"  # the source's
 

@@ -223,7 +223,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="how far the nearest dt= snapshot may be from the window's end",
     )
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--num-shards", type=int, default=2)
+    p.add_argument("--num-shards", type=int, default=config.DEMO_NUM_SHARDS)
     p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")
     p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")
     p.add_argument("--output-uri", default="", help="where to copy the recommendations")

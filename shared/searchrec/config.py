@@ -25,6 +25,13 @@ MIN_ITEM_COUNT = 50  # ... that occur at least this often
 MAX_QUERY_LENGTH = 256  # characters kept of a normalised query
 MIN_TRAIN_ITEMS = 2  # the in-batch loss needs at least two distinct items
 TOP_K = 200
+INDEX_KIND = "auto"  # flat up to INDEX_AUTO_THRESHOLD items, IVF above
+INDEX_AUTO_THRESHOLD = 1_000_000
+MIN_INDEX_RECALL = 0.95  # an approximate index must reach this recall@TOP_K against exact search
+ENCODE_BATCH_SIZE = 512  # texts per encoder forward pass
+INFER_BATCH_SIZE = 8192  # users per query-tower pass and search
+MIN_HISTORY = 1  # users with fewer usable queries get no recommendations
+NUM_SHARDS = 1  # inference shards (the demo shows the fan-out with DEMO_NUM_SHARDS)
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
 
@@ -36,13 +43,6 @@ EXTRACT_CHUNK_ROWS = 100_000
 #   warehouse_uri = "postgresql://gp-master.internal:5432/dwh"
 #   embeddings_uri = "gs://ml-bert4rec/nm_embeddings"
 #   warehouse_secret = "projects/ml-platform/secrets/searchrec-greenplum/versions/latest"  # Vertex AI
-SETTINGS_ENV = "SEARCHREC_SETTINGS"
-PRODUCTION_SETTING_ENV = {
-    "encoder": "SEARCHREC_ENCODER",
-    "warehouse_uri": "SEARCHREC_WAREHOUSE_URI",
-    "embeddings_uri": "SEARCHREC_EMBEDDINGS_URI",
-    "warehouse_secret": "SEARCHREC_WAREHOUSE_SECRET_VERSION",
-}
 
 
 @dataclass(frozen=True)
@@ -107,18 +107,50 @@ DEMO_HOLDOUT_START = "2026-10-01"  # purchases on/after this date are the tempor
 DEMO_RECOMMEND_START = "2026-10-08"
 DEMO_RECOMMEND_END = "2026-10-14"
 DEMO_MIN_ITEM_COUNT = 3
+DEMO_NUM_SHARDS = 2
 
-# --- local runs ---------------------------------------------------------------------------------
+# --- environment variables: every name searchrec reads, defined here only -----------------------
 # Set by `searchrec run` / `make demo` before the pipelines are built: kfp.local honours task retries,
 # and a failing local task should fail at once instead of waiting out the cluster's backoff.
 LOCAL_RUN_ENV = "SEARCHREC_LOCAL_RUN"
+# Set by local runs: a failing stage also appends its one-line message to this file.
+ERRORS_FILE_ENV = "SEARCHREC_ERRORS_FILE"
+GIT_COMMIT_ENV = "SEARCHREC_GIT_COMMIT"  # baked into the images
+CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
+TAG_ENV = "SEARCHREC_IMAGE_TAG"
+REGISTRY_ENV = "SEARCHREC_REGISTRY"
+# Compile target: "kfp" (default) or "vertex"; what differs is PLATFORM_SETTINGS below.
+PLATFORM_ENV = "SEARCHREC_PLATFORM"
+KFP_GPU_RESOURCE_ENV = "SEARCHREC_KFP_GPU_RESOURCE"  # Kubernetes resource name of a GPU
+KFP_GPU_NODE_SELECTOR_ENV = "SEARCHREC_KFP_GPU_NODE_SELECTOR"  # label=value of the GPU node pool
+VERTEX_ACCELERATOR_ENV = "SEARCHREC_VERTEX_ACCELERATOR"  # Vertex AI machine accelerator type
+# Production defaults of the cluster pipelines (see production_defaults)
+SETTINGS_ENV = "SEARCHREC_SETTINGS"
+PRODUCTION_SETTING_ENV = {
+    "encoder": "SEARCHREC_ENCODER",
+    "warehouse_uri": "SEARCHREC_WAREHOUSE_URI",
+    "embeddings_uri": "SEARCHREC_EMBEDDINGS_URI",
+    "warehouse_secret": "SEARCHREC_WAREHOUSE_SECRET_VERSION",
+}
+# The warehouse login where libpq reads it (a Kubernetes Secret on KFP, Secret Manager on Vertex AI)
+PG_USER_ENV = "PGUSER"
+PG_PASSWORD_ENV = "PGPASSWORD"
+WAREHOUSE_SECRET_NAME_ENV = "SEARCHREC_WAREHOUSE_SECRET"
+STORAGE_SECRET_NAME_ENV = "SEARCHREC_STORAGE_SECRET"
+HOST_ENV = "SEARCHREC_KFP_HOST"
+TOKEN_ENV = "SEARCHREC_KFP_TOKEN"  # bearer token for the KFP endpoint; read, never logged
+NAMESPACE_ENV = "SEARCHREC_KFP_NAMESPACE"
+VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
+VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
+PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
+SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
 
 # --- images -------------------------------------------------------------------------------------
 STAGES = ("extract", "clean", "encode", "train", "index", "infer")
 CPU_STAGES = ("extract", "clean")
 GPU_STAGES = ("encode", "train", "index", "infer")
-IMAGE_REGISTRY = os.environ.get("SEARCHREC_REGISTRY", "europe-docker.pkg.dev/ml-platform/searchrec")
-IMAGE_TAG = os.environ.get("SEARCHREC_IMAGE_TAG", "dev")
+IMAGE_REGISTRY = os.environ.get(REGISTRY_ENV, "europe-docker.pkg.dev/ml-platform/searchrec")
+IMAGE_TAG = os.environ.get(TAG_ENV, "dev")
 
 
 def image(stage: str) -> str:
@@ -145,8 +177,8 @@ STAGE_RESOURCES = {
 }
 
 # Kubernetes Secrets that hold credentials; mapped to env vars in the pods (kfp-kubernetes).
-WAREHOUSE_SECRET = os.environ.get("SEARCHREC_WAREHOUSE_SECRET", "searchrec-greenplum")
-STORAGE_SECRET = os.environ.get("SEARCHREC_STORAGE_SECRET", "searchrec-object-storage")
+WAREHOUSE_SECRET = os.environ.get(WAREHOUSE_SECRET_NAME_ENV, "searchrec-greenplum")
+STORAGE_SECRET = os.environ.get(STORAGE_SECRET_NAME_ENV, "searchrec-object-storage")
 WAREHOUSE_SECRET_ENV = {"username": "PGUSER", "password": "PGPASSWORD"}
 STORAGE_SECRET_ENV = {
     "aws_access_key_id": "AWS_ACCESS_KEY_ID",
@@ -157,7 +189,6 @@ STORAGE_SECRET_ENV = {
 # --- platforms: what differs between Kubeflow Pipelines and Vertex AI Pipelines ------------------
 # The compile target is chosen per compilation (`searchrec compile --platform`, $SEARCHREC_PLATFORM as
 # the fallback); every platform-specific setting of a task comes from this one table.
-PLATFORM_ENV = "SEARCHREC_PLATFORM"
 PLATFORM_NAMES = ("kfp", "vertex")
 PLATFORM_ALIASES = {"kubeflow": "kfp"}
 DEFAULT_PLATFORM = "kfp"
@@ -199,10 +230,10 @@ class PlatformSettings:
 PLATFORM_SETTINGS = {
     "kfp": PlatformSettings(
         name="kfp",
-        gpu_accelerator=os.environ.get("SEARCHREC_KFP_GPU_RESOURCE", "nvidia.com/gpu"),
+        gpu_accelerator=os.environ.get(KFP_GPU_RESOURCE_ENV, "nvidia.com/gpu"),
         # Set by NVIDIA GPU feature discovery / the GPU operator; on GKE without it use
         # cloud.google.com/gke-accelerator=nvidia-tesla-t4; empty: no node selector.
-        gpu_node_selector=os.environ.get("SEARCHREC_KFP_GPU_NODE_SELECTOR", "nvidia.com/gpu.present=true"),
+        gpu_node_selector=os.environ.get(KFP_GPU_NODE_SELECTOR_ENV, "nvidia.com/gpu.present=true"),
         gpu_toleration_key="nvidia.com/gpu",
         kubernetes_secrets=True,
         secret_manager=False,
@@ -210,7 +241,7 @@ PLATFORM_SETTINGS = {
     ),
     "vertex": PlatformSettings(
         name="vertex",
-        gpu_accelerator=os.environ.get("SEARCHREC_VERTEX_ACCELERATOR", "NVIDIA_TESLA_T4"),
+        gpu_accelerator=os.environ.get(VERTEX_ACCELERATOR_ENV, "NVIDIA_TESLA_T4"),
         gpu_node_selector="",
         gpu_toleration_key="",
         kubernetes_secrets=False,

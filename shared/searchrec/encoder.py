@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from searchrec import config
+from searchrec.artifacts import folder
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean")
 ENCODER_META_FILE = "searchrec_encoder.json"  # optional, in a model folder: {"pooling": ..., ...}
 REMOTE_SCHEMES = ("s3://", "gs://")
-CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
+CACHE_ENV = config.CACHE_ENV
 
 # rubert-tiny2's architecture (its config.json): the stand-in has the same shapes, so it costs the same.
 RUBERT_TINY2_SHAPE = {
@@ -100,7 +99,7 @@ class Encoder:
         return int(self.model.config.hidden_size)
 
     def info(self) -> dict[str, Any]:
-        """What encode writes to encoder.json (schemas.ENCODER_INFO)."""
+        """What encode writes to encoder.json (``artifacts.encoded.INFO_FILE``)."""
         return {
             "encoder": self.spec.name_or_path,
             "pooling": self.pooling,
@@ -121,17 +120,18 @@ def _fetch_remote(uri: str) -> Path:
     """Download a model folder from object storage once; later calls reuse the cached copy."""
     key = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
     target = _cache_root() / "encoders" / key
-    if target.is_dir():
+    if folder.is_complete(target):
         log.info("encoder: using cached copy of %s at %s", uri, target)
         return target
     try:
-        from searchrec.storage import download_tree
+        from searchrec.storage import download_into
     except ImportError as error:  # the ml images carry searchrec[storage]
         raise SearchrecError(
             f"encoder: cannot load {uri}: object storage support missing ({error})"
         ) from None
     started = time.perf_counter()
-    download_tree(uri, target)  # staged: the cache folder appears only once every file has arrived
+    with folder.publishing(target, "encoder cache") as out:  # a half-downloaded copy is never reused
+        download_into(uri, out)
     log.info("encoder: downloaded %s to %s in %.1f s", uri, target, time.perf_counter() - started)
     return target
 
@@ -249,8 +249,11 @@ def _sha256(path: Path) -> str:
 
 def _folder_files(folder: Path) -> list[str]:
     """Relative paths of every file under `folder`, the manifest itself left out."""
+    from searchrec.artifacts.folder import MARKERS
+
+    skip = {MANIFEST_FILE, *MARKERS}  # the artifact completion markers are not the encoder's files
     return sorted(
-        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_FILE
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name not in skip
     )
 
 
@@ -352,6 +355,8 @@ def publish_encoder(source: str, dest: str, *, pooling: str | None = None) -> di
         )
     if not storage.is_remote(dest) and Path(dest).resolve() == Path(source).expanduser().resolve():
         raise SearchrecError("encoder publish: DEST must differ from SRC")
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="searchrec-encoder-") as tmp:
         layout, marker = Path(tmp) / "layout", Path(tmp) / "manifest"
         layout.mkdir()
@@ -366,20 +371,20 @@ def publish_encoder(source: str, dest: str, *, pooling: str | None = None) -> di
 
 def _upload_then_manifest(layout: Path, manifest: Path, dest: str) -> None:
     """Files first, the manifest last: a folder with a manifest is complete."""
+    import shutil
+
     from searchrec import storage
 
     if storage.is_remote(dest):
         storage.upload_tree(layout, dest)
         storage.upload_tree(manifest.parent, dest)  # one object, after every other
         return
-    target = Path(dest)
-    if target.exists() and not target.is_dir():
-        raise SearchrecError(f"encoder publish: {dest} exists and is not a folder")
-    (target / MANIFEST_FILE).unlink(missing_ok=True)  # an earlier publication is incomplete from here on
-    for rel in _folder_files(target) if target.is_dir() else []:
-        (target / rel).unlink()
-    shutil.copytree(layout, target, dirs_exist_ok=True)
-    shutil.copyfile(manifest, target / MANIFEST_FILE)
+    from searchrec.artifacts.folder import publishing
+
+    # in place, no directory rename (Cloud Storage FUSE); an earlier publication of ours is replaced
+    with publishing(Path(dest), "encoder") as target:
+        shutil.copytree(layout, target, dirs_exist_ok=True)
+        shutil.copyfile(manifest, target / MANIFEST_FILE)
 
 
 # --- encoding -----------------------------------------------------------------------------------
@@ -579,41 +584,14 @@ def _train_wordpiece_vocab(corpus: list[str], vocab_size: int) -> dict[str, int]
     return trainer_side.get_vocab()
 
 
-def build_standin_encoder(
-    texts: Iterable[str],
-    out_dir: Path,
-    *,
-    vocab_size: int = 8000,
-    seed: int = 0,
-    ngrams: Sequence[int] = (2, 3, 4),
-) -> Path:
-    """Build the offline demo stand-in for rubert-tiny2 into ``out_dir``; returns ``out_dir``.
-
-    Trains a WordPiece tokenizer on ``texts`` and saves a rubert-tiny2-shaped ``BertModel`` whose
-    weights carry lexical similarity (see the README.md it writes). Deterministic under ``seed``
-    for the same texts. Loadable by ``AutoTokenizer/AutoModel.from_pretrained(out_dir)``.
-    """
+def _standin_model(vocab: dict[str, int], seed: int, ngrams: Sequence[int]):
+    """A rubert-tiny2-shaped BertModel whose word pieces carry character n-gram similarity and whose
+    layers pass their input through unchanged (zeroed residual branches, unit LayerNorms)."""
     import torch
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertModel
 
-    corpus = sorted({t.strip() for t in texts if isinstance(t, str) and t.strip()})
-    if not corpus:
-        raise SearchrecError("stand-in encoder: no non-empty query texts to train a tokenizer on")
-    if vocab_size < len(SPECIAL_TOKENS) + len(BASE_ALPHABET):
-        raise SearchrecError(f"stand-in encoder: vocab_size {vocab_size} is too small")
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir / ENCODER_META_FILE).is_file() and any(out_dir.iterdir()):
-        raise SearchrecError(
-            f"stand-in encoder: {out_dir} exists and is not an earlier stand-in; not overwriting"
-        )
-
-    vocab = _train_wordpiece_vocab(corpus, vocab_size)
-    wordpiece = BertWordPieceTokenizer(vocab=vocab, lowercase=True, strip_accents=False, clean_text=True)
     hidden = RUBERT_TINY2_SHAPE["hidden_size"]
     bert_config = BertConfig(vocab_size=len(vocab), pad_token_id=vocab["[PAD]"], **RUBERT_TINY2_SHAPE)
-
     with torch.random.fork_rng(devices=[]):  # deterministic init without touching the global RNG
         torch.manual_seed(seed)
         model = BertModel(bert_config).eval()  # with the pooler, as rubert-tiny2's checkpoint (unused)
@@ -630,8 +608,15 @@ def build_standin_encoder(
             for dense in (layer.attention.output.dense, layer.output.dense):
                 dense.weight.zero_()
                 dense.bias.zero_()
+    return model
 
-    fast = PreTrainedTokenizerFast(
+
+def _standin_tokenizer(vocab: dict[str, int]):
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    wordpiece = BertWordPieceTokenizer(vocab=vocab, lowercase=True, strip_accents=False, clean_text=True)
+    return PreTrainedTokenizerFast(
         tokenizer_object=wordpiece._tokenizer,
         unk_token="[UNK]",
         pad_token="[PAD]",
@@ -640,6 +625,44 @@ def build_standin_encoder(
         mask_token="[MASK]",
         model_max_length=RUBERT_TINY2_SHAPE["max_position_embeddings"],
     )
+
+
+def _standin_readme(vocab_size: int, n_texts: int, seed: int, ngrams: Sequence[int]) -> str:
+    return STANDIN_README.format(
+        hidden=RUBERT_TINY2_SHAPE["hidden_size"],
+        layers=RUBERT_TINY2_SHAPE["num_hidden_layers"],
+        heads=RUBERT_TINY2_SHAPE["num_attention_heads"],
+        intermediate=RUBERT_TINY2_SHAPE["intermediate_size"],
+        max_position=RUBERT_TINY2_SHAPE["max_position_embeddings"],
+        vocab=vocab_size,
+        n_texts=n_texts,
+        seed=seed,
+        ngrams=", ".join(map(str, ngrams)),
+    )
+
+
+def build_standin_encoder(
+    texts: Iterable[str],
+    out_dir: Path,
+    *,
+    vocab_size: int = 8000,
+    seed: int = 0,
+    ngrams: Sequence[int] = (2, 3, 4),
+) -> Path:
+    """Build the offline demo stand-in for rubert-tiny2 into ``out_dir``; returns ``out_dir``.
+
+    Trains a WordPiece tokenizer on ``texts`` and saves a rubert-tiny2-shaped ``BertModel`` whose
+    weights carry lexical similarity (see the README.md it writes). Deterministic under ``seed``
+    for the same texts. Loadable by ``AutoTokenizer/AutoModel.from_pretrained(out_dir)``.
+    """
+    corpus = sorted({t.strip() for t in texts if isinstance(t, str) and t.strip()})
+    if not corpus:
+        raise SearchrecError("stand-in encoder: no non-empty query texts to train a tokenizer on")
+    if vocab_size < len(SPECIAL_TOKENS) + len(BASE_ALPHABET):
+        raise SearchrecError(f"stand-in encoder: vocab_size {vocab_size} is too small")
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    vocab = _train_wordpiece_vocab(corpus, vocab_size)
     meta = {
         "pooling": "mean",
         "normalize": True,
@@ -650,28 +673,11 @@ def build_standin_encoder(
         "ngrams": list(ngrams),
         "trained_on_texts": len(corpus),
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
-        staging = Path(tmp) / "encoder"
-        model.save_pretrained(staging)
-        fast.save_pretrained(staging)
-        (staging / ENCODER_META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        (staging / "README.md").write_text(
-            STANDIN_README.format(
-                hidden=hidden,
-                layers=RUBERT_TINY2_SHAPE["num_hidden_layers"],
-                heads=RUBERT_TINY2_SHAPE["num_attention_heads"],
-                intermediate=RUBERT_TINY2_SHAPE["intermediate_size"],
-                max_position=RUBERT_TINY2_SHAPE["max_position_embeddings"],
-                vocab=len(vocab),
-                n_texts=len(corpus),
-                seed=seed,
-                ngrams=", ".join(map(str, ngrams)),
-            )
-        )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # checked above: an earlier stand-in or an empty folder
-        staging.rename(out_dir)
+    with folder.publishing(out_dir, "stand-in encoder") as path:
+        _standin_model(vocab, seed, ngrams).save_pretrained(path)
+        _standin_tokenizer(vocab).save_pretrained(path)
+        folder.write_json(path / ENCODER_META_FILE, meta)
+        (path / "README.md").write_text(_standin_readme(len(vocab), len(corpus), seed, ngrams))
     log.info(
         "stand-in encoder: %d pieces from %d distinct texts, written to %s in %.1f s",
         len(vocab),

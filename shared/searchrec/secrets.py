@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from searchrec import config
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,8 @@ SECRET_VERSION_RE = re.compile(
     r"projects/[^/\s]+/(?:locations/[^/\s]+/)?secrets/[^/\s]+(?:/versions/[^/\s]+)?"
 )
 # Where the pods' libpq reads the warehouse login (the same variables the Kubernetes Secret fills on KFP).
-USER_ENV = "PGUSER"
-PASSWORD_ENV = "PGPASSWORD"
+USER_ENV = config.PG_USER_ENV
+PASSWORD_ENV = config.PG_PASSWORD_ENV
 ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
 
 

@@ -44,14 +44,15 @@ RUNNER = textwrap.dedent(
         rows = extract_inference_events(uri, start, end, Path(out), chunk_rows=int(chunk_rows)).rows
     elif method == "fetchall":
         import pandas as pd, psycopg2
-        from searchrec import schemas, warehouse
+        from searchrec import warehouse
+        from searchrec.artifacts import events
         sql = warehouse.render_sql(warehouse.load_sql("infer_events"), "postgresql")
         conn = psycopg2.connect(uri)
         cur = conn.cursor()
         cur.execute("CREATE TEMP TABLE searchrec_users (user_id BIGINT)")
         params = {"start_date": start, "end_date": end, "history_length": 10, "all_users": True}
         cur.execute(sql, params)
-        df = pd.DataFrame(cur.fetchall(), columns=schemas.INFER_EVENTS.names)
+        df = pd.DataFrame(cur.fetchall(), columns=events.INFER_EVENTS.names)
         Path(out).mkdir()
         df.to_parquet(Path(out) / "part-00000.parquet")
         rows = len(df)
