@@ -9,9 +9,10 @@ from google.protobuf import json_format
 from searchrec import config
 from searchrec.cli import main
 from searchrec.errors import SearchrecError
-from searchrec.submit import PIPELINE_NAMES, compile_pipelines
+from searchrec.submit import CHECK_PIPELINE_NAMES, PIPELINE_NAMES, compile_pipelines
 
 TAG = "feed42"
+ALL = (*PIPELINE_NAMES, *CHECK_PIPELINE_NAMES)  # what `searchrec compile` writes
 
 
 def _docs(path: Path) -> list[dict]:
@@ -44,7 +45,7 @@ def _stage(executor: dict) -> str:
 def test_compile_writes_one_folder_per_platform(compiled):
     for platform in ("kfp", "vertex"):
         assert sorted(p.name for p in (compiled / platform).iterdir()) == sorted(
-            f"{n}.yaml" for n in PIPELINE_NAMES
+            f"{n}.yaml" for n in ALL
         )
 
 
@@ -52,7 +53,7 @@ def test_kfp_yaml_is_pipeline_spec_plus_platform_spec(compiled):
     from kfp.kubernetes import kubernetes_executor_config_pb2 as k8s_pb2
     from kfp.pipeline_spec import pipeline_spec_pb2
 
-    for name in PIPELINE_NAMES:
+    for name in ALL:
         docs = _docs(compiled / "kfp" / f"{name}.yaml")
         assert len(docs) == 2, name
         json_format.ParseDict(docs[0], pipeline_spec_pb2.PipelineSpec())  # raises on an unknown field
@@ -69,7 +70,7 @@ def test_kfp_yaml_is_pipeline_spec_plus_platform_spec(compiled):
 def test_kfp_gpu_tasks_ask_for_the_kubernetes_resource_and_the_gpu_pool(compiled):
     kfp_settings = config.platform("kfp")
     label, value = kfp_settings.node_selector()
-    for name in PIPELINE_NAMES:
+    for name in ALL:
         spec, platform = _docs(compiled / "kfp" / f"{name}.yaml")
         k8s = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
         for executor_name, executor in _executors(spec).items():
@@ -91,7 +92,7 @@ def test_kfp_gpu_tasks_ask_for_the_kubernetes_resource_and_the_gpu_pool(compiled
 
 
 def test_vertex_gpu_tasks_ask_for_a_machine_accelerator_and_nothing_of_kubernetes(compiled):
-    for name in PIPELINE_NAMES:
+    for name in ALL:
         docs = _docs(compiled / "vertex" / f"{name}.yaml")
         assert len(docs) == 1, name
         gpu_tasks = 0
@@ -109,6 +110,9 @@ def test_vertex_gpu_tasks_ask_for_a_machine_accelerator_and_nothing_of_kubernete
         assert "nvidia.com/gpu" not in (compiled / "vertex" / f"{name}.yaml").read_text()
 
 
+WINDOW_START = {"demo": "train_start_date", "preflight": "date"}
+
+
 def _vertex_job(template: Path):
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import aiplatform
@@ -117,7 +121,7 @@ def _vertex_job(template: Path):
         display_name="searchrec-test",
         template_path=str(template),
         pipeline_root="gs://ml-platform-pipelines/searchrec",
-        parameter_values={"train_start_date" if "demo" in template.name else "start_date": "2026-10-01"},
+        parameter_values={WINDOW_START.get(template.stem, "start_date"): "2026-10-01"},
         credentials=AnonymousCredentials(),
         project="ml-platform",
         location="europe-west4",
@@ -125,7 +129,7 @@ def _vertex_job(template: Path):
 
 
 def test_vertex_yaml_is_accepted_by_pipeline_job_offline(compiled):
-    for name in PIPELINE_NAMES:
+    for name in ALL:
         job = _vertex_job(compiled / "vertex" / f"{name}.yaml")
         assert job._gca_resource.pipeline_spec["pipelineInfo"]["name"] == f"searchrec-{name}"
     # the Kubeflow build is two documents: exactly what Vertex AI cannot take

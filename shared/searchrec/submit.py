@@ -47,6 +47,8 @@ from searchrec.errors import SearchrecError
 log = logging.getLogger("searchrec.submit")
 
 PIPELINE_NAMES = ("training", "recommend", "demo")
+# The first run on a new cluster (`searchrec preflight`); its "window" is the one date it checks against.
+CHECK_PIPELINE_NAMES = ("preflight",)
 # Compile targets: "kfp" (default; "kubeflow" is an alias) or "vertex"; see config.PLATFORM_SETTINGS.
 PLATFORMS = config.PLATFORM_NAMES
 DEFAULT_EXPERIMENT = "searchrec"
@@ -62,6 +64,7 @@ WINDOW_PARAMETERS = {
     "training": ("start_date", "end_date"),
     "recommend": ("start_date", "end_date"),
     "demo": ("train_start_date", "train_end_date"),
+    "preflight": ("date", "date"),
 }
 
 
@@ -204,7 +207,7 @@ def build_images(
 
 
 def _check_pipeline(pipeline: str) -> None:
-    if pipeline not in PIPELINE_NAMES:
+    if pipeline not in (*PIPELINE_NAMES, *CHECK_PIPELINE_NAMES):
         raise SearchrecError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINE_NAMES)}")
 
 
