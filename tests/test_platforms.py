@@ -44,9 +44,7 @@ def _stage(executor: dict) -> str:
 
 def test_compile_writes_one_folder_per_platform(compiled):
     for platform in ("kfp", "vertex"):
-        assert sorted(p.name for p in (compiled / platform).iterdir()) == sorted(
-            f"{n}.yaml" for n in ALL
-        )
+        assert sorted(p.name for p in (compiled / platform).iterdir()) == sorted(f"{n}.yaml" for n in ALL)
 
 
 def test_kfp_yaml_is_pipeline_spec_plus_platform_spec(compiled):
