@@ -253,6 +253,8 @@ def _submit_preflight(args: argparse.Namespace) -> int:
 
 
 def _submit_preflight_run(args: argparse.Namespace, params: dict, submit) -> str:
+    from searchrec.submit import vertex_network_from_args
+
     return submit(
         "preflight",
         start_date=args.date,
@@ -267,6 +269,7 @@ def _submit_preflight_run(args: argparse.Namespace, params: dict, submit) -> str
         tag=args.tag,
         wait=args.wait,
         timeout=args.timeout,
+        vertex_network=vertex_network_from_args(args),
     )
 
 
@@ -302,6 +305,12 @@ def _add_preflight_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tag", default=None, help="image tag (default: $SEARCHREC_IMAGE_TAG or the git commit)")
     p.add_argument("--wait", action="store_true", help="wait for the run; exit code from its final state")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (exit 124 after)")
+    try:
+        from searchrec.submit import add_vertex_network_options
+    except ImportError:  # the submit extra is not installed in this image
+        pass
+    else:
+        add_vertex_network_options(p)
     p.set_defaults(func=cmd_preflight)
 
 

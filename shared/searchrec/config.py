@@ -144,6 +144,9 @@ VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
 VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
 PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
 SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
+# Vertex AI private networking of the run (so that extract reaches a private Greenplum)
+VERTEX_NETWORK_ENV = "SEARCHREC_VERTEX_NETWORK"  # VPC peering: projects/<number>/global/networks/<name>
+VERTEX_PSC_ATTACHMENT_ENV = "SEARCHREC_VERTEX_PSC_ATTACHMENT"  # PSC interface: a network attachment
 
 # --- images -------------------------------------------------------------------------------------
 STAGES = ("extract", "clean", "encode", "train", "index", "infer")

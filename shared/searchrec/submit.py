@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -566,12 +567,14 @@ def submit(
     poll_interval: float = 30.0,
     tag: str | None = None,
     credentials: Any = None,
+    vertex_network: VertexNetwork | None = None,
 ) -> str:
     """Compile `pipeline` for the target, check the parameters, submit one run; returns the run id.
 
     wait: block until the run ends; a run that did not succeed raises RunNotSucceeded (its exit_code).
     """
     target = _target(host, vertex_project)
+    network = _vertex_network(target, vertex_network)
     run_name = run_name or default_run_name(pipeline, start_date, end_date)
     with tempfile.TemporaryDirectory(prefix="searchrec-submit-") as tmp:
         spec_file, arguments = _prepare(pipeline, start_date, end_date, params, Path(tmp), target, tag)
@@ -586,8 +589,14 @@ def submit(
                 pipeline_root=pipeline_root,
                 credentials=credentials,
             )
+            peering = network.apply(job)
             try:
-                job.submit(service_account=service_account, experiment=experiment or None)
+                job.submit(
+                    service_account=service_account,
+                    experiment=experiment or None,
+                    reserved_ip_ranges=list(network.reserved_ip_ranges) or None,
+                    **peering,
+                )
             except Exception as error:
                 raise SearchrecError(f"Vertex AI refused the run: {str(error).splitlines()[0]}") from None
             run_id = job.resource_name
@@ -631,6 +640,82 @@ def _api_error(error: Exception) -> str:
 
 
 # --- Vertex AI -----------------------------------------------------------------------------------
+
+
+NETWORK_RE = re.compile(r"projects/[^/\s]+/global/networks/[^/\s]+")
+ATTACHMENT_RE = re.compile(r"projects/[^/\s]+/regions/[^/\s]+/networkAttachments/[^/\s]+")
+
+
+@dataclass(frozen=True)
+class VertexNetwork:
+    """Private networking of a Vertex AI run: VPC peering (`network`, with optional reserved IP ranges) or
+    a Private Service Connect interface (`psc_network_attachment`); extract then reaches a private host."""
+
+    network: str | None = None
+    psc_network_attachment: str | None = None
+    reserved_ip_ranges: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.network or self.psc_network_attachment or self.reserved_ip_ranges)
+
+    def check(self) -> VertexNetwork:
+        if self.network and self.psc_network_attachment:
+            raise SearchrecError("give either --network (VPC peering) or --psc-network-attachment, not both")
+        if self.network and not NETWORK_RE.fullmatch(self.network):
+            raise SearchrecError(
+                f"--network must be projects/<project number>/global/networks/<name>, got {self.network!r}"
+            )
+        if self.psc_network_attachment and not ATTACHMENT_RE.fullmatch(self.psc_network_attachment):
+            raise SearchrecError(
+                "--psc-network-attachment must be projects/<project>/regions/<region>/networkAttachments/<name>, "
+                f"got {self.psc_network_attachment!r}"
+            )
+        if self.reserved_ip_ranges and not self.network:
+            raise SearchrecError("--reserved-ip-range needs --network (ranges of the peered VPC)")
+        return self
+
+    def apply(self, job) -> dict[str, Any]:
+        """Set the PSC interface on the job; returns the peering arguments of submit()/create_schedule()."""
+        if self.psc_network_attachment:
+            from google.cloud.aiplatform_v1.types import PscInterfaceConfig
+
+            job._gca_resource.psc_interface_config = PscInterfaceConfig(
+                network_attachment=self.psc_network_attachment
+            )
+        return {"network": self.network} if self.network else {}
+
+
+def _vertex_network(target: str, vertex_network: VertexNetwork | None) -> VertexNetwork:
+    net = (vertex_network or VertexNetwork()).check()
+    if net and target != "vertex":
+        raise SearchrecError(
+            "--network / --psc-network-attachment are Vertex AI settings; Kubeflow Pipelines tasks run in the "
+            "cluster's own network"
+        )
+    return net
+
+
+def _vertex_schedule(job, network: VertexNetwork, *, cron: str, name: str, service_account: str | None):
+    """job.create_schedule(), with the PSC interface too (the SDK copies only some fields of the job)."""
+    from google.cloud import aiplatform
+
+    if network.reserved_ip_ranges:
+        job._gca_resource.reserved_ip_ranges = list(network.reserved_ip_ranges)
+    made = aiplatform.PipelineJobSchedule(
+        pipeline_job=job,
+        display_name=name,
+        credentials=job.credentials,
+        project=job.project,
+        location=job.location,
+    )
+    if network.psc_network_attachment:
+        from google.cloud.aiplatform_v1.types import PscInterfaceConfig
+
+        made._gca_resource.create_pipeline_job_request.pipeline_job.psc_interface_config = PscInterfaceConfig(
+            network_attachment=network.psc_network_attachment
+        )
+    made.create(cron=cron, service_account=service_account, network=network.network)
+    return made
 
 
 def vertex_job(
@@ -691,6 +776,7 @@ def schedule(
     name: str | None = None,
     tag: str | None = None,
     credentials: Any = None,
+    vertex_network: VertexNetwork | None = None,
 ) -> str:
     """A recurring run of `pipeline` on `cron` (5 fields, UTC) with fixed parameters; returns its id.
 
@@ -698,6 +784,7 @@ def schedule(
     CI compute the window and call submit() on its own schedule (.github/workflows/ci.yml).
     """
     target = _target(host, vertex_project)
+    network = _vertex_network(target, vertex_network)
     fields = _check_cron(cron)
     name = name or f"searchrec-{pipeline} {start_date}..{end_date} every {cron}"
     with tempfile.TemporaryDirectory(prefix="searchrec-schedule-") as tmp:
@@ -714,7 +801,7 @@ def schedule(
                 credentials=credentials,
             )
             try:
-                made = job.create_schedule(cron=cron, display_name=name, service_account=service_account)
+                made = _vertex_schedule(job, network, cron=cron, name=name, service_account=service_account)
             except Exception as error:
                 raise SearchrecError(
                     f"Vertex AI refused the schedule: {str(error).splitlines()[0]}"
@@ -768,6 +855,32 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-account", default=os.environ.get(SERVICE_ACCOUNT_ENV))
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.add_argument("--tag", default=None, help=f"image tag (default: ${TAG_ENV} or the git commit)")
+    add_vertex_network_options(p)
+
+
+def add_vertex_network_options(p: argparse.ArgumentParser) -> None:
+    """--network / --reserved-ip-range (VPC peering) or --psc-network-attachment, for Vertex AI runs."""
+    p.add_argument(
+        "--network",
+        default=os.environ.get(config.VERTEX_NETWORK_ENV),
+        help=f"Vertex AI: peer the run with this VPC, projects/<number>/global/networks/<name> (${config.VERTEX_NETWORK_ENV})",
+    )
+    p.add_argument(
+        "--reserved-ip-range", action="append", default=[], help="Vertex AI: a reserved range of --network"
+    )
+    p.add_argument(
+        "--psc-network-attachment",
+        default=os.environ.get(config.VERTEX_PSC_ATTACHMENT_ENV),
+        help=f"Vertex AI: Private Service Connect interface, projects/<p>/regions/<r>/networkAttachments/<name> (${config.VERTEX_PSC_ATTACHMENT_ENV})",
+    )
+
+
+def vertex_network_from_args(args: argparse.Namespace) -> VertexNetwork:
+    return VertexNetwork(
+        network=args.network or None,
+        psc_network_attachment=args.psc_network_attachment or None,
+        reserved_ip_ranges=tuple(args.reserved_ip_range or ()),
+    )
 
 
 def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -786,6 +899,7 @@ def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         service_account=args.service_account or None,
         experiment=args.experiment,
         tag=args.tag,
+        vertex_network=vertex_network_from_args(args),
     )
 
 
