@@ -14,14 +14,22 @@ def extract_training_events(
     events: Output[Dataset],
     lookback_days: int = 30,  # config.LOOKBACK_DAYS
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
+    warehouse_secret: str = "",
 ):
-    """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet."""
+    """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet.
+
+    warehouse_secret: a Secret Manager secret version with the warehouse login (Vertex AI); empty: the
+    login comes from PGUSER / PGPASSWORD (a Kubernetes Secret on Kubeflow Pipelines)."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
     from searchrec.stages.extract import extract_training_events as run
 
     with stage("extract_training_events"):
+        if warehouse_secret:
+            from searchrec.secrets import load_warehouse_login
+
+            load_warehouse_login(warehouse_secret)
         stats = run(
             warehouse_uri,
             start_date,
@@ -42,8 +50,11 @@ def extract_inference_events(
     orders: Output[Dataset],
     users_uri: str = "",
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
+    warehouse_secret: str = "",
 ):
-    """Last queries of each user in the window (optionally for a user list) and the window's purchases."""
+    """Last queries of each user in the window (optionally for a user list) and the window's purchases.
+
+    warehouse_secret: as for extract_training_events."""
     import tempfile
     from pathlib import Path
 
@@ -52,6 +63,10 @@ def extract_inference_events(
     from searchrec.stages.extract import extract_orders
 
     with stage("extract_inference_events"):
+        if warehouse_secret:
+            from searchrec.secrets import load_warehouse_login
+
+            load_warehouse_login(warehouse_secret)
         users_path = None
         if users_uri:
             from searchrec import storage

@@ -19,6 +19,13 @@ from components import (
     train,
 )
 from pipelines.cluster import configure
+from searchrec import config
+
+# Defaults of the cluster pipelines' warehouse, embeddings and encoder: the environment or settings file
+# at compile time (config.production_defaults), never host names in this source.
+PRODUCTION = config.production_defaults()
+# The Secret Manager login is a Vertex AI default only; Kubeflow Pipelines pods get a Kubernetes Secret.
+PRODUCTION_WAREHOUSE_SECRET = PRODUCTION.warehouse_secret if config.platform().secret_manager else ""
 
 
 def import_encoder(encoder):
@@ -46,12 +53,18 @@ def training_tasks(
     ground_truth_uri,
     index_kind,
     min_index_recall,
+    warehouse_secret="",
 ):
     """extract -> clean -> encode -> train -> index. Returns the train and index tasks.
 
     `encoder` is the Model artifact of import_encoder()."""
     events = configure(
-        extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
+        extract_training_events(
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            warehouse_secret=warehouse_secret,
+        ),
         "extract",
         touches_network=True,
         cache=False,
@@ -137,13 +150,18 @@ def recommend_tasks(
     min_history,
     output_uri,
     index=None,
+    warehouse_secret="",
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
     `model` and `encoder` are Model artifacts (a train output or an importer's)."""
     events = configure(
         extract_inference_events(
-            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, users_uri=users_uri
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            users_uri=users_uri,
+            warehouse_secret=warehouse_secret,
         ),
         "extract",
         touches_network=True,

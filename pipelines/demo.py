@@ -10,6 +10,7 @@ from searchrec import config
 def demo(
     warehouse_uri: str = config.DEMO_WAREHOUSE,
     embeddings_uri: str = config.DEMO_EMBEDDINGS,
+    warehouse_secret: str = "",
     train_start_date: str = config.DEMO_TRAIN_START,
     train_end_date: str = config.DEMO_TRAIN_END,
     holdout_start: str = config.DEMO_HOLDOUT_START,
@@ -36,6 +37,7 @@ def demo(
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=train_start_date,
         end_date=train_end_date,
@@ -55,6 +57,7 @@ def demo(
     recommend_tasks(
         model=trained.outputs["model"],
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=recommend_start_date,
         end_date=recommend_end_date,
