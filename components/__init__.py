@@ -1,5 +1,6 @@
 """Thin, typed KFP components, one module per stage; the logic lives in the searchrec library."""
 
+from components.backtest import backtest
 from components.clean import clean_inference, clean_training
 from components.encode import encode
 from components.extract import extract_inference_events, extract_snapshot, extract_training_events
@@ -8,6 +9,7 @@ from components.infer import infer, merge_recommendations, shard_indices
 from components.train import train
 
 __all__ = [
+    "backtest",
     "build_index",
     "clean_inference",
     "clean_training",

@@ -6,6 +6,7 @@ from kfp import dsl
 from kfp.dsl import Model
 
 from components import (
+    backtest,
     build_index,
     clean_inference,
     clean_training,
@@ -151,10 +152,12 @@ def recommend_tasks(
     output_uri,
     index=None,
     warehouse_secret="",
+    then=None,
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
-    `model` and `encoder` are Model artifacts (a train output or an importer's)."""
+    `model` and `encoder` are Model artifacts (a train output or an importer's). `then`, if given, is
+    called with the final recommendations inside whichever branch produces them (e.g. a backtest)."""
     events = configure(
         extract_inference_events(
             warehouse_uri=warehouse_uri,
@@ -186,19 +189,35 @@ def recommend_tasks(
     )
     with dsl.If(num_shards == 1, name="one-shard"):
         # One shard: a single task writes the final dataset (and its copy), no fan-out, no merge.
-        configure(
+        single = configure(
             infer(**common, shard_index=0, output_uri=output_uri), "infer", touches_network=True
         ).set_display_name("infer")
+        if then is not None:
+            then(single.outputs["recommendations"])
     with dsl.Else(name="sharded"):
         shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name("user shards")
         with dsl.ParallelFor(shards.output, name="shard") as shard_index:
             per_shard = configure(infer(**common, shard_index=shard_index), "infer").set_display_name(
                 "infer shard"
             )
-        configure(
+        merged = configure(
             merge_recommendations(
                 shards=dsl.Collected(per_shard.outputs["recommendations"]), output_uri=output_uri
             ),
             "infer",
             touches_network=True,
         ).set_display_name("merge recommendations")
+        if then is not None:
+            then(merged.outputs["recommendations"])
+
+
+def backtest_task(recommendations, warehouse_uri, start_date, days):
+    """Served recommendations against the warehouse's purchases of the following days (Metrics)."""
+    return configure(
+        backtest(
+            recommendations=recommendations, warehouse_uri=warehouse_uri, start_date=start_date, days=days
+        ),
+        "extract",
+        touches_network=True,
+        cache=False,
+    ).set_display_name("backtest recommendations")

@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from pipelines.common import import_encoder, recommend_tasks, training_tasks
+from pipelines.common import backtest_task, import_encoder, recommend_tasks, training_tasks
 from searchrec import config
 
 
@@ -21,8 +21,8 @@ def demo(
     min_item_count: int = config.DEMO_MIN_ITEM_COUNT,
     encoder: str = config.DEMO_ENCODER_DIR,
     pooling: str = "",
-    epochs: int = 8,
-    batch_size: int = 1024,
+    epochs: int = config.TRAIN_EPOCHS,
+    batch_size: int = config.TRAIN_BATCH_SIZE,
     loss: str = "",
     index_kind: str = config.INDEX_KIND,
     min_index_recall: float = config.MIN_INDEX_RECALL,
@@ -33,6 +33,8 @@ def demo(
     exclude_bought: bool = False,
     min_history: int = config.MIN_HISTORY,
     output_uri: str = "",
+    backtest_start_date: str = config.DEMO_BACKTEST_START,
+    backtest_days: int = config.DEMO_BACKTEST_DAYS,
 ):
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
@@ -72,4 +74,5 @@ def demo(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
+        then=lambda recs: backtest_task(recs, warehouse_uri, backtest_start_date, backtest_days),
     )

@@ -6,6 +6,7 @@ Every command ends bad input with one line naming the problem and exit code 1 (2
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import shutil
 import sys
@@ -142,6 +143,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_demo_data(argparse.Namespace(out=str(data), size="demo", seed=0, force=True))
     args.pipeline = "demo"
     return cmd_run(args)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from searchrec.stages.backtest import backtest
+
+    result = backtest(Path(args.recommendations), _abs_uri(args.warehouse_uri), args.start_date, args.days)
+    print(json.dumps({"start_date": result.start_date, "end_date": result.end_date, **result.as_metrics()}))
+    return 0
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -338,7 +347,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=config.SNAPSHOT_MAX_DAYS,
         help="how far the nearest dt= snapshot may be from the window's end",
     )
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--epochs", type=int, default=config.TRAIN_EPOCHS)
     p.add_argument("--num-shards", type=int, default=config.DEMO_NUM_SHARDS)
     p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")
     p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")
@@ -369,6 +378,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "backtest", help="served recommendations against the purchases of the following days, any warehouse"
+    )
+    p.add_argument(
+        "--recommendations", required=True, help="an infer output folder (recommendations.parquet)"
+    )
+    p.add_argument("--warehouse-uri", required=True, help="duckdb:///file or postgresql://host/db")
+    p.add_argument("--start-date", required=True, help="first day of the purchases, YYYY-MM-DD")
+    p.add_argument("--days", type=int, default=config.BACKTEST_DAYS)
+    p.set_defaults(func=cmd_backtest)
 
     p = sub.add_parser("compile", help="compile the pipelines to YAML, per platform")
     p.add_argument("--out", default="compiled", help="YAML goes to <out>/<platform>/<pipeline>.yaml")

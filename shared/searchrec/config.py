@@ -98,6 +98,25 @@ def production_defaults(environ: dict[str, str] | None = None) -> ProductionDefa
     return ProductionDefaults(**values)
 
 
+BACKTEST_DAYS = 7  # served recommendations against the purchases of the following N days
+
+# --- training defaults (measured: tests/benchmarks/results/train.md) -----------------------------
+TRAIN_EPOCHS = 8  # at most; early stopping on the validation split may end sooner
+TRAIN_BATCH_SIZE = 1024
+TRAIN_LR = 0.002
+TRAIN_TEMPERATURE = 0.05
+TRAIN_LOSS = "softmax"  # in-batch sampled softmax with logQ correction
+TRAIN_PADDING = "mask"  # empty history slots zeroed ("pad": the [PAD] encoding)
+QUERY_TOWER = (
+    "attention"  # shared per-query projection + positions + attention pooling; or "concat" (the original)
+)
+SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
+NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA
+NEGATIVE_SAMPLING_ALPHA = 0.5
+VALIDATION_DAYS = 3  # the last days of the training split: model selection, never trained on
+EARLY_STOPPING_PATIENCE = 2  # epochs without a better validation score before stopping (0: never)
+SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
+
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
 DEMO_WAREHOUSE = f"duckdb:///{DEMO_DIR}/warehouse.duckdb"
@@ -107,7 +126,10 @@ DEMO_TRAIN_START = "2026-09-01"
 DEMO_TRAIN_END = "2026-10-07"
 DEMO_HOLDOUT_START = "2026-10-01"  # purchases on/after this date are the temporal holdout
 DEMO_RECOMMEND_START = "2026-10-08"
-DEMO_RECOMMEND_END = "2026-10-14"
+DEMO_RECOMMEND_END = "2026-10-10"  # the recommendation day: queries up to here ...
+DEMO_BACKTEST_START = "2026-10-11"  # ... are backtested against the purchases of the days after it
+DEMO_BACKTEST_DAYS = 4
+DEMO_DATA_END = "2026-10-14"  # last day of the demo warehouse
 DEMO_MIN_ITEM_COUNT = 3
 DEMO_NUM_SHARDS = 2
 
