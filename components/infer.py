@@ -38,7 +38,8 @@ def infer(
     from pathlib import Path
 
     from searchrec.runtime import stage
-    from searchrec.stages.infer import publish, recommend
+    from searchrec.stages.infer import recommend
+    from searchrec.stages.merge import publish
 
     with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
         stats = recommend(
@@ -66,7 +67,7 @@ def merge_recommendations(
     from pathlib import Path
 
     from searchrec.runtime import stage
-    from searchrec.stages.infer import merge_shards, publish
+    from searchrec.stages.merge import merge_shards, publish
 
     with stage("merge_recommendations"):
         stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))

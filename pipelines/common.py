@@ -20,6 +20,13 @@ from components import (
     train,
 )
 from pipelines.cluster import configure
+from searchrec import config
+
+# Defaults of the cluster pipelines' warehouse, embeddings and encoder: the environment or settings file
+# at compile time (config.production_defaults), never host names in this source.
+PRODUCTION = config.production_defaults()
+# The Secret Manager login is a Vertex AI default only; Kubeflow Pipelines pods get a Kubernetes Secret.
+PRODUCTION_WAREHOUSE_SECRET = PRODUCTION.warehouse_secret if config.platform().secret_manager else ""
 
 
 def import_encoder(encoder):
@@ -47,12 +54,18 @@ def training_tasks(
     ground_truth_uri,
     index_kind,
     min_index_recall,
+    warehouse_secret="",
 ):
     """extract -> clean -> encode -> train -> index. Returns the train and index tasks.
 
     `encoder` is the Model artifact of import_encoder()."""
     events = configure(
-        extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
+        extract_training_events(
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            warehouse_secret=warehouse_secret,
+        ),
         "extract",
         touches_network=True,
         cache=False,
@@ -84,7 +97,13 @@ def training_tasks(
         ),
         "train",
     )
-    indexed = index_task(trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall)
+    indexed = index_task(
+        trained.outputs["model"],
+        snapshot.outputs["snapshot"],
+        encoded.outputs["encoded"],
+        index_kind,
+        min_index_recall,
+    )
     return trained, indexed
 
 
@@ -103,9 +122,13 @@ def encode_task(examples, encoder, pooling):
     )
 
 
-def index_task(model, snapshot, index_kind, min_index_recall):
+def index_task(model, snapshot, encoded, index_kind, min_index_recall):
+    """The index over the snapshot; `encoded` histories are the real queries its recall is tuned on."""
     return configure(
-        build_index(model=model, snapshot=snapshot, kind=index_kind, min_recall=min_index_recall), "index"
+        build_index(
+            model=model, snapshot=snapshot, encoded=encoded, kind=index_kind, min_recall=min_index_recall
+        ),
+        "index",
     )
 
 
@@ -128,6 +151,7 @@ def recommend_tasks(
     min_history,
     output_uri,
     index=None,
+    warehouse_secret="",
     then=None,
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
@@ -136,17 +160,23 @@ def recommend_tasks(
     called with the final recommendations inside whichever branch produces them (e.g. a backtest)."""
     events = configure(
         extract_inference_events(
-            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, users_uri=users_uri
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            users_uri=users_uri,
+            warehouse_secret=warehouse_secret,
         ),
         "extract",
         touches_network=True,
         cache=False,
     ).set_display_name("extract inference events")
-    if index is None:
-        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
-        index = index_task(model, snapshot.outputs["snapshot"], index_kind, min_index_recall).outputs["index"]
     histories = configure(clean_inference(events=events.outputs["events"], min_history=min_history), "clean")
     encoded = encode_task(histories.outputs["histories"], encoder, pooling)
+    if index is None:
+        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
+        index = index_task(
+            model, snapshot.outputs["snapshot"], encoded.outputs["encoded"], index_kind, min_index_recall
+        ).outputs["index"]
     common = dict(
         model=model,
         index=index,
@@ -181,11 +211,15 @@ def recommend_tasks(
             then(merged.outputs["recommendations"])
 
 
-def backtest_task(recommendations, warehouse_uri, start_date, days):
+def backtest_task(recommendations, warehouse_uri, start_date, days, warehouse_secret=""):
     """Served recommendations against the warehouse's purchases of the following days (Metrics)."""
     return configure(
         backtest(
-            recommendations=recommendations, warehouse_uri=warehouse_uri, start_date=start_date, days=days
+            recommendations=recommendations,
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            days=days,
+            warehouse_secret=warehouse_secret,
         ),
         "extract",
         touches_network=True,

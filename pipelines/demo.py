@@ -10,6 +10,7 @@ from searchrec import config
 def demo(
     warehouse_uri: str = config.DEMO_WAREHOUSE,
     embeddings_uri: str = config.DEMO_EMBEDDINGS,
+    warehouse_secret: str = "",
     train_start_date: str = config.DEMO_TRAIN_START,
     train_end_date: str = config.DEMO_TRAIN_END,
     holdout_start: str = config.DEMO_HOLDOUT_START,
@@ -38,6 +39,7 @@ def demo(
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=train_start_date,
         end_date=train_end_date,
@@ -57,6 +59,7 @@ def demo(
     recommend_tasks(
         model=trained.outputs["model"],
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=recommend_start_date,
         end_date=recommend_end_date,
@@ -71,5 +74,7 @@ def demo(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
-        then=lambda recs: backtest_task(recs, warehouse_uri, backtest_start_date, backtest_days),
+        then=lambda recs: backtest_task(
+            recs, warehouse_uri, backtest_start_date, backtest_days, warehouse_secret
+        ),
     )

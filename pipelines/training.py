@@ -2,7 +2,7 @@
 
 from kfp import dsl
 
-from pipelines.common import import_encoder, training_tasks
+from pipelines.common import PRODUCTION, PRODUCTION_WAREHOUSE_SECRET, import_encoder, training_tasks
 from searchrec import config
 
 
@@ -12,13 +12,14 @@ from searchrec import config
 def training(
     start_date: str,
     end_date: str,
-    warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
-    embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    warehouse_uri: str = PRODUCTION.warehouse_uri,
+    embeddings_uri: str = PRODUCTION.embeddings_uri,
+    warehouse_secret: str = PRODUCTION_WAREHOUSE_SECRET,
     holdout_start: str = "",
     snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
     max_items: int = config.MAX_ITEMS,
     min_item_count: int = config.MIN_ITEM_COUNT,
-    encoder: str = config.PRODUCTION_ENCODER_ID,
+    encoder: str = PRODUCTION.encoder,
     pooling: str = config.PRODUCTION_ENCODER_POOLING,
     epochs: int = config.TRAIN_EPOCHS,
     batch_size: int = config.TRAIN_BATCH_SIZE,
@@ -30,6 +31,7 @@ def training(
     encoder_model = import_encoder(encoder)
     training_tasks(
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=start_date,
         end_date=end_date,

@@ -4,6 +4,7 @@ has; a default changed in one place and not the others fails here."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -32,9 +33,13 @@ def pipeline(graph, param: str) -> tuple[str, object]:
     return f"pipeline {func.__name__}({param})", inspect.signature(func).parameters[param].default
 
 
-def cli(command: str, dest: str, *extra: str) -> tuple[str, object]:
-    args = build_parser().parse_args([command, *extra])
-    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(args, dest)
+@functools.cache
+def _parsed(command: str):
+    return build_parser().parse_args([command])
+
+
+def cli(command: str, dest: str) -> tuple[str, object]:
+    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command), dest)
 
 
 def train_param(field: str) -> tuple[str, object]:
@@ -57,6 +62,7 @@ PLACES = {
         *(pipeline(p, "min_index_recall") for p in (training, recommend, demo)),
     ],
     "INDEX_AUTO_THRESHOLD": lambda: [stage(index.build_index, "auto_threshold")],
+    "INDEX_AUTO_MIN_SPEEDUP": lambda: [stage(index.build_index, "auto_min_speedup")],
     "ENCODE_BATCH_SIZE": lambda: [
         stage(encode.encode_histories, "batch_size"),
         component("encode", "batch_size"),

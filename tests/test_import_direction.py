@@ -38,11 +38,10 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-NOT_YET: set[str] = set()  # evaluation's ceiling now lives in searchrec.ceiling (issue 12)
 RUNTIME = sorted(
     p
     for p in [*PACKAGE.rglob("*.py"), *(ROOT / "components").glob("*.py")]
-    if not _is_driver(_module_name(p)) and _module_name(p) not in NOT_YET
+    if not _is_driver(_module_name(p))
 )
 
 

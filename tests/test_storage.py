@@ -117,3 +117,17 @@ def test_local_upload_refuses_a_foreign_folder_and_replaces_its_own(tmp_path):
     storage.upload_tree(second, mine)  # a folder searchrec wrote is replaced, nothing of it is left
     assert {k for k in read_tree(mine) if k not in folder.MARKERS} == {"b.txt"}
     assert folder.is_complete(mine)
+
+
+def test_parallel_transfers_copy_the_same_tree(backend, tmp_path):
+    src = tmp_path / "many"
+    for i in range(40):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i:02d}.bin").write_bytes(bytes([i]) * (1000 + i))
+    uri = backend("many")
+    assert len(storage.upload_tree(src, uri, threads=8)) == 40
+    one, eight = tmp_path / "one", tmp_path / "eight"
+    storage.download_tree(uri, one, threads=1)
+    storage.download_tree(uri, eight, threads=8)
+    strip = lambda tree: {k: v for k, v in tree.items() if k not in folder.MARKERS}  # noqa: E731
+    assert strip(read_tree(one)) == strip(read_tree(eight)) == read_tree(src)

@@ -154,11 +154,173 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines import compile_all
+    """YAML per platform: <out>/kfp/<pipeline>.yaml and/or <out>/vertex/<pipeline>.yaml."""
+    import os
 
-    for path in compile_all(Path(args.out)):
+    from searchrec.submit import CHECK_PIPELINE_NAMES, PIPELINE_NAMES, compile_platforms
+
+    chosen = args.platform or os.environ.get(config.PLATFORM_ENV) or "all"
+    platforms = config.PLATFORM_NAMES if chosen == "all" else (config.platform_name(chosen),)
+    names = (*PIPELINE_NAMES, *CHECK_PIPELINE_NAMES)
+    for path in compile_platforms(Path(args.out), platforms, tag=config.IMAGE_TAG, pipelines=names):
         print(path)
     return 0
+
+
+def cmd_encoder_publish(args: argparse.Namespace) -> int:
+    from searchrec.encoder import MANIFEST_FILE, publish_encoder
+
+    manifest = publish_encoder(args.src, args.dest, pooling=args.pooling or None)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    print(
+        f"published {args.src} to {args.dest}: {len(manifest['files'])} files, {size / 1e6:.1f} MB, {MANIFEST_FILE}"
+    )
+    print(f"use it as: --param encoder={args.dest}")
+    return 0
+
+
+def cmd_encoder_verify(args: argparse.Namespace) -> int:
+    from searchrec.encoder import MANIFEST_FILE, check_published
+
+    manifest = check_published(args.path)
+    print(
+        f"{args.path}: {len(manifest['files'])} files match {MANIFEST_FILE} (source {manifest.get('source')})"
+    )
+    return 0
+
+
+def _add_encoder_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "encoder", help="publish a sentence encoder for the cluster, or verify a published one"
+    )
+    commands = p.add_subparsers(dest="encoder_command", required=True)
+    q = commands.add_parser(
+        "publish", help="save_pretrained layout + checksum manifest of a cached HF id or a folder, to DEST"
+    )
+    q.add_argument("src", help="Hugging Face id in the local cache (HF_HOME), or a folder")
+    q.add_argument("dest", help="folder, s3://bucket/prefix or gs://bucket/prefix")
+    q.add_argument(
+        "--pooling", choices=["cls", "mean"], default=None, help="default: the source folder's, else cls"
+    )
+    q.set_defaults(func=cmd_encoder_publish)
+    q = commands.add_parser("verify", help="check a published folder's files against its manifest")
+    q.add_argument("path", help="folder, s3:// or gs://")
+    q.set_defaults(func=cmd_encoder_verify)
+
+
+def _preflight_arguments(args: argparse.Namespace) -> dict:
+    from searchrec.dates import parse_date
+
+    parse_date(args.date, "--date")
+    arguments = {
+        "date": args.date,
+        "snapshot_max_days": args.snapshot_max_days,
+        "allow_no_gpu": args.allow_no_gpu,
+        # required on a cluster; locally the demo's stand-in encoder is not a published folder
+        "require_encoder_manifest": (
+            not args.local if args.require_encoder_manifest is None else args.require_encoder_manifest
+        ),
+    }
+    for name in ("warehouse_uri", "embeddings_uri", "encoder", "warehouse_secret"):
+        value = getattr(args, name)
+        if value:
+            arguments[name] = _abs_uri(value) if args.local and name != "warehouse_secret" else value
+    return arguments
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """The preflight pipeline: locally (kfp.local) with one line per check, or submitted to a cluster."""
+    if not args.local:
+        return _submit_preflight(args)
+    from searchrec.localrun import run_local
+    from searchrec.preflight import parse_report
+
+    defaults = {"warehouse_uri": config.DEMO_WAREHOUSE, "embeddings_uri": config.DEMO_EMBEDDINGS}
+    defaults["encoder"] = config.DEMO_ENCODER_DIR
+    for name, value in defaults.items():
+        setattr(args, name, getattr(args, name) or value)
+    run = run_local("preflight", _preflight_arguments(args), Path(args.runs_dir))
+    report = run.artifact_path("preflight-report", "report")
+    for stage, check, result, detail in parse_report(report.read_text(encoding="utf-8")):
+        print(f"{result} {stage} {check}: {detail}")
+    print(f"preflight report (Markdown artifact): {report}")
+    return 0
+
+
+def _submit_preflight(args: argparse.Namespace) -> int:
+    from searchrec.submit import RunNotSucceeded, parse_params, submit
+
+    params = {k: v for k, v in _preflight_arguments(args).items() if k != "date"}
+    params.update(parse_params(args.param))
+    try:
+        run_id = _submit_preflight_run(args, params, submit)
+    except RunNotSucceeded as error:
+        print(f"searchrec: {error}", file=sys.stderr)
+        return error.exit_code
+    print(run_id)
+    return 0
+
+
+def _submit_preflight_run(args: argparse.Namespace, params: dict, submit) -> str:
+    from searchrec.submit import vertex_network_from_args
+
+    return submit(
+        "preflight",
+        start_date=args.date,
+        end_date=args.date,
+        params=params,
+        host=args.host or None,
+        namespace=args.namespace or None,
+        vertex_project=None if args.host else (args.vertex_project or None),
+        vertex_location=args.vertex_location or None,
+        pipeline_root=args.pipeline_root or None,
+        service_account=args.service_account or None,
+        tag=args.tag,
+        wait=args.wait,
+        timeout=args.timeout,
+        vertex_network=vertex_network_from_args(args),
+    )
+
+
+def _add_preflight_command(sub: argparse._SubParsersAction) -> None:
+    import datetime as dt
+    import os
+
+    p = sub.add_parser("preflight", help="check every stage image on a cluster (or locally with --local)")
+    p.add_argument("--local", action="store_true", help="run with kfp.local here (default: the demo data)")
+    p.add_argument("--date", default=dt.date.today().isoformat(), help="embeddings partition near this date")
+    p.add_argument("--warehouse-uri", dest="warehouse_uri", default="")
+    p.add_argument("--warehouse-secret", dest="warehouse_secret", default="", help="Secret Manager version")
+    p.add_argument("--embeddings-uri", dest="embeddings_uri", default="")
+    p.add_argument("--encoder", default="", help="published encoder folder (searchrec encoder publish)")
+    p.add_argument("--snapshot-max-days", type=int, default=config.SNAPSHOT_MAX_DAYS)
+    p.add_argument("--allow-no-gpu", action="store_true", help="GPU checks pass without a GPU (local runs)")
+    p.add_argument(
+        "--require-encoder-manifest",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: required on a cluster, not locally (the demo's stand-in is not published)",
+    )
+    p.add_argument("--runs-dir", default="runs", help="kfp.local pipeline roots go here (--local)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--host", default=os.environ.get(config.HOST_ENV), help=f"KFP endpoint (${config.HOST_ENV})"
+    )
+    p.add_argument("--namespace", default=os.environ.get(config.NAMESPACE_ENV))
+    p.add_argument("--vertex-project", default=os.environ.get(config.VERTEX_PROJECT_ENV))
+    p.add_argument("--vertex-location", default=os.environ.get(config.VERTEX_LOCATION_ENV))
+    p.add_argument("--pipeline-root", default=os.environ.get(config.PIPELINE_ROOT_ENV))
+    p.add_argument("--service-account", default=os.environ.get(config.SERVICE_ACCOUNT_ENV))
+    p.add_argument("--tag", default=None, help="image tag (default: $SEARCHREC_IMAGE_TAG or the git commit)")
+    p.add_argument("--wait", action="store_true", help="wait for the run; exit code from its final state")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (exit 124 after)")
+    try:
+        from searchrec.submit import add_vertex_network_options
+    except ImportError:  # the submit extra is not installed in this image
+        pass
+    else:
+        add_vertex_network_options(p)
+    p.set_defaults(func=cmd_preflight)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -228,9 +390,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=config.BACKTEST_DAYS)
     p.set_defaults(func=cmd_backtest)
 
-    p = sub.add_parser("compile", help="compile the pipelines to YAML")
-    p.add_argument("--out", default="compiled")
+    p = sub.add_parser("compile", help="compile the pipelines to YAML, per platform")
+    p.add_argument("--out", default="compiled", help="YAML goes to <out>/<platform>/<pipeline>.yaml")
+    p.add_argument(
+        "--platform",
+        choices=[*config.PLATFORM_NAMES, "all"],
+        default=None,
+        help=f"kfp (PipelineSpec + PlatformSpec) or vertex (one document); default ${config.PLATFORM_ENV}, else all",
+    )
     p.set_defaults(func=cmd_compile)
+
+    _add_encoder_commands(sub)
+    _add_preflight_command(sub)
 
     try:
         from searchrec.submit import register_cli

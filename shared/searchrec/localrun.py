@@ -79,7 +79,7 @@ def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
     from searchrec.runtime import ERRORS_FILE_ENV
 
     os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
-    from pipelines import PIPELINES
+    from pipelines import ALL_PIPELINES as PIPELINES  # the data pipelines and preflight
 
     if pipeline_name not in PIPELINES:
         raise SearchrecError(f"unknown pipeline {pipeline_name!r}; expected one of {', '.join(PIPELINES)}")

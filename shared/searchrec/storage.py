@@ -18,10 +18,14 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from searchrec import config
+from searchrec.artifacts import folder
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -131,7 +135,7 @@ def _list_tree(uri: str) -> list[tuple[str, str]]:
 # --- copying --------------------------------------------------------------------------------------
 
 
-def download_into(uri: str | Path, target: Path) -> None:
+def download_into(uri: str | Path, target: Path, *, threads: int = config.TRANSFER_THREADS) -> None:
     """Every file under ``uri`` into ``target`` (which exists and is empty), file by file."""
     if not is_remote(uri):
         src = local_path(uri)
@@ -144,22 +148,40 @@ def download_into(uri: str | Path, target: Path) -> None:
         items = _list_tree(str(uri))
         if not items:
             raise SearchrecError(f"nothing to download under {uri}")
+        for _, rel in items:
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
         client = _s3_client() if scheme == "s3" else _gcs_client()
         gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
-        for key, rel in items:
-            dest = target / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
+
+        def fetch(item: tuple[str, str]) -> None:
+            key, rel = item
             if scheme == "s3":
-                client.download_file(bucket, key, str(dest))
+                client.download_file(bucket, key, str(target / rel))
             else:
-                gcs_bucket.blob(key).download_to_filename(str(dest))
+                gcs_bucket.blob(key).download_to_filename(str(target / rel))
+
+        _in_parallel(fetch, items, threads)
     except SearchrecError:
         raise
     except Exception as exc:
         raise _remote_error(str(uri), "download", exc) from exc
 
 
-def download_tree(uri: str | Path, local_dir: str | Path) -> list[Path]:
+def _in_parallel(work: Callable[[Any], None], items: Sequence[Any], threads: int) -> None:
+    """``work`` on every item, ``threads`` at a time (object stores answer many requests at once; one
+    at a time leaves the link idle between round trips). The first failure is raised."""
+    if threads <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="searchrec-io") as pool:
+        for future in [pool.submit(work, item) for item in items]:
+            future.result()
+
+
+def download_tree(
+    uri: str | Path, local_dir: str | Path, *, threads: int = config.TRANSFER_THREADS
+) -> list[Path]:
     """Copy every file under ``uri`` (recursively) into ``local_dir``; return the local files, sorted.
 
     ``local_dir`` must be absent or empty; if the copy fails, what it wrote is removed again.
@@ -171,7 +193,7 @@ def download_tree(uri: str | Path, local_dir: str | Path) -> list[Path]:
     local_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     try:
-        download_into(uri, local_dir)
+        download_into(uri, local_dir, threads=threads)
     except BaseException:
         for entry in list(local_dir.iterdir()):
             shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
@@ -190,45 +212,45 @@ def download_tree(uri: str | Path, local_dir: str | Path) -> list[Path]:
     return files
 
 
-def _upload_remote(local_dir: Path, rels: list[Path], uri: str) -> list[str]:
+def _upload_remote(local_dir: Path, rels: list[Path], uri: str, threads: int) -> list[str]:
+    """Objects in parallel; completion markers after all the rest, so a reader never sees one early."""
     scheme, bucket, prefix = split_uri(uri)
-    dests = []
+    keys = {rel: "/".join(p for p in (prefix, rel.as_posix()) if p) for rel in rels}
     try:
         client = _s3_client() if scheme == "s3" else _gcs_client()
         gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
-        for rel in rels:
-            key = "/".join(p for p in (prefix, rel.as_posix()) if p)
+
+        def put(rel: Path) -> None:
             if scheme == "s3":
-                client.upload_file(str(local_dir / rel), bucket, key)
+                client.upload_file(str(local_dir / rel), bucket, keys[rel])
             else:
-                gcs_bucket.blob(key).upload_from_filename(str(local_dir / rel))
-            dests.append(f"{scheme}://{bucket}/{key}")
+                gcs_bucket.blob(keys[rel]).upload_from_filename(str(local_dir / rel))
+
+        markers = [r for r in rels if r.name in folder.MARKERS]
+        _in_parallel(put, [r for r in rels if r.name not in folder.MARKERS], threads)
+        _in_parallel(put, markers, 1)
     except Exception as exc:
         raise _remote_error(uri, "upload to", exc) from exc
-    return dests
+    return [f"{scheme}://{bucket}/{keys[rel]}" for rel in rels]
 
 
-def upload_tree(local_dir: str | Path, uri: str | Path) -> list[str]:
+def upload_tree(
+    local_dir: str | Path, uri: str | Path, *, threads: int = config.TRANSFER_THREADS
+) -> list[str]:
     """Copy every file under ``local_dir`` to ``uri`` (same relative paths); return the destinations.
 
     A local target is published as a searchrec folder (``artifacts.folder.publishing``: a folder
     holding files searchrec did not write is refused, not replaced). Remote objects are written one
     by one and become visible individually (object stores have no folder rename).
     """
-    from searchrec.artifacts import folder
-
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
         raise SearchrecError(f"no such folder {local_dir}")
-    # a completion marker goes last: a reader of a half-finished copy finds none
-    rels = sorted(
-        (p.relative_to(local_dir) for p in local_dir.rglob("*") if p.is_file()),
-        key=lambda rel: (rel.name in folder.MARKERS, rel.as_posix()),
-    )
+    rels = sorted(p.relative_to(local_dir) for p in local_dir.rglob("*") if p.is_file())
     nbytes = sum((local_dir / r).stat().st_size for r in rels)
     t0 = time.perf_counter()
     if is_remote(uri):
-        dests = _upload_remote(local_dir, rels, str(uri))
+        dests = _upload_remote(local_dir, rels, str(uri), threads)
     else:
         target = local_path(uri)
         with folder.publishing(target, "copy of " + local_dir.name) as out:

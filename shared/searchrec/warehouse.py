@@ -16,8 +16,11 @@ the target only when every row has been written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from searchrec.artifacts import events, folder
@@ -262,20 +266,81 @@ def _query_error(exc: BaseException, uri: str, query: str) -> SearchrecError:
     return SearchrecError(f"warehouse {name}: sql/{query}.sql failed: {msg}")
 
 
+def bind_parameters(conn: Any, sql: str, params: dict[str, Any]) -> str:
+    """``sql`` with its parameters rendered as literals by the driver (psycopg2's quoting, the same
+    escaping a server-side bind gets): COPY takes no bind parameters."""
+    with conn.cursor() as cur:
+        return cur.mogrify(sql, params).decode(conn.encoding and "utf-8")
+
+
+def _csv_options(schema: pa.Schema, block_bytes: int) -> dict[str, Any]:
+    """pyarrow CSV options that read PostgreSQL's CSV exactly: NULL is an unquoted empty field, ''
+    a quoted one; values may hold newlines and quotes; timestamps are ISO."""
+    return {
+        "read_options": pacsv.ReadOptions(column_names=schema.names, block_size=block_bytes),
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=schema,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    }
+
+
+def _conversion_error(message: str, schema: pa.Schema) -> str:
+    """A column of the wrong type, named: 'column query_ts does not hold timestamp[us] values: ...'."""
+    first = message.splitlines()[0]
+    m = re.search(r"CSV column #(\d+)", first)
+    if m and int(m.group(1)) < len(schema):
+        field = schema.field(int(m.group(1)))
+        return f"column {field.name} does not hold {field.type} values: {first}"
+    return f"cannot read the query's rows: {first}"
+
+
 def _pg_batches(
     conn: Any, sql: str, params: dict[str, Any], schema: pa.Schema, chunk_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    """Rows of a named (server-side) cursor, chunk_rows at a time, as record batches of ``schema``."""
-    with conn.cursor(name="searchrec_stream") as cur:
-        cur.itersize = chunk_rows
-        cur.execute(sql, params)
-        while True:
-            rows = cur.fetchmany(chunk_rows)
-            if not rows:
-                break
-            columns = list(zip(*rows, strict=True))
-            arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    """``COPY (query) TO STDOUT (FORMAT csv)`` parsed by pyarrow's streaming CSV reader, as record batches.
+
+    The server formats rows (on Greenplum, every segment in parallel) and the client parses text in C,
+    with no Python object per value. psycopg2 pushes the COPY stream into a pipe from a thread while
+    pyarrow pulls blocks from the other end, so memory stays bounded by a block, not the window.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SET DateStyle TO 'ISO, YMD'")
+    copy_sql = f"COPY ({bind_parameters(conn, sql, params).rstrip().rstrip(';')}) TO STDOUT WITH (FORMAT csv)"
+    read_fd, write_fd = os.pipe()
+    reader_end, writer_end = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.copy_expert(copy_sql, writer_end, size=1 << 20)
+        except BaseException as exc:  # handed to the reading side
+            failure.append(exc)
+        finally:
+            with contextlib.suppress(OSError):
+                writer_end.close()
+
+    thread = threading.Thread(target=pump, name="searchrec-copy", daemon=True)
+    thread.start()
+    try:
+        block = max(1 << 20, min(64 << 20, chunk_rows * 64))
+        try:
+            for batch in pacsv.open_csv(reader_end, **_csv_options(schema, block)):
+                if batch.num_rows:
+                    yield batch
+        except (pa.ArrowInvalid, OSError) as exc:
+            thread.join()  # the writer's own error, if any, is the one to report
+            if not failure and "Empty CSV file" not in str(exc):  # no rows: nothing to yield
+                raise SearchrecError(_conversion_error(str(exc), schema)) from exc
+    finally:
+        reader_end.close()  # a writer still pumping gets EPIPE and ends
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def _duckdb_batches(
@@ -289,7 +354,20 @@ def _duckdb_batches(
         reader = relation.fetch_record_batch(chunk_rows)
     for batch in reader:
         if batch.num_rows:
-            yield batch.rename_columns(schema.names).cast(schema)
+            yield _cast(batch.rename_columns(schema.names), schema)
+
+
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` as ``schema``; a column that cannot be converted is named in one line."""
+    for field, column in zip(schema, batch.columns, strict=True):
+        if not column.type.equals(field.type):
+            try:
+                column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SearchrecError(
+                    f"column {field.name} is {column.type}, not convertible to {field.type}: {str(exc).splitlines()[0]}"
+                ) from None
+    return batch.cast(schema)
 
 
 def rechunk(batches: Iterator[pa.RecordBatch], schema: pa.Schema, chunk_rows: int) -> Iterator[pa.Table]:
@@ -420,7 +498,7 @@ def stream_to_parquet(
                 raise on_empty()
             parts.write(schema.empty_table())
         if engine == "postgresql":
-            conn.rollback()  # read-only work; drops the TEMP table
+            _end_read_only(conn, uri)
     seconds = time.perf_counter() - parts.started
     log.info(
         "%s from %s: %d rows in %d files (%.1f MB) to %s in %.1fs (%.0f rows/s)",
@@ -438,6 +516,65 @@ def stream_to_parquet(
     )
 
 
+# The source contract (DESIGN.md section 2): column -> accepted type families, per table.
+CONTRACT = {
+    "search_queries": {"user_id": "integer", "query_ts": "timestamp", "query_text": "text"},
+    "orders": {"user_id": "integer", "order_ts": "timestamp", "nm_id": "integer"},
+}
+_FAMILIES = {
+    "integer": ("bigint", "integer", "smallint", "int8", "int4", "int2", "hugeint", "ubigint", "uinteger"),
+    "timestamp": ("timestamp",),
+    "text": ("text", "character varying", "varchar", "character", "char", "string"),
+}
+
+
+def _column_types(conn: Any, engine: str, table: str) -> dict[str, str]:
+    """column -> declared type of ``table`` as the session sees it (empty if there is no such table)."""
+    if engine == "duckdb":
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    else:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = ANY (current_schemas(false))",
+                (table,),
+            )
+            rows = cur.fetchall()
+    return {name.lower(): str(kind).lower() for name, kind in rows}
+
+
+def check_source_columns(conn: Any, engine: str, uri: str, raw_sql: str) -> None:
+    """The contract's columns and types in every source table the query reads; one line naming the
+    table and column otherwise (a missing table is left to the query's own error)."""
+    for table, columns in CONTRACT.items():
+        if not re.search(rf"\b{table}\b", raw_sql):
+            continue
+        declared = _column_types(conn, engine, table)
+        if not declared:
+            continue
+        for column, family in columns.items():
+            kind = declared.get(column)
+            if kind is None:
+                raise SearchrecError(f"warehouse {display_uri(uri)}: table {table} has no column {column}")
+            if not kind.startswith(_FAMILIES[family]):
+                raise SearchrecError(
+                    f"warehouse {display_uri(uri)}: column {table}.{column} is {kind}, the contract says {family}"
+                )
+
+
+def _end_read_only(conn: Any, uri: str) -> None:
+    """Roll back the read-only session (drops the TEMP table). Every row has arrived by then, so a
+    connection lost at this point costs nothing but a warning."""
+    try:
+        conn.rollback()
+    except Exception as exc:
+        log.warning(
+            "warehouse %s: rollback after the extract failed: %s", display_uri(uri), _first_line(exc, uri)
+        )
+
+
 def _run_streaming(
     conn: Any,
     engine: str,
@@ -453,6 +590,7 @@ def _run_streaming(
 ) -> None:
     """The query's rows, re-chunked, into ``parts``; driver errors become one line."""
     try:
+        check_source_columns(conn, engine, uri, raw)
         if USERS_TABLE in raw:
             prepare_users_table(conn, engine, user_ids)
         batches = (_duckdb_batches if engine == "duckdb" else _pg_batches)(
@@ -460,8 +598,10 @@ def _run_streaming(
         )
         for batch in rechunk(batches, schema, chunk_rows):
             parts.write(batch)
-    except SearchrecError:
-        raise
+    except SearchrecError as error:
+        if str(error).startswith("warehouse "):
+            raise
+        raise SearchrecError(f"warehouse {display_uri(uri)}: sql/{query}.sql: {error}") from None
     except Exception as exc:
         if engine == "postgresql" and conn.closed:
             raise SearchrecError(

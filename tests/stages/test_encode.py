@@ -22,7 +22,8 @@ from searchrec.artifacts import examples as examples_artifact  # noqa: E402
 from searchrec.artifacts import folder as artifact_folder  # noqa: E402
 from searchrec.encoder import EncoderSpec, build_standin_encoder, encode_texts, load_encoder  # noqa: E402
 from searchrec.errors import SearchrecError  # noqa: E402
-from searchrec.stages.encode import EncodeStats, encode_histories, original_layout  # noqa: E402
+from searchrec.stages.encode import EncodeStats, encode_histories  # noqa: E402
+from tests.reference import original_layout  # noqa: E402
 
 H = config.HISTORY_LENGTH
 VOCAB = [
@@ -187,13 +188,6 @@ def test_stats_metadata(examples: Path, tmp_path: Path, encoder) -> None:
     assert meta["queries_total"] > meta["queries_distinct"] > 0
     assert meta["queries_per_s"] > 0 and meta["tokens"] > meta["queries_distinct"]
     assert all(isinstance(v, str | int | float) for v in meta.values())
-
-
-def test_original_layout_rejects_indices_outside_the_table() -> None:
-    table = np.zeros((3, 2), np.float32)
-    assert original_layout(table, np.array([[0, 2]], np.int32)).shape == (1, 4)
-    with pytest.raises(SearchrecError, match="outside"):
-        original_layout(table, np.array([[0, 3]], np.int32))
 
 
 @pytest.mark.parametrize(

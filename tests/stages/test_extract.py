@@ -325,19 +325,17 @@ def test_connection_lost_mid_stream_leaves_previous_output(warehouses, tmp_path,
     assert folder.is_complete(out)
     original = warehouse._pg_batches
 
-    def killed_after_first_chunk(conn, *args):
-        batches = original(conn, *args)
-        yield next(batches)
+    def killed_before_the_copy(conn, *args):
         admin = psycopg2.connect(_pg_admin)
         admin.autocommit = True
         with admin.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(%s)", (conn.get_backend_pid(),))
         admin.close()
-        yield from batches
+        yield from original(conn, *args)
 
-    monkeypatch.setattr(warehouse, "_pg_batches", killed_after_first_chunk)
+    monkeypatch.setattr(warehouse, "_pg_batches", killed_before_the_copy)
     with pytest.raises(
-        SearchrecError, match=r"connection lost during sql/train_events.sql after 10 rows"
+        SearchrecError, match=r"connection lost during sql/train_events.sql after 0 rows"
     ) as err:
         extract.extract_training_events(pg, "2026-02-01", "2026-03-31", out, chunk_rows=10)
     assert "\n" not in str(err.value)
@@ -636,3 +634,128 @@ def test_duckdb_uri_paths_relative_and_absolute(tmp_path, monkeypatch):
     for bad in ("duckdb://", "duckdb:///", "duckdb://host/w.duckdb", "mysql://h/db", "w.duckdb"):
         with pytest.raises(SearchrecError, match="warehouse URI"):
             extract.extract_orders(bad, "2026-03-10", "2026-03-12", tmp_path / "o")
+
+
+# --- COPY path --------------------------------------------------------------------------------------
+
+
+def test_copy_stream_keeps_every_text_exactly(pg_load, pg_dsn, tmp_path):
+    """COPY ... (FORMAT csv) parsed by pyarrow: quotes, commas, newlines, backslashes, the word NULL,
+    '' and NULL each come back as they were stored."""
+    texts = ['a,"b"\nc\\d\r', "NULL", "", None, "\\N", '"', "  spaced  ", "ёлка 🎄\tтаб"]
+    q = pd.DataFrame(
+        {
+            "user_id": list(range(1, len(texts) + 1)),
+            "query_ts": pd.to_datetime(["2026-03-10 10:00:00.123456"] * len(texts)),
+            "query_text": texts,
+        }
+    ).astype({"query_ts": TS})
+    pg_load(q, "search_queries")
+    pg_load(
+        pd.DataFrame({"user_id": [1], "order_ts": pd.to_datetime(["2026-03-10"]), "nm_id": [1]}),
+        "orders",
+        create=False,
+    )
+    extract.extract_inference_events(pg_dsn, "2026-03-10", "2026-03-10", tmp_path / "e", chunk_rows=3)
+    got = read_dir(tmp_path / "e", events.INFER_EVENTS).sort_by("user_id")
+    assert got.column("query_text").to_pylist() == texts
+    assert set(got.column("query_ts").to_pylist()) == {
+        pd.Timestamp("2026-03-10 10:00:00.123456").to_pydatetime()
+    }
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["2026-03-10'); DROP TABLE orders; --", "2026-03-10' OR '1'='1", "2026-03-10\\'); DROP TABLE orders; --"],
+)
+def test_parameters_are_bound_not_pasted(pg_load, pg_dsn, hostile):
+    q, o = crafted()
+    pg_load(q, "search_queries")
+    pg_load(o, "orders", create=False)
+    conn = psycopg2.connect(pg_dsn)
+    try:
+        rendered = warehouse.bind_parameters(conn, "SELECT CAST(%(d)s AS DATE)", {"d": hostile})
+        with conn.cursor() as cur, pytest.raises(psycopg2.DataError):
+            cur.execute(rendered)  # one quoted literal, not a statement: an invalid date, nothing dropped
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders")
+            assert cur.fetchone()[0] == len(o)
+    finally:
+        conn.close()
+
+
+def test_source_columns_of_the_wrong_type_are_named(pg_dsn, tmp_path):
+    """A query_ts stored as text (or an id as a float) is refused before the query, naming table and column."""
+    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE search_queries (user_id BIGINT NOT NULL, query_ts TEXT NOT NULL, query_text TEXT);"
+            "CREATE TABLE orders (user_id BIGINT NOT NULL, order_ts TIMESTAMP NOT NULL, nm_id DOUBLE PRECISION NOT NULL);"
+            "INSERT INTO search_queries VALUES (1, 'yesterday', 'q')"
+        )
+    with pytest.raises(
+        SearchrecError, match=r"column search_queries.query_ts is text, the contract says timestamp"
+    ):
+        extract.extract_inference_events(pg_dsn, "2026-03-10", "2026-03-12", tmp_path / "a")
+    with pytest.raises(
+        SearchrecError, match=r"column orders.nm_id is double precision, the contract says integer"
+    ):
+        extract.extract_orders(pg_dsn, "2026-03-10", "2026-03-12", tmp_path / "b")
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE search_queries (user_id BIGINT, query_ts VARCHAR, query_text VARCHAR)")
+    con.execute("CREATE TABLE orders (user_id BIGINT, order_ts TIMESTAMP, nm_id BIGINT)")
+    con.close()
+    with pytest.raises(
+        SearchrecError, match=r"column search_queries.query_ts is varchar, the contract says timestamp"
+    ):
+        extract.extract_training_events(f"duckdb:///{path}", "2026-03-10", "2026-03-12", tmp_path / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        (
+            lambda v: v.__setitem__((3, 1), np.nan),
+            r"part-0.parquet has NaN or infinite values in 1 row\(s\), first at row 3",
+        ),
+        (lambda v: v.__setitem__((slice(None), slice(None)), 0.0), "every vector is zero"),
+        (lambda v: v.__setitem__((slice(None), slice(None)), 0.25), "all 8 items have the same vector"),
+    ],
+)
+def test_snapshot_vectors_no_model_can_use_are_refused_at_extract(tmp_path, vectors, message):
+    v = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    vectors(v)
+    part = tmp_path / "emb" / "dt=2026-10-01"
+    part.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {"nm_id": np.arange(8, dtype=np.int64), "embedding": pa.array(list(v), pa.list_(pa.float32()))}
+        ),
+        part / "part-0.parquet",
+    )
+    with pytest.raises(SearchrecError, match=message) as error:
+        extract.fetch_snapshot(tmp_path / "emb", "2026-10-01", tmp_path / "out")
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
+
+
+def test_snapshot_profile_is_recorded_as_metrics(tmp_path):
+    v = np.ones((6, 3), np.float32) * np.arange(1, 7, dtype=np.float32)[:, None]
+    v[2] = 0.0  # one zero vector: a warning, not a refusal
+    part = tmp_path / "emb" / "dt=2026-10-01"
+    part.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {"nm_id": np.arange(6, dtype=np.int64), "embedding": pa.array(list(v), pa.list_(pa.float32()))}
+        ),
+        part / "part-0.parquet",
+    )
+    info = extract.fetch_snapshot(tmp_path / "emb", "2026-10-02", tmp_path / "out")
+    metrics = info.as_metrics()
+    norms = np.linalg.norm(v, axis=1)
+    assert metrics["zero_vectors"] == 1 and metrics["distinct_ids"] == 6 and metrics["days_off"] == -1
+    assert metrics["norm_max"] == pytest.approx(norms.max()) and metrics["norm_mean"] == pytest.approx(
+        norms.mean()
+    )
+    assert metrics["norm_min"] == 0.0 and info.as_metadata()["zero_vectors"] == 1

@@ -99,11 +99,21 @@ def test_flat_index_holds_every_item_and_equals_numpy_brute_force(world: dict, t
     assert (np.diff(scores, axis=1) <= 0).all()
 
 
-def test_auto_goes_approximate_above_threshold_with_measured_recall(world: dict, tmp_path: Path) -> None:
-    stats = build_index(world["model"], world["emb"], tmp_path / "idx", auto_threshold=1000, min_recall=0.9)
+def test_auto_keeps_the_approximate_index_when_it_pays_with_measured_recall(
+    world: dict, tmp_path: Path
+) -> None:
+    stats = build_index(
+        world["model"],
+        world["emb"],
+        tmp_path / "idx",
+        auto_threshold=1000,
+        min_recall=0.9,
+        auto_min_speedup=0.0,
+    )
 
     assert stats.kind == "ivf" and stats.recall_query_source == "items" and stats.recall_queries == N_ITEMS
     assert stats.recall >= 0.9 and stats.params["nlist"] == N_ITEMS // 39
+    assert stats.speedup > 0 and stats.choice.startswith("auto: ivf x")
     index, _, info = load_index(tmp_path / "idx")
     assert isinstance(index, faiss.IndexIVFFlat) and index.nprobe == stats.params["nprobe"]
     assert info["recall"] == stats.recall and stats.as_metrics()["recall_at_200"] == stats.recall
@@ -113,6 +123,20 @@ def test_auto_goes_approximate_above_threshold_with_measured_recall(world: dict,
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :200]
     _, found = index.search(queries, 200)
     assert abs(recall_at_k(found, exact) - stats.recall) < 0.02
+
+
+def test_auto_falls_back_to_exact_when_the_approximate_index_does_not_pay(
+    world: dict, tmp_path: Path
+) -> None:
+    stats = build_index(
+        world["model"], world["emb"], tmp_path / "idx", auto_threshold=1000, auto_min_speedup=1000.0
+    )
+    assert stats.kind == "flat" and stats.recall == 1.0 and stats.as_metrics()["approximate"] == 0.0
+    assert stats.choice.startswith("auto fell back to flat: ivf")
+    index, _, info = load_index(tmp_path / "idx")
+    assert isinstance(index, faiss.IndexFlatIP) and info["choice"] == stats.choice
+    below = build_index(world["model"], world["emb"], tmp_path / "idx2")  # 1500 items < the default threshold
+    assert below.kind == "flat" and below.choice == f"auto: {N_ITEMS} items < 200000"
 
 
 def test_hnsw_recall_with_given_queries(world: dict, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ writes an ``artifacts.encoded`` folder:
   indices into the table, right-aligned (most recent query last), 0 = padding
 - ``encoder.json``   encoder id/path, pooling, dim, max_length
 
-:func:`original_layout` turns table + indices back into the reference's [rows, 5 * dim] matrix.
 """
 
 from __future__ import annotations
@@ -256,15 +255,3 @@ def encode_histories(
         stats.seconds,
     )
     return stats
-
-
-def original_layout(table: np.ndarray, hist: np.ndarray) -> np.ndarray:
-    """The reference implementation's features: [rows, HISTORY_LENGTH * dim], slot encodings side by side
-    (oldest first, missing slots holding the [PAD] encoding, table row 0)."""
-    if table.ndim != 2 or hist.ndim != 2:
-        raise SearchrecError(
-            f"original_layout: expected 2-d table and hist, got {table.shape} and {hist.shape}"
-        )
-    if hist.size and (hist.min() < 0 or hist.max() >= table.shape[0]):
-        raise SearchrecError(f"original_layout: indices outside the table's {table.shape[0]} rows")
-    return table[hist].reshape(hist.shape[0], hist.shape[1] * table.shape[1])

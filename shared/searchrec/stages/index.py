@@ -42,7 +42,8 @@ log = logging.getLogger(__name__)
 KINDS = ("flat", "ivf", "hnsw", "auto")
 GPU_MAX_K = 2048  # faiss GPU k-selection limit (k and nprobe)
 IVF_MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per list
-IVF_TRAIN_POINTS_PER_CENTROID = 256
+IVF_TRAIN_POINTS_PER_CENTROID = 64  # k-means sample per list: bounded, whatever the catalogue
+IVF_KMEANS_ITERATIONS = 10
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 SEED = 1234
@@ -172,6 +173,8 @@ class IndexStats:
     seconds_encode: float = 0.0
     seconds_build: float = 0.0
     seconds_recall: float = 0.0
+    speedup: float = 1.0  # exact search time / this index's search time on the recall sample
+    choice: str = ""  # why this kind: the request, or what auto measured
 
     def as_metrics(self) -> dict[str, float]:
         """Flat numbers for a KFP Metrics artifact."""
@@ -184,6 +187,8 @@ class IndexStats:
             "seconds_build": round(self.seconds_build, 3),
             "seconds_recall": round(self.seconds_recall, 3),
             "items_per_s_encode": round(self.n_items / max(self.seconds_encode, 1e-9), 1),
+            "speedup_vs_exact": round(self.speedup, 3),
+            "approximate": float(self.kind != "flat"),
         }
         out.update({k: float(v) for k, v in self.params.items() if isinstance(v, int | float)})
         return out
@@ -262,7 +267,7 @@ def ivf(
     devices: Devices,
     *,
     train_points_per_centroid: int = IVF_TRAIN_POINTS_PER_CENTROID,
-    niter: int = 20,
+    niter: int = IVF_KMEANS_ITERATIONS,
 ) -> faiss.IndexIVFFlat:
     """IVF-Flat (inner product) with spherical k-means lists, trained and filled on the GPU when present."""
     n, dim = vectors.shape
@@ -271,7 +276,14 @@ def ivf(
     sample = vectors if train_n == n else vectors[np.sort(rng.choice(n, train_n, replace=False))]
     # spherical k-means: centroids stay on the unit sphere, as the vectors are
     kmeans = faiss.Kmeans(
-        dim, nlist, niter=20, seed=SEED, spherical=True, gpu=devices.faiss_gpu, verbose=False
+        dim,
+        nlist,
+        niter=niter,
+        seed=SEED,
+        spherical=True,
+        gpu=devices.faiss_gpu,
+        verbose=False,
+        max_points_per_centroid=train_points_per_centroid,
     )
     kmeans.train(np.ascontiguousarray(sample))
     quantizer = faiss.IndexFlatIP(dim)
@@ -363,6 +375,11 @@ class _Tuning:
     n_queries: int = 0
     source: str = "exact"
     seconds: float = 0.0
+    speedup: float = 1.0
+
+
+class _NotWorthIt(Exception):
+    """auto: the approximate index cannot beat exact search at the required recall (the reason)."""
 
 
 def _build(chosen: str, vectors: np.ndarray, devices: Devices, hnsw_m: int) -> tuple[faiss.Index, dict]:
@@ -374,23 +391,35 @@ def _build(chosen: str, vectors: np.ndarray, devices: Devices, hnsw_m: int) -> t
     return hnsw(vectors, hnsw_m, HNSW_EF_CONSTRUCTION), {"M": hnsw_m, "efConstruction": HNSW_EF_CONSTRUCTION}
 
 
+def _timed_search(searcher: Searcher, sample: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    found = searcher.search(sample, k)[1]
+    return found, time.perf_counter() - started
+
+
+def _candidates(chosen: str, params: dict, k: int, fixed: int | None) -> tuple[list[int], str]:
+    if chosen == "ivf":
+        return ([fixed] if fixed else ladder(1, params["nlist"])), "nprobe"
+    return ([fixed] if fixed else [int(k * f) for f in (1, 1.5, 2, 3, 4, 6, 8)]), "efSearch"
+
+
 def _tune(
     chosen: str,
     index: faiss.Index,
     params: dict,
     sample: np.ndarray,
-    exact: np.ndarray,
+    exact: tuple[np.ndarray, float],
     fixed: int | None,
     min_recall: float,
     devices: Devices,
-) -> float:
-    """Set the cheapest search parameter (IVF nprobe / HNSW efSearch) reaching ``min_recall``."""
-    k = exact.shape[1]
-    if chosen == "ivf":
-        candidates, param_name = ([fixed] if fixed else ladder(1, params["nlist"])), "nprobe"
-    else:
-        candidates = [fixed] if fixed else [int(k * f) for f in (1, 1.5, 2, 3, 4, 6, 8)]
-        param_name = "efSearch"
+    auto_min_speedup: float | None,
+) -> tuple[float, float]:
+    """Set the cheapest search parameter (IVF nprobe / HNSW efSearch) reaching ``min_recall``; return
+    (recall, speedup over exact search). With ``auto_min_speedup`` (auto) it gives up (``_NotWorthIt``) as soon as the
+    index is no longer faster than exact search, so tuning never costs more than a few exact searches."""
+    exact_rows, exact_s = exact
+    k = exact_rows.shape[1]
+    candidates, param_name = _candidates(chosen, params, k, fixed)
     tried, recall = [], 0.0
     for value in candidates:
         if chosen == "ivf":
@@ -398,14 +427,30 @@ def _tune(
             searcher = Searcher(index, devices.faiss_gpu and index.nprobe <= GPU_MAX_K)
         else:
             searcher = Searcher(index, False, ef_search=value)
-        recall = recall_at_k(searcher.search(sample, k)[1], exact)
-        tried.append(f"{param_name}={value}: {recall:.4f}")
-        log.info("index: %s recall@%d with %s=%d: %.4f", chosen, k, param_name, value, recall)
+        found, seconds = _timed_search(searcher, sample, k)
+        recall, speedup = recall_at_k(found, exact_rows), exact_s / max(seconds, 1e-9)
+        tried.append(f"{param_name}={value}: {recall:.4f} at x{speedup:.2f}")
+        log.info(
+            "index: %s recall@%d with %s=%d: %.4f, x%.2f exact's speed",
+            chosen,
+            k,
+            param_name,
+            value,
+            recall,
+            speedup,
+        )
         if recall >= min_recall:
             params[param_name] = value
             if chosen == "hnsw":
                 index.hnsw.efSearch = value
-            return recall
+            return recall, speedup
+        if auto_min_speedup is not None and speedup < auto_min_speedup:
+            raise _NotWorthIt(
+                f"{chosen} had recall {recall:.4f} < {min_recall} at {param_name}={value}, already only "
+                f"x{speedup:.2f} exact's speed"
+            )
+    if auto_min_speedup is not None:
+        raise _NotWorthIt(f"{chosen} never reached recall {min_recall} ({'; '.join(tried)})")
     raise SearchrecError(
         f"{chosen} index recall@{k} is {recall:.4f} < min_recall {min_recall} "
         f"on {len(sample)} queries ({'; '.join(tried)}); use kind='flat' or lower min_recall"
@@ -422,24 +467,78 @@ def _measure(
     fixed: int | None,
     min_recall: float,
     devices: Devices,
+    auto_min_speedup: float | None = None,
 ) -> _Tuning:
-    """Recall@k of an approximate index against exact search on a query sample (flat: exact by construction)."""
+    """Recall@k and speed of an approximate index against exact search on a query sample."""
     if chosen == "flat":
         return _Tuning()
     started = time.perf_counter()
     sample, source = sample_of()
     exact_searcher = Searcher(flat(vectors), devices.faiss_gpu)
-    _, exact = exact_searcher.search(sample, k)
+    exact = _timed_search(exact_searcher, sample, k)
     del exact_searcher
-    recall = _tune(chosen, index, params, sample, exact, fixed, min_recall, devices)
-    if chosen == "ivf" and params["nprobe"] > params["nlist"] // 4:
-        log.warning(
-            "index: IVF needs nprobe=%d of %d lists for recall %.3f: little faster than exact search",
-            params["nprobe"],
-            params["nlist"],
-            recall,
+    recall, speedup = _tune(
+        chosen, index, params, sample, exact, fixed, min_recall, devices, auto_min_speedup
+    )
+    return _Tuning(recall, len(sample), source, time.perf_counter() - started, speedup)
+
+
+def _choose(
+    kind: str,
+    vectors: np.ndarray,
+    devices: Devices,
+    hnsw_m: int,
+    k: int,
+    sample_of: Callable[[], tuple[np.ndarray, str]],
+    fixed: int | None,
+    min_recall: float,
+    auto_threshold: int,
+    auto_min_speedup: float,
+) -> tuple[str, faiss.Index, dict, float, _Tuning, str]:
+    """Build the asked-for index, or for ``auto`` the candidate (IVF from ``auto_threshold`` items up),
+    kept only if it beats exact search at ``min_recall`` by ``auto_min_speedup``."""
+    chosen = kind if kind != "auto" else ("flat" if len(vectors) < auto_threshold else "ivf")
+    started = time.perf_counter()
+    index, params = _build(chosen, vectors, devices, hnsw_m)
+    seconds_build = time.perf_counter() - started
+    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, *vectors.shape, seconds_build, params)
+    if kind != "auto":
+        tuning = _measure(chosen, index, params, vectors, k, sample_of, fixed, min_recall, devices)
+        return chosen, index, params, seconds_build, tuning, f"asked for {kind}"
+    if chosen == "flat":
+        return (
+            chosen,
+            index,
+            params,
+            seconds_build,
+            _Tuning(),
+            f"auto: {len(vectors)} items < {auto_threshold}",
         )
-    return _Tuning(recall, len(sample), source, time.perf_counter() - started)
+    try:
+        tuning = _measure(
+            chosen, index, params, vectors, k, sample_of, fixed, min_recall, devices, auto_min_speedup
+        )
+        if tuning.speedup >= auto_min_speedup:
+            return (
+                chosen,
+                index,
+                params,
+                seconds_build,
+                tuning,
+                f"auto: {chosen} x{tuning.speedup:.2f} exact's speed",
+            )
+        reason = f"{chosen} at recall {tuning.recall:.4f} only x{tuning.speedup:.2f} exact's speed"
+    except _NotWorthIt as why:
+        reason = str(why)
+    log.warning("index: auto falls back to exact search: %s", reason)
+    return (
+        "flat",
+        flat(vectors),
+        {},
+        time.perf_counter() - started,
+        _Tuning(),
+        f"auto fell back to flat: {reason}",
+    )
 
 
 def _check_build_params(kind: str, min_recall: float, *positive: int) -> None:
@@ -471,6 +570,7 @@ def build_index(
     *,
     kind: str = config.INDEX_KIND,
     auto_threshold: int = config.INDEX_AUTO_THRESHOLD,
+    auto_min_speedup: float = config.INDEX_AUTO_MIN_SPEEDUP,
     min_recall: float = config.MIN_INDEX_RECALL,
     recall_sample: int = 2000,
     recall_k: int = config.TOP_K,
@@ -485,7 +585,9 @@ def build_index(
     """Encode every snapshot item with the item tower and write a faiss index folder.
 
     kind: ``flat`` (exact IndexFlatIP), ``ivf`` (IVF-Flat, nlist ~ 4*sqrt(n)), ``hnsw`` (HNSW-Flat), or
-    ``auto``: flat up to ``auto_threshold`` items, IVF above. Approximate indexes get their recall@k
+    ``auto``: flat below ``auto_threshold`` items; above, an IVF candidate kept only if, tuned to
+    ``min_recall``, it searches the sample ``auto_min_speedup`` times faster than exact
+    search (else exact, and ``IndexStats.choice`` says why). Approximate indexes get their recall@k
     measured against exact search on ``recall_sample`` queries: ``queries`` (query-tower vectors) if
     given, else histories sampled from ``encoded_dir`` if given, else item vectors. Their search
     parameter (``nprobe`` / ``ef_search``) is the cheapest reaching ``min_recall`` unless fixed by the
@@ -495,33 +597,22 @@ def build_index(
     devices = resolve_devices(device)
     model = load_model(Path(model_dir), devices.torch)
     digests = model_digests(Path(model_dir))
-    log.info(
-        "index: model %s (item_dim %d -> %d) on torch %s, faiss %s",
-        model_dir,
-        model.cfg.item_dim,
-        model.cfg.output_dim,
-        devices.torch,
-        "GPU" if devices.faiss_gpu else "CPU",
-    )
+    log.info("index: model %s (%d -> %d) on %s", model_dir, model.cfg.item_dim, model.cfg.output_dim, devices)
     nm_ids, vectors, info = encode_items(
         model, Path(embeddings_dir), batch_size=batch_size, device=devices.torch
     )
     n, dim = vectors.shape
-    chosen = kind if kind != "auto" else ("flat" if n <= auto_threshold else "ivf")
-    started = time.perf_counter()
-    index, params = _build(chosen, vectors, devices, hnsw_m)
-    seconds_build = time.perf_counter() - started
-    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, n, dim, seconds_build, params)
-    tuning = _measure(
-        chosen,
-        index,
-        params,
+    chosen, index, params, seconds_build, tuning, choice = _choose(
+        kind,
         vectors,
+        devices,
+        hnsw_m,
         min(recall_k, n),
         lambda: _query_sample(vectors, model, devices, recall_sample, queries, encoded_dir),
-        nprobe if chosen == "ivf" else ef_search,
+        nprobe if kind in ("ivf", "auto") else ef_search,
         min_recall,
-        devices,
+        auto_threshold,
+        auto_min_speedup,
     )
     stats = IndexStats(
         kind=chosen,
@@ -538,6 +629,8 @@ def build_index(
         seconds_encode=float(info["seconds"]),
         seconds_build=seconds_build,
         seconds_recall=tuning.seconds,
+        speedup=tuning.speedup,
+        choice=choice,
     )
     index_artifact.write(Path(index_dir), index, nm_ids, _index_info(stats, info, kind, min_recall, digests))
     log.info("index: wrote %s (%s, n=%d, recall@%d=%.4f)", index_dir, chosen, n, stats.recall_k, stats.recall)

@@ -8,7 +8,7 @@ inference split: ``table.npy`` float32 [n_queries + 1, Dq] (row 0 = the [PAD] en
 Sharding: shard ``s`` of ``S`` serves the users with ``user_id % S == s`` (numpy's modulo, so a
 negative id lands in ``[0, S)`` too); every user is in exactly one shard. Each shard writes
 ``recommendations.parquet`` (``artifacts.recommendations``, row groups of one batch, users ascending by
-``user_id``) and ``stats.json``; ``merge_shards`` joins the shard folders into one dataset sorted by
+``user_id``) and ``stats.json``; ``searchrec.stages.merge.merge_shards`` joins the shard folders into one dataset sorted by
 ``user_id`` and checks that all shards are there. Memory stays bounded: histories and the query table
 are memory-mapped and gathered batch by batch, and the output is streamed with a ParquetWriter.
 """
@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 from tqdm.auto import tqdm
 
 from searchrec import config
 from searchrec.artifacts import encoded, examples, recommendations
 from searchrec.artifacts import events as event_parts
+from searchrec.artifacts.recommendations import InferStats
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
 from searchrec.stages.index import (
@@ -42,60 +42,7 @@ from searchrec.stages.index import (
 
 log = logging.getLogger(__name__)
 
-STATS_FILE = recommendations.STATS_FILE
 _CHUNK = 1 << 20  # rows per chunk when scanning memory-mapped histories
-
-
-@dataclass
-class InferStats:
-    users_in_shard: int = 0  # users of the input that fall into this shard (all shards after a merge)
-    users_served: int = 0
-    users_skipped: dict[str, int] = field(default_factory=dict)  # reason -> users
-    users_short_list: int = 0  # served with fewer than top_k items (small catalogue, exclusions)
-    items_excluded: int = 0  # search results dropped because the user bought them
-    recommendations: int = 0  # (user, item) rows written
-    catalogue_size: int = 0
-    distinct_items: int = 0
-    coverage: float = 0.0  # distinct recommended items / catalogue size
-    mean_top1_score: float = 0.0
-    mean_score: float = 0.0
-    top_k: int = 0
-    shard_index: int = 0
-    num_shards: int = 1
-    shards_merged: int = 0
-    batches: int = 0
-    seconds: float = 0.0
-    device: str = "cpu"
-    index_kind: str = ""
-
-    @property
-    def users_per_s(self) -> float:
-        return self.users_served / self.seconds if self.seconds > 0 else 0.0
-
-    def as_metrics(self) -> dict[str, float]:
-        """Flat numbers for a KFP Metrics artifact (skip reasons as users_skipped_<reason>)."""
-        out: dict[str, float] = {
-            "users_in_shard": float(self.users_in_shard),
-            "users_served": float(self.users_served),
-            "users_skipped": float(sum(self.users_skipped.values())),
-            "users_short_list": float(self.users_short_list),
-            "items_excluded": float(self.items_excluded),
-            "recommendations": float(self.recommendations),
-            "catalogue_size": float(self.catalogue_size),
-            "distinct_items": float(self.distinct_items),
-            "coverage": round(self.coverage, 6),
-            "mean_top1_score": round(self.mean_top1_score, 6),
-            "mean_score": round(self.mean_score, 6),
-            "top_k": float(self.top_k),
-            "seconds": round(self.seconds, 3),
-            "users_per_s": round(self.users_per_s, 1),
-        }
-        for reason, count in sorted(self.users_skipped.items()):
-            out[f"users_skipped_{reason}"] = float(count)
-        return out
-
-    def as_metadata(self) -> dict:
-        return asdict(self)
 
 
 # --- inputs --------------------------------------------------------------------------------------
@@ -345,6 +292,30 @@ def _serve_batch(
     return batch
 
 
+def _log_shard(stats: InferStats, users: int, served: int, min_history: int, batch_size: int) -> None:
+    log.info(
+        "infer: shard %d/%d: %d users of %d, %d served, %d skipped (< %d queries); %d items, top %d, batch %d",
+        stats.shard_index,
+        stats.num_shards,
+        stats.users_in_shard,
+        users,
+        served,
+        stats.users_skipped.get("short_history", 0),
+        min_history,
+        stats.catalogue_size,
+        stats.top_k,
+        batch_size,
+    )
+
+
+def _bought_pairs(exclude_bought_dir: Path, serving: _Serving, serve_rows: np.ndarray) -> _Bought:
+    order = np.argsort(serving.nm_ids, kind="stable")
+    users = serving.user_ids[serve_rows]
+    bought = _Bought(*_read_bought(exclude_bought_dir, users, serving.nm_ids[order], order))
+    log.info("infer: %d bought (user, item) pairs to exclude", len(bought.users))
+    return bought
+
+
 def recommend(
     model_dir: Path,
     index_dir: Path,
@@ -381,25 +352,8 @@ def recommend(
         index_kind=str(serving.index_info.get("kind", "")),
     )
     serve_rows = _shard_rows(serving, shard_index, num_shards, min_history, stats)
-    log.info(
-        "infer: shard %d/%d: %d users of %d, %d served, %s skipped (< %d queries); %d items, top %d, batch %d",
-        shard_index,
-        num_shards,
-        stats.users_in_shard,
-        len(serving.user_ids),
-        len(serve_rows),
-        stats.users_skipped.get("short_history", 0),
-        min_history,
-        n_items,
-        k,
-        batch_size,
-    )
-    bought = None
-    if exclude_bought_dir is not None:
-        order = np.argsort(serving.nm_ids, kind="stable")
-        serve_users = serving.user_ids[serve_rows]
-        bought = _Bought(*_read_bought(Path(exclude_bought_dir), serve_users, serving.nm_ids[order], order))
-        log.info("infer: %d bought (user, item) pairs to exclude", len(bought.users))
+    _log_shard(stats, len(serving.user_ids), len(serve_rows), min_history, batch_size)
+    bought = _bought_pairs(Path(exclude_bought_dir), serving, serve_rows) if exclude_bought_dir else None
     searcher = Searcher(
         serving.index,
         serving.devices.faiss_gpu,
@@ -417,8 +371,7 @@ def recommend(
             writer.write_table(_serve_batch(serving, searcher, rows, k, bought, stats, totals))
         totals.finish(stats, started)
     log.info(
-        "infer: shard %d/%d done: %d users served in %d batches, %.1f s (%.0f users/s), coverage %.3f, "
-        "mean top-1 %.4f, searched on %s",
+        "infer: shard %d/%d done: %d users in %d batches, %.1f s (%.0f users/s), coverage %.3f, search on %s",
         shard_index,
         num_shards,
         stats.users_served,
@@ -426,130 +379,6 @@ def recommend(
         stats.seconds,
         stats.users_per_s,
         stats.coverage,
-        stats.mean_top1_score,
         "GPU" if searcher.on_gpu else "CPU",
     )
     return stats
-
-
-# --- merging and copying --------------------------------------------------------------------------
-def _read_shards(shard_dirs: list[Path]) -> tuple[list[InferStats], list[np.ndarray]]:
-    """Each shard's stats and sorted user ids; refuses a missing, duplicated or foreign shard."""
-    shard_stats, user_lists = [], []
-    for d in shard_dirs:
-        shard_stats.append(InferStats(**recommendations.read_stats(d)))
-        users = recommendations.read_users(d)
-        if len(users) > 1 and not (np.diff(users) > 0).all():
-            raise SearchrecError(f"shard {d} is not sorted by unique user_id; was it written by recommend()?")
-        user_lists.append(users)
-    num_shards = {s.num_shards for s in shard_stats}
-    indices = sorted(s.shard_index for s in shard_stats)
-    if len(num_shards) != 1 or indices != list(range(num_shards.pop())):
-        raise SearchrecError(
-            f"shard folders hold shards {indices} of {sorted({s.num_shards for s in shard_stats})}; "
-            "expected each shard of one run exactly once"
-        )
-    if len({s.catalogue_size for s in shard_stats}) != 1 or len({s.top_k for s in shard_stats}) != 1:
-        raise SearchrecError("shards come from different indexes or top_k values")
-    return shard_stats, user_lists
-
-
-def _merge_order(user_lists: list[np.ndarray]) -> np.ndarray:
-    """For each output row in user_id order, the shard it comes from."""
-    labels = np.concatenate([np.full(len(u), i, dtype=np.int32) for i, u in enumerate(user_lists)])
-    all_users = np.concatenate(user_lists)
-    order = np.argsort(all_users, kind="stable")
-    if len(all_users) > 1 and not (np.diff(all_users[order]) > 0).all():
-        raise SearchrecError("a user_id appears in more than one shard")
-    return labels[order]
-
-
-def _merged_stats(shard_stats: list[InferStats]) -> InferStats:
-    """Counts summed over shards; served users, rows and scores are filled in while merging."""
-    skipped: dict[str, int] = {}
-    for s in shard_stats:
-        for reason, c in s.users_skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + c
-    first = shard_stats[0]
-    return InferStats(
-        users_in_shard=sum(s.users_in_shard for s in shard_stats),
-        users_skipped=skipped,
-        users_short_list=sum(s.users_short_list for s in shard_stats),
-        items_excluded=sum(s.items_excluded for s in shard_stats),
-        catalogue_size=first.catalogue_size,
-        top_k=first.top_k,
-        shards_merged=len(shard_stats),
-        batches=sum(s.batches for s in shard_stats),
-        device=first.device,
-        index_kind=first.index_kind,
-    )
-
-
-def merge_shards(shard_dirs: list[Path], out_dir: Path, *, rows_per_group: int = 65536) -> InferStats:
-    """Join shard outputs of ``recommend`` into one recommendations artifact sorted by user_id.
-
-    All shards of one run must be there (same num_shards, each shard_index once); users must be
-    unique. Streams: each shard is sorted by user_id, so the output is a merge read front to back.
-    """
-    shard_dirs = [Path(d) for d in shard_dirs]
-    if not shard_dirs:
-        raise SearchrecError("merge_shards got no shard folders")
-    started = time.perf_counter()
-    shard_stats, user_lists = _read_shards(shard_dirs)
-    labels = _merge_order(user_lists)
-    streams = [recommendations.Stream(d) for d in shard_dirs]
-    distinct = np.empty(0, dtype=np.int64)
-    totals = _Totals(seen=np.zeros(0, dtype=bool))
-    served = rows = 0
-    stats = _merged_stats(shard_stats)
-    with recommendations.writing(Path(out_dir), stats) as writer:
-        for start in tqdm(range(0, len(labels), rows_per_group), desc="merge shards", unit="group"):
-            counts = np.bincount(labels[start : start + rows_per_group], minlength=len(streams))
-            chunk = pa.concat_tables([s.take(int(c)) for s, c in zip(streams, counts, strict=True) if c])
-            chunk = chunk.take(pc.sort_indices(chunk, [("user_id", "ascending")]))
-            writer.write_table(chunk)
-            distinct = np.union1d(distinct, pc.list_flatten(chunk.column("nm_ids")).to_numpy())
-            scores = pc.list_flatten(chunk.column("scores")).to_numpy()
-            totals.top1_sum += float(pc.sum(pc.list_element(chunk.column("scores"), 0)).as_py() or 0.0)
-            totals.score_sum += float(scores.sum(dtype=np.float64))
-            rows, served = rows + len(scores), served + chunk.num_rows
-        stats.users_served, stats.recommendations, stats.distinct_items = served, rows, len(distinct)
-        stats.coverage = len(distinct) / stats.catalogue_size if stats.catalogue_size else 0.0
-        stats.mean_top1_score = totals.top1_sum / served if served else 0.0
-        stats.mean_score = totals.score_sum / rows if rows else 0.0
-        stats.seconds = time.perf_counter() - started
-    log.info("infer: merged %d shards, %d users, coverage %.3f", len(shard_dirs), served, stats.coverage)
-    return stats
-
-
-def publish(stats: InferStats, recommendations, metrics, output_uri: str = "") -> None:
-    """Copy the result where asked, then record lineage metadata and Metrics on the KFP artifacts
-    (`recommendations`: Output[Dataset], `metrics`: Output[Metrics])."""
-    from searchrec.runtime import lineage
-
-    extra = {}
-    if output_uri:
-        copy_to(Path(recommendations.path), output_uri)
-        extra["copied_to"] = output_uri
-    recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
-    for name, value in stats.as_metrics().items():
-        metrics.log_metric(name, value)
-
-
-def copy_to(out_dir: Path, uri: str) -> list[str]:
-    """Copy an output folder to ``uri`` (``s3://``, ``gs://``, ``file://`` or a local path); return the files written.
-
-    Goes through ``searchrec.storage.upload_tree``: a local destination is staged and renamed into place.
-    """
-    from searchrec.storage import upload_tree
-
-    out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise SearchrecError(f"folder to copy {out_dir} does not exist")
-    if "://" in uri and not uri.startswith(("s3://", "gs://", "file://")):
-        raise SearchrecError(
-            f"unsupported destination {uri!r}; expected s3://, gs://, file:// or a local path"
-        )
-    written = upload_tree(out_dir, uri)
-    log.info("infer: copied %d files of %s to %s", len(written), out_dir, uri)
-    return written
