@@ -34,12 +34,13 @@ def pipeline(graph, param: str) -> tuple[str, object]:
 
 
 @functools.cache
-def _parsed(command: str):
-    return build_parser().parse_args([command])
+def _parsed(command: str, *required: str):
+    return build_parser().parse_args([command, *required])
 
 
-def cli(command: str, dest: str) -> tuple[str, object]:
-    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command), dest)
+def cli(command: str, dest: str, *required: str) -> tuple[str, object]:
+    """The CLI default of --dest; ``required``: the arguments the command cannot parse without."""
+    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command, *required), dest)
 
 
 def train_param(field: str) -> tuple[str, object]:
