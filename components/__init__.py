@@ -5,6 +5,7 @@ from components.encode import encode
 from components.extract import extract_inference_events, extract_snapshot, extract_training_events
 from components.index import build_index
 from components.infer import infer, merge_recommendations, shard_indices
+from components.promote import promote, resolve_model
 from components.train import train
 
 __all__ = [
@@ -17,6 +18,8 @@ __all__ = [
     "extract_training_events",
     "infer",
     "merge_recommendations",
+    "promote",
+    "resolve_model",
     "shard_indices",
     "train",
 ]

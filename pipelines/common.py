@@ -15,6 +15,7 @@ from components import (
     extract_training_events,
     infer,
     merge_recommendations,
+    promote,
     shard_indices,
     train,
 )
@@ -46,10 +47,13 @@ def training_tasks(
     ground_truth_uri,
     index_kind,
     min_index_recall,
+    learning_rate=None,
+    registry=None,
 ):
-    """extract -> clean -> encode -> train -> index. Returns the train and index tasks.
+    """extract -> clean -> encode -> train -> index (-> promote). Returns the train and index tasks.
 
-    `encoder` is the Model artifact of import_encoder()."""
+    `encoder` is the Model artifact of import_encoder(). `registry`: a dict with `models_uri`, `min_lift`
+    and `max_regression` adds the promote step (only where `models_uri` is not empty)."""
     events = configure(
         extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
         "extract",
@@ -80,11 +84,36 @@ def training_tasks(
             ground_truth_uri=ground_truth_uri,
             train_start=start_date,
             train_end=end_date,
+            **({} if learning_rate is None else {"learning_rate": learning_rate}),
         ),
         "train",
     )
     indexed = index_task(trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall)
+    if registry is not None:
+        with dsl.If(registry["models_uri"] != "", name="registry-given"):
+            promote_task(trained, encoded, cleaned, snapshot, end_date, **registry)
     return trained, indexed
+
+
+def promote_task(trained, encoded, cleaned, snapshot, end_date, *, models_uri, min_lift, max_regression):
+    """Publish to the registry, gate against the current model on this run's holdout (never cached)."""
+    return configure(
+        promote(
+            model=trained.outputs["model"],
+            report=trained.outputs["report"],
+            encoded=encoded.outputs["encoded"],
+            examples=cleaned.outputs["examples"],
+            snapshot=snapshot.outputs["snapshot"],
+            models_uri=models_uri,
+            train_end=end_date,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            min_lift=min_lift,
+            max_regression=max_regression,
+        ),
+        "train",
+        touches_network=True,
+        cache=False,
+    ).set_display_name("promote model (gate vs current)")
 
 
 def snapshot_task(embeddings_uri, date, max_days):

@@ -1,8 +1,9 @@
 """Recommendation pipeline: a trained model (by URI, through dsl.importer) -> top-k items per user."""
 
 from kfp import dsl
-from kfp.dsl import Model
 
+from components import resolve_model
+from pipelines.cluster import configure
 from pipelines.common import import_encoder, recommend_tasks
 from searchrec import config
 
@@ -29,11 +30,10 @@ def recommend(
     output_uri: str = "",
 ):
     encoder_model = import_encoder(encoder)
-    model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False).set_display_name(
-        "import trained model"
-    )
+    model = configure(resolve_model(model_uri=model_uri), "infer", touches_network=True, cache=False)
+    model.set_display_name("serving: resolve model (folder or registry CURRENT)")
     recommend_tasks(
-        model=model.output,
+        model=model.outputs["model"],
         warehouse_uri=warehouse_uri,
         embeddings_uri=embeddings_uri,
         start_date=start_date,

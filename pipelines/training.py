@@ -26,6 +26,10 @@ def training(
     index_kind: str = "auto",
     min_index_recall: float = 0.95,
     ground_truth_uri: str = "",
+    learning_rate: float = 0.002,
+    models_uri: str = "",
+    min_lift: float = config.PROMOTE_MIN_LIFT,
+    max_regression: float = config.PROMOTE_MAX_REGRESSION,
 ):
     encoder_model = import_encoder(encoder)
     training_tasks(
@@ -45,4 +49,6 @@ def training(
         ground_truth_uri=ground_truth_uri,
         index_kind=index_kind,
         min_index_recall=min_index_recall,
+        learning_rate=learning_rate,
+        registry={"models_uri": models_uri, "min_lift": min_lift, "max_regression": max_regression},
     )

@@ -24,6 +24,9 @@ HEADLINE_METRICS = (
 )
 
 
+DEFAULT_GROUND_TRUTH = f"{config.DEMO_DIR}/ground_truth"
+
+
 def _abs_uri(uri: str) -> str:
     """Local paths (and duckdb:/// files) made absolute so that every task sees the same file."""
     if uri.startswith("duckdb:///"):
@@ -63,6 +66,10 @@ def _print_run(run, pipeline: str) -> None:
         for label, key in HEADLINE_METRICS:
             if key in train_metrics:
                 print(f"Recall@200 {label}: {train_metrics[key]:.4f}")
+    decision = run.metadata("promote", "decision")
+    if decision:
+        status = "promoted (now CURRENT)" if decision.get("promoted") else "published, NOT promoted"
+        print(f"model {decision.get('registry_uri')}: {status}: {decision.get('reason')}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -115,17 +122,21 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             min_item_count=args.min_item_count,
             max_items=args.max_items,
             epochs=args.epochs,
+            models_uri=_abs_uri(args.models_uri),
+            min_lift=args.min_lift,
+            max_regression=args.max_regression,
         )
+        if args.learning_rate is not None:
+            arguments["learning_rate"] = args.learning_rate
     else:
-        if not args.model_uri:
-            raise SearchrecError("the recommend pipeline needs --model-uri (a trained model folder)")
         arguments.update(
             start_date=args.recommend_start,
             end_date=args.recommend_end,
-            model_uri=_abs_uri(args.model_uri),
+            model_uri=_abs_uri(args.model_uri or args.models_uri),
             num_shards=args.num_shards,
         )
-    if args.pipeline != "recommend" and args.ground_truth:
+    default_truth = args.ground_truth == DEFAULT_GROUND_TRUTH and not Path(args.ground_truth).exists()
+    if args.pipeline != "recommend" and args.ground_truth and not default_truth:
         arguments["ground_truth_uri"] = _abs_uri(args.ground_truth)
     if args.pipeline != "training":
         if args.users_uri:
@@ -178,11 +189,39 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--epochs", type=int, default=8)
     p.add_argument("--num-shards", type=int, default=2)
-    p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")
+    p.add_argument(
+        "--model-uri",
+        default="",
+        help="recommend: a model folder or a registry root (its CURRENT model); default: --models-uri",
+    )
+    p.add_argument(
+        "--models-uri",
+        default=config.LOCAL_MODELS_DIR,
+        help="model registry root (folder, s3://, gs://): training publishes there, recommend reads "
+        "its current model; empty: training does not publish (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-lift",
+        type=float,
+        default=config.PROMOTE_MIN_LIFT,
+        help="promotion gate: holdout Recall@200 >= this x popularity (default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-regression",
+        type=float,
+        default=config.PROMOTE_MAX_REGRESSION,
+        help="promotion gate: at most this much below the current model's Recall@200 (default: %(default)s)",
+    )
+    p.add_argument(
+        "--learning-rate", type=float, default=None, help="training learning rate (default: the pipeline's)"
+    )
     p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")
     p.add_argument("--output-uri", default="", help="where to copy the recommendations")
     p.add_argument(
-        "--ground-truth", default=f"{config.DEMO_DIR}/ground_truth", help="demo ground truth (ceiling)"
+        "--ground-truth",
+        default=DEFAULT_GROUND_TRUTH,
+        help="demo ground truth for the ceiling metrics; the default is used only where it exists "
+        "(default: %(default)s)",
     )
     p.add_argument("--runs-dir", default="runs", help="kfp.local pipeline roots go here")
 

@@ -25,6 +25,11 @@ TOP_K = 200
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
 
+# --- model registry (promote) -----------------------------------------------------------------
+PROMOTE_MIN_LIFT = 1.5  # a new model's holdout Recall@200 must be at least this x popularity's ...
+PROMOTE_MAX_REGRESSION = 0.01  # ... and at most this much (absolute) below the current model's
+LOCAL_MODELS_DIR = "models"  # `searchrec run`'s registry root when --models-uri is not given
+
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
 DEMO_WAREHOUSE = f"duckdb:///{DEMO_DIR}/warehouse.duckdb"

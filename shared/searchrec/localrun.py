@@ -32,6 +32,11 @@ class LocalRun:
             raise SearchrecError(f"local run {self.run_dir} has no output {output!r} of task {task!r}")
         return Path(_local_path(artifacts[0]["uri"]))
 
+    def metadata(self, task: str, output: str) -> dict:
+        """An output artifact's metadata ({} when the task or output is not in this run)."""
+        artifacts = self.outputs.get(task, {}).get(output) or [{}]
+        return dict(artifacts[0].get("metadata") or {})
+
     @property
     def recommendations(self) -> Path | None:
         """The final dataset: the merge task's with several shards, the single infer task's with one."""

@@ -1,0 +1,240 @@
+"""Model registry in a bucket or a local folder: published versions and one `CURRENT` pointer.
+
+```
+<models_uri>/
+  CURRENT                          {"version", "uri", "promoted_at", "model_recall_at_200", ...}: written last
+  2026-10-07-3f9c2a1b/             <train_end>-<short run id>: a model folder infer loads as it is
+    config.json  query_tower.safetensors  item_tower.safetensors
+    metrics.json                   the gate's figures: new model, incumbent, popularity on this run's holdout
+    decision.json                  {"status": "promoted" | "rejected", "reason", "checks"}
+    lineage.json                   the input artifacts' metadata: window, rows, snapshot, encoder, commit, run
+    report.html                    the train task's report
+    _COMPLETE                      written after every other file of the version
+```
+
+Every version stays published, promoted or not (a rejected one says why in decision.json). The
+pointer is one small object, written in a single PUT only after the version is complete, so a reader
+sees the old current model or the new one, never a half-published one. Two training runs promoting at
+the same moment: the last pointer write wins (both versions stay published).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from searchrec import schemas, storage
+from searchrec.errors import SearchrecError
+
+POINTER = "CURRENT"
+COMPLETE = "_COMPLETE"
+METRICS_FILE = "metrics.json"
+DECISION_FILE = "decision.json"
+LINEAGE_FILE = "lineage.json"
+REPORT_FILE = "report.html"
+MODEL_FILES = (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE)
+SIDECAR_FILES = (METRICS_FILE, DECISION_FILE, LINEAGE_FILE)
+GATE_METRIC = "model_recall_at_200"
+BASELINE_METRIC = "popularity_recall_at_200"
+
+
+@dataclass
+class Decision:
+    promoted: bool
+    reason: str
+    checks: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"status": "promoted" if self.promoted else "rejected", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a model URI stands for: `uri` is the model folder; `root`/`version` when it came from a registry."""
+
+    uri: str
+    root: str = ""
+    version: str = ""
+
+
+def version_name(train_end: str, run_id: str) -> str:
+    """`<train_end>-<short run id>`: sorts by window, unique per run."""
+    try:
+        dt.date.fromisoformat(train_end)
+    except ValueError:
+        raise SearchrecError(f"train_end must be a YYYY-MM-DD date, got {train_end!r}") from None
+    short = re.sub(r"[^0-9a-z]", "", run_id.lower())[:8]
+    if not short:
+        raise SearchrecError(f"run id {run_id!r} has no letters or digits to name a model version")
+    return f"{train_end}-{short}"
+
+
+def read_pointer(root: str) -> dict | None:
+    """The CURRENT pointer of a registry root, or None when nothing was promoted yet."""
+    uri = storage.join_uri(root, POINTER)
+    if not storage.exists(uri):
+        return None
+    try:
+        pointer = json.loads(storage.read_bytes(uri))
+    except ValueError as error:
+        raise SearchrecError(f"registry pointer {uri} is not JSON: {error}") from None
+    if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
+        raise SearchrecError(f"registry pointer {uri} names no version")
+    return pointer
+
+
+def resolve(model_uri: str) -> Resolved:
+    """A model folder as it is; a registry root as its current version (complete, or an error)."""
+    if not model_uri:
+        raise SearchrecError("no model URI given (a model folder or a registry root)")
+    pointer = read_pointer(model_uri)
+    if pointer is not None:
+        uri = storage.join_uri(model_uri, pointer["version"])
+        if not storage.exists(storage.join_uri(uri, COMPLETE)):
+            raise SearchrecError(f"registry {model_uri} points at {pointer['version']}, which is incomplete")
+        return Resolved(uri=uri, root=model_uri, version=pointer["version"])
+    if storage.exists(storage.join_uri(model_uri, schemas.MODEL_CONFIG)):
+        return Resolved(uri=model_uri)
+    raise SearchrecError(
+        f"{model_uri} is neither a model folder ({schemas.MODEL_CONFIG}) nor a registry root with a "
+        f"promoted model ({POINTER})"
+    )
+
+
+def fetch(uri: str, dest: Path) -> Path:
+    """Copy a model folder's model files (and the registry's JSON sidecars where present) into `dest`."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        (dest / name).write_bytes(storage.read_bytes(storage.join_uri(uri, name)))
+    for name in SIDECAR_FILES:
+        source = storage.join_uri(uri, name)
+        if storage.exists(source):
+            (dest / name).write_bytes(storage.read_bytes(source))
+    return dest
+
+
+def read_json(uri: str) -> dict:
+    try:
+        data = json.loads(storage.read_bytes(uri))
+    except ValueError as error:
+        raise SearchrecError(f"{uri} is not JSON: {error}") from None
+    if not isinstance(data, dict):
+        raise SearchrecError(f"{uri} is not a JSON object")
+    return data
+
+
+def publish_version(root: str, version: str, model_dir: Path, files: dict[str, bytes]) -> str:
+    """Write a version folder: the model files, the given extra files, then the completion marker."""
+    uri = storage.join_uri(root, version)
+    if storage.exists(storage.join_uri(uri, COMPLETE)):
+        raise SearchrecError(f"model version {uri} is already published")
+    for name in MODEL_FILES:
+        storage.write_bytes(storage.join_uri(uri, name), (Path(model_dir) / name).read_bytes())
+    for name, data in files.items():
+        storage.write_bytes(storage.join_uri(uri, name), data)
+    storage.write_bytes(storage.join_uri(uri, COMPLETE), b"")
+    return uri
+
+
+def set_current(root: str, version: str, **info: object) -> dict:
+    """Move the pointer: one small object, written in one PUT, after the version is complete."""
+    uri = storage.join_uri(root, version)
+    if not storage.exists(storage.join_uri(uri, COMPLETE)):
+        raise SearchrecError(f"cannot promote {uri}: it is not completely published")
+    pointer = {
+        "version": version,
+        "uri": uri,
+        "promoted_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        **info,
+    }
+    storage.write_bytes(storage.join_uri(root, POINTER), json.dumps(pointer, indent=2).encode())
+    return pointer
+
+
+def versions(root: str) -> list[dict]:
+    """Every complete version under a root, oldest first: name, uri, status, reason, current or not."""
+    current = (read_pointer(root) or {}).get("version")
+    out = []
+    for name in storage.list_dir(root):
+        uri = storage.join_uri(root, name)
+        if name == POINTER or not storage.exists(storage.join_uri(uri, COMPLETE)):
+            continue
+        decision = read_json(storage.join_uri(uri, DECISION_FILE))
+        out.append(
+            {
+                "version": name,
+                "uri": uri,
+                "status": decision.get("status"),
+                "reason": decision.get("reason"),
+                "current": name == current,
+            }
+        )
+    return out
+
+
+def gate(
+    new: dict, incumbent: dict | None, *, min_lift: float, max_regression: float, note: str = ""
+) -> Decision:
+    """Promote when Recall@200 >= min_lift x popularity and >= incumbent - max_regression (same holdout).
+
+    `new` / `incumbent`: holdout metrics of the two models on this run's holdout; `incumbent` None when
+    there is no current model or it cannot be scored here (`note` says why)."""
+    if GATE_METRIC not in new or BASELINE_METRIC not in new:
+        return Decision(False, "no holdout metrics (empty holdout?): nothing to compare", {})
+    recall, popularity = float(new[GATE_METRIC]), float(new[BASELINE_METRIC])
+    checks: dict = {
+        "recall_at_200": recall,
+        "popularity_recall_at_200": popularity,
+        "min_lift": min_lift,
+        "max_regression": max_regression,
+        "lift": recall / popularity if popularity > 0 else None,
+    }
+    if recall < min_lift * popularity:
+        return Decision(
+            False, f"Recall@200 {recall:.4f} < {min_lift:g} x popularity {popularity:.4f}", checks
+        )
+    if incumbent is None:
+        return Decision(True, note or "no current model: the first one that passes the lift check", checks)
+    current = float(incumbent[GATE_METRIC])
+    checks["incumbent_recall_at_200"] = current
+    if recall < current - max_regression:
+        return Decision(
+            False,
+            f"Recall@200 {recall:.4f} is more than {max_regression:g} below the current model's "
+            f"{current:.4f} on the same holdout",
+            checks,
+        )
+    return Decision(
+        True,
+        f"Recall@200 {recall:.4f} vs current {current:.4f}, {recall / popularity:.1f}x popularity",
+        checks,
+    )
+
+
+def model_metadata(resolved: Resolved, local_dir: Path) -> dict:
+    """What a served model's artifact records: where it was resolved from and what it was trained on."""
+    config = schemas.read_json(Path(local_dir) / schemas.MODEL_CONFIG)
+    extra = config.get("extra") or {}
+    meta = {
+        "model_uri": resolved.uri,
+        "registry_uri": resolved.root or None,
+        "model_version": resolved.version or None,
+        **{k: extra.get(k) for k in ("train_start", "train_end", "snapshot_date", "encoder", "pooling")},
+        "model_recall_at_200": (extra.get("metrics") or {}).get(GATE_METRIC),
+    }
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+SERVED_KEYS = ("model_uri", "model_version", "registry_uri", "train_start", "train_end")
+
+
+def served_model(metadata: dict, artifact_uri: str) -> dict:
+    """The model a recommendations dataset came from, for its metadata: the resolved folder (or the model
+    artifact's own URI when it came straight from a train task), its version and training window."""
+    out = {k: metadata[k] for k in SERVED_KEYS if metadata.get(k) is not None}
+    out.setdefault("model_uri", artifact_uri)
+    return out
