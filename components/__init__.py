@@ -1,5 +1,6 @@
 """Thin, typed KFP components, one module per stage; the logic lives in the searchrec library."""
 
+from components.cache import window_cache_key
 from components.clean import clean_inference, clean_training
 from components.encode import encode
 from components.extract import extract_inference_events, extract_snapshot, extract_training_events
@@ -22,4 +23,5 @@ __all__ = [
     "resolve_model",
     "shard_indices",
     "train",
+    "window_cache_key",
 ]

@@ -27,6 +27,7 @@ def clean_training(
     import datetime as dt
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.clean import clean_training_events
 
@@ -46,6 +47,7 @@ def clean_training(
         examples.metadata.update(lineage(**stats.as_metadata()))
         for name, value in stats.as_metrics().items():
             funnel.log_metric(name, value)
+        keep_metrics_file(funnel)
 
 
 @dsl.component(base_image=config.image("clean"), install_kfp_package=False)
@@ -59,6 +61,7 @@ def clean_inference(
     """Per-user histories of cleaned queries, cut to the last `history_length`."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.clean import clean_inference_events
 
@@ -69,3 +72,4 @@ def clean_inference(
         histories.metadata.update(lineage(**stats.as_metadata()))
         for name, value in stats.as_metrics().items():
             funnel.log_metric(name, value)
+        keep_metrics_file(funnel)

@@ -14,8 +14,10 @@ def extract_training_events(
     events: Output[Dataset],
     lookback_days: int = 30,  # config.LOOKBACK_DAYS
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
+    cache_token: str = "",
 ):
-    """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet."""
+    """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet.
+    `cache_token` (window_cache_key's output) only shapes the cache key."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
@@ -42,8 +44,10 @@ def extract_inference_events(
     orders: Output[Dataset],
     users_uri: str = "",
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
+    cache_token: str = "",
 ):
-    """Last queries of each user in the window (optionally for a user list) and the window's purchases."""
+    """Last queries of each user in the window (optionally for a user list) and the window's purchases.
+    `cache_token` (window_cache_key's output) only shapes the cache key."""
     import tempfile
     from pathlib import Path
 
@@ -80,8 +84,10 @@ def extract_snapshot(
     date: str,
     snapshot: Output[Dataset],
     max_days: int = 14,  # config.SNAPSHOT_MAX_DAYS
+    cache_token: str = "",
 ):
-    """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away)."""
+    """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away).
+    `cache_token` (window_cache_key's output) only shapes the cache key."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage

@@ -18,6 +18,7 @@ from components import (
     promote,
     shard_indices,
     train,
+    window_cache_key,
 )
 from pipelines.cluster import configure
 
@@ -49,18 +50,21 @@ def training_tasks(
     min_index_recall,
     learning_rate=None,
     registry=None,
+    cache_lag_days=None,
 ):
     """extract -> clean -> encode -> train -> index (-> promote). Returns the train and index tasks.
 
     `encoder` is the Model artifact of import_encoder(). `registry`: a dict with `models_uri`, `min_lift`
-    and `max_regression` adds the promote step (only where `models_uri` is not empty)."""
-    events = configure(
-        extract_training_events(warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date),
-        "extract",
-        touches_network=True,
-        cache=False,
+    and `max_regression` adds the promote step (only where `models_uri` is not empty). `cache_lag_days`:
+    extract is reused from the cache for windows that ended at least that many days ago."""
+    token = cache_key_task(end_date, cache_lag_days)
+    events = extract_cached(
+        extract_training_events(
+            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, **token
+        ),
+        token,
     ).set_display_name("extract training events")
-    snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
+    snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token)
     cleaned = configure(
         clean_training(
             events=events.outputs["events"],
@@ -116,12 +120,30 @@ def promote_task(trained, encoded, cleaned, snapshot, end_date, *, models_uri, m
     ).set_display_name("promote model (gate vs current)")
 
 
-def snapshot_task(embeddings_uri, date, max_days):
-    return configure(
-        extract_snapshot(embeddings_uri=embeddings_uri, date=date, max_days=max_days),
-        "extract",
-        touches_network=True,
+def cache_key_task(end_date, cache_lag_days) -> dict:
+    """{"cache_token": <window_cache_key output>} for the extract tasks, or {} (never cached) without a lag."""
+    if cache_lag_days is None:
+        return {}
+    task = configure(
+        window_cache_key(
+            end_date=end_date, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, cache_lag_days=cache_lag_days
+        ),
+        "clean",
         cache=False,
+    ).set_display_name("is the window closed? (extract cache key)")
+    return {"cache_token": task.output}
+
+
+def extract_cached(task, token: dict):
+    """An extract task: cached only when it takes a window cache key (closed windows repeat it)."""
+    configure(task, "extract", touches_network=True, cache=False)
+    return task.set_caching_options(bool(token))
+
+
+def snapshot_task(embeddings_uri, date, max_days, token=None):
+    return extract_cached(
+        extract_snapshot(embeddings_uri=embeddings_uri, date=date, max_days=max_days, **(token or {})),
+        token or {},
     ).set_display_name("extract embeddings snapshot")
 
 
@@ -156,20 +178,24 @@ def recommend_tasks(
     min_history,
     output_uri,
     index=None,
+    cache_lag_days=None,
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
     `model` and `encoder` are Model artifacts (a train output or an importer's)."""
-    events = configure(
+    token = cache_key_task(end_date, cache_lag_days)
+    events = extract_cached(
         extract_inference_events(
-            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, users_uri=users_uri
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            users_uri=users_uri,
+            **token,
         ),
-        "extract",
-        touches_network=True,
-        cache=False,
+        token,
     ).set_display_name("extract inference events")
     if index is None:
-        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days)
+        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token)
         index = index_task(model, snapshot.outputs["snapshot"], index_kind, min_index_recall).outputs["index"]
     histories = configure(clean_inference(events=events.outputs["events"], min_history=min_history), "clean")
     encoded = encode_task(histories.outputs["histories"], encoder, pooling)

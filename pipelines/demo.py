@@ -32,6 +32,7 @@ def demo(
     exclude_bought: bool = False,
     min_history: int = 1,
     output_uri: str = "",
+    cache_lag_days: int = config.CACHE_LAG_DAYS,
 ):
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
@@ -51,6 +52,7 @@ def demo(
         ground_truth_uri=ground_truth_uri,
         index_kind=index_kind,
         min_index_recall=min_index_recall,
+        cache_lag_days=cache_lag_days,
     )
     recommend_tasks(
         model=trained.outputs["model"],
@@ -69,4 +71,5 @@ def demo(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
+        cache_lag_days=cache_lag_days,
     )

@@ -28,6 +28,7 @@ def recommend(
     exclude_bought: bool = False,
     min_history: int = 1,
     output_uri: str = "",
+    cache_lag_days: int = config.CACHE_LAG_DAYS,
 ):
     encoder_model = import_encoder(encoder)
     model = configure(resolve_model(model_uri=model_uri), "infer", touches_network=True, cache=False)
@@ -49,4 +50,5 @@ def recommend(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
+        cache_lag_days=cache_lag_days,
     )

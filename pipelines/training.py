@@ -30,6 +30,7 @@ def training(
     models_uri: str = "",
     min_lift: float = config.PROMOTE_MIN_LIFT,
     max_regression: float = config.PROMOTE_MAX_REGRESSION,
+    cache_lag_days: int = config.CACHE_LAG_DAYS,
 ):
     encoder_model = import_encoder(encoder)
     training_tasks(
@@ -51,4 +52,5 @@ def training(
         min_index_recall=min_index_recall,
         learning_rate=learning_rate,
         registry={"models_uri": models_uri, "min_lift": min_lift, "max_regression": max_regression},
+        cache_lag_days=cache_lag_days,
     )

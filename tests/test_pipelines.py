@@ -25,6 +25,7 @@ STAGE_OF_COMPONENT = {
     "merge-recommendations": "infer",
     "promote": "train",
     "resolve-model": "infer",
+    "window-cache-key": "clean",
 }
 
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from searchrec import config
+from searchrec.cli_options import add_cache_options
 from searchrec.errors import SearchrecError
 from searchrec.runtime import setup_logging
 
@@ -76,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from searchrec.localrun import run_local
 
     arguments = _run_arguments(args)
-    run = run_local(args.pipeline, arguments, Path(args.runs_dir))
+    run = run_local(args.pipeline, arguments, Path(args.runs_dir), cache=args.cache)
     _print_run(run, args.pipeline)
     return 0
 
@@ -101,6 +102,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
         "encoder": _abs_uri(args.encoder) if Path(args.encoder).exists() else args.encoder,
         "pooling": args.pooling,
         "snapshot_max_days": args.snapshot_max_days,
+        "cache_lag_days": args.cache_lag_days,
     }
     if args.pipeline == "demo":
         arguments.update(
@@ -223,7 +225,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="demo ground truth for the ceiling metrics; the default is used only where it exists "
         "(default: %(default)s)",
     )
-    p.add_argument("--runs-dir", default="runs", help="kfp.local pipeline roots go here")
+    p.add_argument(
+        "--runs-dir", default="runs", help="kfp.local pipeline roots go here (default: %(default)s)"
+    )
+    add_cache_options(p)
 
 
 def build_parser() -> argparse.ArgumentParser:

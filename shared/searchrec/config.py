@@ -25,6 +25,10 @@ TOP_K = 200
 SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from the chosen date
 EXTRACT_CHUNK_ROWS = 100_000
 
+# Extract is served from the cache only for windows that ended at least this many days ago (UTC): the
+# warehouse still receives late events for recent days.
+CACHE_LAG_DAYS = 2
+
 # --- model registry (promote) -----------------------------------------------------------------
 PROMOTE_MIN_LIFT = 1.5  # a new model's holdout Recall@200 must be at least this x popularity's ...
 PROMOTE_MAX_REGRESSION = 0.01  # ... and at most this much (absolute) below the current model's

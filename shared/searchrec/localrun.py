@@ -74,8 +74,15 @@ def read_run(run_dir: Path) -> LocalRun:
     return run
 
 
-def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
-    """Run one of the project's pipelines in this Python environment with kfp.local."""
+CACHE_DIR = ".kfp_cache"  # under the runs folder: shared by every local run there
+
+
+def run_local(pipeline_name: str, arguments: dict, runs_dir: Path, *, cache: bool = False) -> LocalRun:
+    """Run one of the project's pipelines in this Python environment with kfp.local.
+
+    cache: reuse task outputs of earlier runs in the same `runs_dir` (kfp.local's cache, kept in
+    `<runs_dir>/.kfp_cache`) for tasks compiled as cacheable: extract only for closed windows, never promote.
+    """
     import os
 
     from kfp import local
@@ -91,7 +98,13 @@ def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     root = (Path(runs_dir) / f"{pipeline_name}-{stamp}").resolve()
     root.mkdir(parents=True, exist_ok=False)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+        enable_caching=cache,
+        cache_root=str(Path(runs_dir).resolve() / CACHE_DIR),
+    )
     log.info("running pipeline %s locally under %s", pipeline_name, root)
     original_print = builtins.print  # kfp.local indents print() while tasks run and may not restore it
     errors_file = root / "errors.txt"
