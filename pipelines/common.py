@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from typing import NamedTuple
+
 from kfp import dsl
-from kfp.dsl import Model
+from kfp.dsl import Dataset, Model
 
 from components import (
     build_index,
@@ -21,13 +24,18 @@ from components import (
     window_cache_key,
 )
 from pipelines.cluster import configure
+from searchrec import config
+
+# Branch names that start every task's display name: in the demo pipeline both run side by side.
+TRAINING = "training"
+SERVING = "serving"
 
 
 def import_encoder(encoder):
     """The sentence encoder as a lineage node: an HF id, or a folder (local, s3://, gs://) of its weights."""
     return dsl.importer(
         artifact_uri=encoder, artifact_class=Model, reimport=False, metadata={"role": "query encoder"}
-    ).set_display_name("import query encoder")
+    ).set_display_name("import the query encoder (training and serving)")
 
 
 def training_tasks(
@@ -57,14 +65,14 @@ def training_tasks(
     `encoder` is the Model artifact of import_encoder(). `registry`: a dict with `models_uri`, `min_lift`
     and `max_regression` adds the promote step (only where `models_uri` is not empty). `cache_lag_days`:
     extract is reused from the cache for windows that ended at least that many days ago."""
-    token = cache_key_task(end_date, cache_lag_days)
+    token = cache_key_task(end_date, cache_lag_days, TRAINING)
     events = extract_cached(
         extract_training_events(
             warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, **token
         ),
         token,
-    ).set_display_name("extract training events")
-    snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token)
+    ).set_display_name(f"{TRAINING}: extract purchases and the queries before them")
+    snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token, TRAINING)
     cleaned = configure(
         clean_training(
             events=events.outputs["events"],
@@ -75,8 +83,8 @@ def training_tasks(
             min_item_count=min_item_count,
         ),
         "clean",
-    )
-    encoded = encode_task(cleaned.outputs["examples"], encoder, pooling)
+    ).set_display_name(f"{TRAINING}: clean queries, pick items, split off the holdout")
+    encoded = encode_task(cleaned.outputs["examples"], encoder, pooling, TRAINING)
     trained = configure(
         train(
             encoded=encoded.outputs["encoded"],
@@ -91,8 +99,10 @@ def training_tasks(
             **({} if learning_rate is None else {"learning_rate": learning_rate}),
         ),
         "train",
+    ).set_display_name(f"{TRAINING}: train the two towers, holdout metrics, report")
+    indexed = index_task(
+        trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall, TRAINING
     )
-    indexed = index_task(trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall)
     if registry is not None:
         with dsl.If(registry["models_uri"] != "", name="registry-given"):
             promote_task(trained, encoded, cleaned, snapshot, end_date, **registry)
@@ -117,10 +127,10 @@ def promote_task(trained, encoded, cleaned, snapshot, end_date, *, models_uri, m
         "train",
         touches_network=True,
         cache=False,
-    ).set_display_name("promote model (gate vs current)")
+    ).set_display_name(f"{TRAINING}: publish to the registry, promote if it beats the gate")
 
 
-def cache_key_task(end_date, cache_lag_days) -> dict:
+def cache_key_task(end_date, cache_lag_days, branch=TRAINING) -> dict:
     """{"cache_token": <window_cache_key output>} for the extract tasks, or {} (never cached) without a lag."""
     if cache_lag_days is None:
         return {}
@@ -130,7 +140,7 @@ def cache_key_task(end_date, cache_lag_days) -> dict:
         ),
         "clean",
         cache=False,
-    ).set_display_name("is the window closed? (extract cache key)")
+    ).set_display_name(f"{branch}: is the window closed? (extract cache key)")
     return {"cache_token": task.output}
 
 
@@ -140,23 +150,23 @@ def extract_cached(task, token: dict):
     return task.set_caching_options(bool(token))
 
 
-def snapshot_task(embeddings_uri, date, max_days, token=None):
+def snapshot_task(embeddings_uri, date, max_days, token=None, branch=TRAINING):
     return extract_cached(
         extract_snapshot(embeddings_uri=embeddings_uri, date=date, max_days=max_days, **(token or {})),
         token or {},
-    ).set_display_name("extract embeddings snapshot")
+    ).set_display_name(f"{branch}: copy the nearest item-embeddings snapshot")
 
 
-def encode_task(examples, encoder, pooling):
+def encode_task(examples, encoder, pooling, branch=TRAINING):
     return configure(
         encode(examples=examples, encoder=encoder, pooling=pooling), "encode", touches_network=True
-    )
+    ).set_display_name(f"{branch}: encode each distinct query once")
 
 
-def index_task(model, snapshot, index_kind, min_index_recall):
+def index_task(model, snapshot, index_kind, min_index_recall, branch=TRAINING):
     return configure(
         build_index(model=model, snapshot=snapshot, kind=index_kind, min_recall=min_index_recall), "index"
-    )
+    ).set_display_name(f"{branch}: item tower over the snapshot, faiss index")
 
 
 def recommend_tasks(
@@ -182,8 +192,9 @@ def recommend_tasks(
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
-    `model` and `encoder` are Model artifacts (a train output or an importer's)."""
-    token = cache_key_task(end_date, cache_lag_days)
+    `model` and `encoder` are Model artifacts (a train output or an importer's). Returns the single infer
+    task and the merge task (which of them ran depends on num_shards)."""
+    token = cache_key_task(end_date, cache_lag_days, SERVING)
     events = extract_cached(
         extract_inference_events(
             warehouse_uri=warehouse_uri,
@@ -193,12 +204,16 @@ def recommend_tasks(
             **token,
         ),
         token,
-    ).set_display_name("extract inference events")
+    ).set_display_name(f"{SERVING}: extract each user's last queries")
     if index is None:
-        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token)
-        index = index_task(model, snapshot.outputs["snapshot"], index_kind, min_index_recall).outputs["index"]
-    histories = configure(clean_inference(events=events.outputs["events"], min_history=min_history), "clean")
-    encoded = encode_task(histories.outputs["histories"], encoder, pooling)
+        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token, SERVING)
+        index = index_task(
+            model, snapshot.outputs["snapshot"], index_kind, min_index_recall, SERVING
+        ).outputs["index"]
+    histories = configure(
+        clean_inference(events=events.outputs["events"], min_history=min_history), "clean"
+    ).set_display_name(f"{SERVING}: clean queries, cut histories")
+    encoded = encode_task(histories.outputs["histories"], encoder, pooling, SERVING)
     common = dict(
         model=model,
         index=index,
@@ -211,19 +226,44 @@ def recommend_tasks(
     )
     with dsl.If(num_shards == 1, name="one-shard"):
         # One shard: a single task writes the final dataset (and its copy), no fan-out, no merge.
-        configure(
+        single = configure(
             infer(**common, shard_index=0, output_uri=output_uri), "infer", touches_network=True
-        ).set_display_name("infer")
+        ).set_display_name(f"{SERVING}: top-k items per user (one shard)")
     with dsl.Else(name="sharded"):
-        shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name("user shards")
+        shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name(
+            f"{SERVING}: user shards"
+        )
         with dsl.ParallelFor(shards.output, name="shard") as shard_index:
             per_shard = configure(infer(**common, shard_index=shard_index), "infer").set_display_name(
-                "infer shard"
+                f"{SERVING}: top-k items for one user shard"
             )
-        configure(
+        merged = configure(
             merge_recommendations(
                 shards=dsl.Collected(per_shard.outputs["recommendations"]), output_uri=output_uri
             ),
             "infer",
             touches_network=True,
-        ).set_display_name("merge recommendations")
+        ).set_display_name(f"{SERVING}: join the shards into one dataset")
+    return single, merged
+
+
+def serving_outputs(**extra) -> type:
+    """The outputs a serving pipeline declares: the model, `extra`, and the final recommendations.
+
+    The recommendations come from the one-shard infer task or from the merge task (dsl.OneOf). kfp.local
+    2.17 cannot select an artifact with dsl.OneOf (its orchestrator expects exactly one artifact selector),
+    so a local run (config.LOCAL_RUN_ENV, set before the pipelines are built) leaves that output out; the
+    task's own output is the same dataset."""
+    fields = [("model", Model), *extra.items()]
+    if not os.environ.get(config.LOCAL_RUN_ENV):
+        fields.append(("recommendations", Dataset))
+    return NamedTuple("Outputs", fields)
+
+
+def final_recommendations(outputs: type, single, merged) -> dict:
+    """{"recommendations": OneOf(single infer, merge)} where `outputs` declares it, else {}."""
+    if "recommendations" not in outputs._fields:
+        return {}
+    return {
+        "recommendations": dsl.OneOf(single.outputs["recommendations"], merged.outputs["recommendations"])
+    }

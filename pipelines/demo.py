@@ -1,12 +1,23 @@
 """Demo pipeline: train on one window, then recommend for the following window, on one warehouse."""
 
 from kfp import dsl
+from kfp.dsl import Metrics
 
-from pipelines.common import import_encoder, recommend_tasks, training_tasks
+from pipelines.common import (
+    final_recommendations,
+    import_encoder,
+    recommend_tasks,
+    serving_outputs,
+    training_tasks,
+)
+from pipelines.docs import documented
 from searchrec import config
+
+DemoOutputs = serving_outputs(metrics=Metrics)
 
 
 @dsl.pipeline(name="searchrec-demo", description="Training then recommendation on one warehouse (demo data).")
+@documented("Training then recommendation on one warehouse (demo data): the training window comes first.")
 def demo(
     warehouse_uri: str = config.DEMO_WAREHOUSE,
     embeddings_uri: str = config.DEMO_EMBEDDINGS,
@@ -33,7 +44,7 @@ def demo(
     min_history: int = 1,
     output_uri: str = "",
     cache_lag_days: int = config.CACHE_LAG_DAYS,
-):
+) -> DemoOutputs:
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
         warehouse_uri=warehouse_uri,
@@ -54,7 +65,7 @@ def demo(
         min_index_recall=min_index_recall,
         cache_lag_days=cache_lag_days,
     )
-    recommend_tasks(
+    single, merged = recommend_tasks(
         model=trained.outputs["model"],
         warehouse_uri=warehouse_uri,
         embeddings_uri=embeddings_uri,
@@ -72,4 +83,9 @@ def demo(
         min_history=min_history,
         output_uri=output_uri,
         cache_lag_days=cache_lag_days,
+    )
+    return DemoOutputs(
+        model=trained.outputs["model"],
+        metrics=trained.outputs["metrics"],
+        **final_recommendations(DemoOutputs, single, merged),
     )

@@ -1,16 +1,21 @@
-"""Recommendation pipeline: a trained model (by URI, through dsl.importer) -> top-k items per user."""
+"""Recommendation pipeline: the model (a folder or the registry's CURRENT, resolved at run time) -> top-k
+items per user."""
 
 from kfp import dsl
 
 from components import resolve_model
 from pipelines.cluster import configure
-from pipelines.common import import_encoder, recommend_tasks
+from pipelines.common import final_recommendations, import_encoder, recommend_tasks, serving_outputs
+from pipelines.docs import documented
 from searchrec import config
+
+RecommendOutputs = serving_outputs()
 
 
 @dsl.pipeline(
     name="searchrec-recommend", description="Top-k items per user from their recent search queries."
 )
+@documented("Top-k items per user from their recent search queries, with the model that model_uri names.")
 def recommend(
     start_date: str,
     end_date: str,
@@ -29,11 +34,11 @@ def recommend(
     min_history: int = 1,
     output_uri: str = "",
     cache_lag_days: int = config.CACHE_LAG_DAYS,
-):
+) -> RecommendOutputs:
     encoder_model = import_encoder(encoder)
     model = configure(resolve_model(model_uri=model_uri), "infer", touches_network=True, cache=False)
     model.set_display_name("serving: resolve model (folder or registry CURRENT)")
-    recommend_tasks(
+    single, merged = recommend_tasks(
         model=model.outputs["model"],
         warehouse_uri=warehouse_uri,
         embeddings_uri=embeddings_uri,
@@ -51,4 +56,7 @@ def recommend(
         min_history=min_history,
         output_uri=output_uri,
         cache_lag_days=cache_lag_days,
+    )
+    return RecommendOutputs(
+        model=model.outputs["model"], **final_recommendations(RecommendOutputs, single, merged)
     )

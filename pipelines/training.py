@@ -1,13 +1,27 @@
-"""Training pipeline: extract -> clean -> encode -> train -> index."""
+"""Training pipeline: extract -> clean -> encode -> train -> index (-> promote to the model registry)."""
+
+from typing import NamedTuple
 
 from kfp import dsl
+from kfp.dsl import Artifact, Metrics, Model
 
 from pipelines.common import import_encoder, training_tasks
+from pipelines.docs import documented
 from searchrec import config
+
+
+class TrainingOutputs(NamedTuple):
+    model: Model
+    metrics: Metrics
+    index: Artifact
 
 
 @dsl.pipeline(
     name="searchrec-training", description="Two-tower model from search histories for a date window."
+)
+@documented(
+    "Two-tower model from search histories for a date window; with models_uri, published to the model "
+    "registry and promoted if it passes the gate."
 )
 def training(
     start_date: str,
@@ -31,9 +45,9 @@ def training(
     min_lift: float = config.PROMOTE_MIN_LIFT,
     max_regression: float = config.PROMOTE_MAX_REGRESSION,
     cache_lag_days: int = config.CACHE_LAG_DAYS,
-):
+) -> TrainingOutputs:
     encoder_model = import_encoder(encoder)
-    training_tasks(
+    trained, indexed = training_tasks(
         warehouse_uri=warehouse_uri,
         embeddings_uri=embeddings_uri,
         start_date=start_date,
@@ -53,4 +67,7 @@ def training(
         learning_rate=learning_rate,
         registry={"models_uri": models_uri, "min_lift": min_lift, "max_regression": max_regression},
         cache_lag_days=cache_lag_days,
+    )
+    return TrainingOutputs(
+        model=trained.outputs["model"], metrics=trained.outputs["metrics"], index=indexed.outputs["index"]
     )
