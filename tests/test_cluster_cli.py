@@ -1,4 +1,5 @@
-"""--cache/--no-cache on cluster submissions, against the loopback KFP API server."""
+"""The command line against a cluster (the loopback KFP API server): --cache/--no-cache, the UI link that
+submit prints, `searchrec runs --host`, and a KFP host with a Vertex project refused."""
 
 import pytest
 
@@ -43,3 +44,33 @@ def test_command_line_cache_options_reach_the_run(server, capsys):
     assert _caching(second)["extract-training-events"]
     assert first["runtime_config"]["parameters"]["cache_lag_days"] == config.CACHE_LAG_DAYS
     assert second["runtime_config"]["parameters"]["cache_lag_days"] == 5
+
+
+def test_submit_prints_the_run_and_its_ui_link_and_runs_lists_it(server, capsys):
+    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07"]
+    assert main(["submit", *args, "--host", server.url, "--tag", config.IMAGE_TAG]) == 0
+    run_id, link = capsys.readouterr().out.strip().splitlines()[-2:]  # kfp.Client prints its own lines first
+    assert run_id in server.runs and link == f"UI: {server.url}/#/runs/details/{run_id}"
+
+    assert main(["runs", "--host", server.url]) == 0
+    header, row = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[:4] == ["run_id", "pipeline", "window", "state"]
+    assert row.split()[:4] == [run_id, "searchrec-training", "2026-09-01..2026-10-07", "SUCCEEDED"]
+    assert row.endswith(f"{server.url}/#/runs/details/{run_id}")
+
+
+def test_kfp_host_and_vertex_project_together_is_an_error(server, capsys):
+    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07"]
+    assert main(["submit", *args, "--host", server.url, "--vertex-project", "ml-platform"]) == 1
+    assert "not both" in capsys.readouterr().err
+    assert server.calls("POST", "/apis/v2beta1/runs") == []
+
+
+def test_vertex_job_link_is_the_console_page():
+    from searchrec.runs import ui_link
+
+    job = "projects/ml-platform/locations/europe-west4/pipelineJobs/searchrec-training-2026"
+    assert ui_link(job) == (
+        "https://console.cloud.google.com/vertex-ai/locations/europe-west4/pipelines/runs/"
+        "searchrec-training-2026?project=ml-platform"
+    )

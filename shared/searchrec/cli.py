@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -54,6 +55,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def _print_run(run, pipeline: str) -> None:
     print(f"local run: {run.run_dir}")
+    print(f"runner log: {run.run_dir / 'runner.log'}")
     if run.recommendations is not None:
         print(f"recommendations: {run.recommendations}")
     train_metrics = run.metrics.get("train")
@@ -77,7 +79,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from searchrec.localrun import run_local
 
     arguments = _run_arguments(args)
-    run = run_local(args.pipeline, arguments, Path(args.runs_dir), cache=args.cache)
+    run = run_local(args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose)
     _print_run(run, args.pipeline)
     return 0
 
@@ -94,7 +96,17 @@ def _check_dates(args: argparse.Namespace) -> None:
         check_window(args.recommend_start, args.recommend_end, "--recommend-start", "--recommend-end")
 
 
+def _same_window_names(args: argparse.Namespace) -> None:
+    """--start-date/--end-date (submit's names) stand for the pipeline's own window."""
+    prefix = "recommend" if args.pipeline == "recommend" else "train"
+    for side in ("start", "end"):
+        value = getattr(args, f"{side}_date", None)
+        if value:
+            setattr(args, f"{prefix}_{side}", value)
+
+
 def _run_arguments(args: argparse.Namespace) -> dict:
+    _same_window_names(args)
     _check_dates(args)
     arguments: dict = {
         "warehouse_uri": _abs_uri(args.warehouse_uri),
@@ -157,6 +169,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return cmd_run(args)
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from searchrec.runs import format_runs, json_rows, kfp_runs, local_runs
+
+    rows = kfp_runs(args.host, args.namespace, args.limit) if args.host else local_runs(Path(args.runs_dir))
+    print(json_rows(rows) if args.json else format_runs(rows))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from searchrec.runs import lineage
+
+    print("\n".join(lineage(args.path)))
+    return 0
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from pipelines import compile_all
 
@@ -166,94 +193,140 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db"
+    """Options of `run` and `demo`; every one says its default (HELP_FORMAT)."""
+    opt = p.add_argument
+    opt("--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db")
+    opt(
+        "--embeddings-uri",
+        default=config.DEMO_EMBEDDINGS,
+        help="folder, s3:// or gs:// with dt=... partitions",
     )
-    p.add_argument(
-        "--embeddings-uri", default=config.DEMO_EMBEDDINGS, help="folder, s3:// or gs:// with dt=..."
+    opt("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
+    opt("--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides")
+    opt(
+        "--start-date",
+        default=None,
+        help="first day of the pipeline's window, as `submit` names it; None: --train-start (training, "
+        "demo) or --recommend-start (recommend)",
     )
-    p.add_argument("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
-    p.add_argument(
-        "--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides"
+    opt("--end-date", default=None, help="last day of that window; None: --train-end or --recommend-end")
+    opt("--train-start", default=config.DEMO_TRAIN_START, help="first day of the training window")
+    opt("--train-end", default=config.DEMO_TRAIN_END, help="last day of the training window")
+    opt(
+        "--holdout-start",
+        default=config.DEMO_HOLDOUT_START,
+        help="purchases from this day on are the holdout",
     )
-    p.add_argument("--train-start", default=config.DEMO_TRAIN_START)
-    p.add_argument("--train-end", default=config.DEMO_TRAIN_END)
-    p.add_argument("--holdout-start", default=config.DEMO_HOLDOUT_START)
-    p.add_argument("--recommend-start", default=config.DEMO_RECOMMEND_START)
-    p.add_argument("--recommend-end", default=config.DEMO_RECOMMEND_END)
-    p.add_argument("--min-item-count", type=int, default=config.DEMO_MIN_ITEM_COUNT)
-    p.add_argument("--max-items", type=int, default=config.MAX_ITEMS)
-    p.add_argument(
+    opt(
+        "--recommend-start",
+        default=config.DEMO_RECOMMEND_START,
+        help="first day of the recommendation window",
+    )
+    opt("--recommend-end", default=config.DEMO_RECOMMEND_END, help="last day of the recommendation window")
+    opt(
+        "--min-item-count",
+        type=int,
+        default=config.DEMO_MIN_ITEM_COUNT,
+        help="training items: bought at least",
+    )
+    opt("--max-items", type=int, default=config.MAX_ITEMS, help="training items: at most this many")
+    opt(
         "--snapshot-max-days",
         type=int,
         default=config.SNAPSHOT_MAX_DAYS,
         help="how far the nearest dt= snapshot may be from the window's end",
     )
-    p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--num-shards", type=int, default=2)
-    p.add_argument(
+    opt("--epochs", type=int, default=8, help="training epochs")
+    opt("--learning-rate", type=float, default=None, help="training learning rate (None: the pipeline's)")
+    opt("--num-shards", type=int, default=2, help="user shards for inference")
+    opt(
         "--model-uri",
         default="",
-        help="recommend: a model folder or a registry root (its CURRENT model); default: --models-uri",
+        help="recommend: a model folder or a registry root (its CURRENT model); empty: --models-uri",
     )
-    p.add_argument(
+    opt(
         "--models-uri",
         default=config.LOCAL_MODELS_DIR,
-        help="model registry root (folder, s3://, gs://): training publishes there, recommend reads "
-        "its current model; empty: training does not publish (default: %(default)s)",
+        help="model registry root (folder, s3://, gs://): training publishes there, recommend reads its "
+        "current model; empty: training does not publish",
     )
-    p.add_argument(
+    opt(
         "--min-lift",
         type=float,
         default=config.PROMOTE_MIN_LIFT,
-        help="promotion gate: holdout Recall@200 >= this x popularity (default: %(default)s)",
+        help="gate: Recall@200 >= this x popularity",
     )
-    p.add_argument(
+    opt(
         "--max-regression",
         type=float,
         default=config.PROMOTE_MAX_REGRESSION,
-        help="promotion gate: at most this much below the current model's Recall@200 (default: %(default)s)",
+        help="gate: at most this much below the current model's Recall@200",
     )
-    p.add_argument(
-        "--learning-rate", type=float, default=None, help="training learning rate (default: the pipeline's)"
-    )
-    p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")
-    p.add_argument("--output-uri", default="", help="where to copy the recommendations")
-    p.add_argument(
+    opt("--users-uri", default="", help="parquet/csv with a user_id column; empty: every user in the window")
+    opt("--output-uri", default="", help="where to copy the recommendations; empty: nowhere")
+    opt(
         "--ground-truth",
         default=DEFAULT_GROUND_TRUTH,
-        help="demo ground truth for the ceiling metrics; the default is used only where it exists "
-        "(default: %(default)s)",
+        help="demo ground truth for the ceiling metrics; the default is used only where it exists",
     )
-    p.add_argument(
-        "--runs-dir", default="runs", help="kfp.local pipeline roots go here (default: %(default)s)"
+    opt("--runs-dir", default="runs", help="kfp.local run folders (and their cache) go here")
+    opt(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="stream the runner's whole log (always written to runner.log in the run folder) (default: off)",
     )
     add_cache_options(p)
 
 
+HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    from searchrec import __version__
+
+    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__, formatter_class=HELP_FORMAT)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; for run: the whole log")
+    parser.add_argument("--version", action="version", version=f"searchrec {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo-data", help="generate the demo warehouse, embeddings and stand-in encoder")
-    p.add_argument("--out", default=config.DEMO_DIR)
-    p.add_argument("--size", default="demo")
-    p.add_argument("--seed", type=int, default=0)
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HELP_FORMAT)
+
+    p = command("demo-data", "generate the demo warehouse, embeddings and stand-in encoder")
+    p.add_argument("--out", default=config.DEMO_DIR, help="folder to write")
+    p.add_argument("--size", default="demo", help="tiny, demo or large")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--force", action="store_true", help="overwrite existing demo data")
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("demo", help="demo data if missing, then the demo pipeline locally")
+    p = command("demo", "demo data if missing, then the demo pipeline locally")
     _add_run_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run a pipeline locally (kfp.local) on any warehouse and window")
-    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo")
+    p = command("run", "run a pipeline locally (kfp.local) on any warehouse and window")
+    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo", help="which")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("compile", help="compile the pipelines to YAML")
-    p.add_argument("--out", default="compiled")
+    p = command("runs", "list runs: local (kfp.local) runs, or a Kubeflow Pipelines endpoint's")
+    p.add_argument("--runs-dir", default="runs", help="local runs folder")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("SEARCHREC_KFP_HOST"),
+        help="Kubeflow Pipelines endpoint ($SEARCHREC_KFP_HOST): list its runs instead of local ones",
+    )
+    p.add_argument("--namespace", default=None, help="KFP namespace, multi-user clusters")
+    p.add_argument("--limit", type=int, default=20, help="at most this many KFP runs")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=cmd_runs)
+
+    p = command("lineage", "where a recommendations file or a model came from, back to the warehouse window")
+    p.add_argument("path", help="a file or folder inside a local run, a model folder or a registry root")
+    p.set_defaults(func=cmd_lineage)
+
+    p = command("compile", "compile the pipelines to YAML")
+    p.add_argument("--out", default="compiled", help="folder for the YAML files")
     p.set_defaults(func=cmd_compile)
 
     try:
@@ -262,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register_cli(sub)
+    for subparser in sub.choices.values():  # submit / schedule / images too: defaults in their help
+        subparser.formatter_class = HELP_FORMAT
     return parser
 
 

@@ -15,15 +15,14 @@ def add_cache_options(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="reuse task outputs of earlier runs where the task allows it: extract only for closed windows "
-        "(see --cache-lag-days), never promote or the registry lookup; --no-cache runs every task "
-        "(default: --cache)",
+        "(see --cache-lag-days), never promote or the registry lookup; --no-cache runs every task",
     )
     p.add_argument(
         "--cache-lag-days",
         type=int,
         default=config.CACHE_LAG_DAYS,
         help="a window is closed (its extract reusable) once its end date is this many days before today, "
-        "UTC (default: %(default)s)",
+        "UTC",
     )
 
 

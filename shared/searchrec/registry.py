@@ -224,7 +224,7 @@ def model_metadata(resolved: Resolved, local_dir: Path) -> dict:
         "registry_uri": resolved.root or None,
         "model_version": resolved.version or None,
         **{k: extra.get(k) for k in ("train_start", "train_end", "snapshot_date", "encoder", "pooling")},
-        "model_recall_at_200": (extra.get("metrics") or {}).get(GATE_METRIC),
+        "trained_recall_at_200": (extra.get("metrics") or {}).get(GATE_METRIC),
     }
     return {k: v for k, v in meta.items() if v is not None}
 

@@ -718,7 +718,7 @@ def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         enable_caching=enable_caching(args),
         host=args.host or None,
         namespace=args.namespace or None,
-        vertex_project=None if args.host else (args.vertex_project or None),
+        vertex_project=args.vertex_project or None,  # with --host too: an error, not silently dropped
         vertex_location=args.vertex_location or None,
         pipeline_root=args.pipeline_root or None,
         service_account=args.service_account or None,
@@ -741,6 +741,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"searchrec: {error}", file=sys.stderr)
         return error.exit_code
     print(run_id)
+    from searchrec.runs import ui_link
+
+    print(f"UI: {ui_link(run_id, args.host)}")
     return 0
 
 

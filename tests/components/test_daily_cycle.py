@@ -108,6 +108,12 @@ def test_rerun_with_other_epochs_reuses_extract_clean_and_encode(cycle):
     assert len(runs) == 2
     assert {"extract-training-events", "extract-snapshot", "clean-training", "encode"} <= tasks_run(runs[0])
     assert tasks_run(runs[1]) == {"window-cache-key", "train", "build-index", "promote"}
+    # the terminal shows one line per task (the runner's log is in the run folder)
+    states = {line.split()[0]: line.split()[1] for line in cycle["second"].stdout.splitlines()[:12]}
+    assert states["extract-training-events"] == states["clean-training"] == states["encode"] == "cached"
+    assert states["train"] == states["promote"] == "done"
+    assert len(cycle["second"].stdout.splitlines()) < 25
+    assert "cache hit" in (runs[1] / "runner.log").read_text()
 
 
 def test_recommend_from_the_registry_root_serves_the_current_model(cycle):
@@ -119,3 +125,36 @@ def test_recommend_from_the_registry_root_serves_the_current_model(cycle):
     assert recs["metadata"]["model_uri"] == str(cycle["work"] / "models" / current["version"])
     assert (recs["metadata"]["train_start"], recs["metadata"]["train_end"]) == ("2026-09-01", "2026-10-07")
     assert pq.read_table(Path(printed(cycle["recommend"].stdout, "recommendations"))).num_rows > 0
+
+
+def test_lineage_of_the_recommendations_goes_back_to_the_training_window(cycle):
+    recs = printed(cycle["recommend"].stdout, "recommendations")
+    out = cli("lineage", recs, cwd=cycle["work"]).stdout
+    current = registry.read_pointer(str(cycle["work"] / "models"))["version"]
+    assert f"model served: {cycle['work'] / 'models' / current}" in out
+    assert "model trained on 2026-09-01..2026-10-07" in out  # the training window, from the registry
+    assert "promoted: no current model" in out
+    assert "extract-inference-events: window 2026-10-08..2026-10-14" in out  # the serving window
+    assert "encoder " in out and "snapshot dt=2026-10-" in out
+
+
+def test_runs_lists_the_local_runs_with_state_recall_and_promotion(cycle):
+    rows = json.loads(cli("runs", "--runs-dir", "runs", "--json", cwd=cycle["work"]).stdout)
+    assert [r["pipeline"] for r in rows] == ["recommend", "training", "training"]  # newest first
+    assert {r["state"] for r in rows} == {"SUCCEEDED"}
+    assert [r["promoted"] for r in rows] == ["", "no", "yes"]
+    assert rows[2]["recall_at_200"] > rows[1]["recall_at_200"]
+    assert rows[1]["window"] == "2026-09-01..2026-10-07" and Path(rows[0]["link"]).is_dir()
+    table = cli("runs", "--runs-dir", "runs", cwd=cycle["work"]).stdout.splitlines()
+    assert table[0].split() == [
+        "run_id",
+        "pipeline",
+        "window",
+        "state",
+        "started",
+        "seconds",
+        "recall_at_200",
+        "promoted",
+        "link",
+    ]
+    assert len(table) == 4
