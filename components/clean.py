@@ -60,7 +60,7 @@ def clean_inference(
     funnel: Output[Metrics],
     funnel_table: Output[Markdown],
     history_length: int = 5,  # config.HISTORY_LENGTH
-    min_history: int = 1,
+    min_history: int = 1,  # config.MIN_HISTORY
 ):
     """Per-user histories of cleaned queries, cut to the last `history_length`."""
     from pathlib import Path

@@ -12,7 +12,7 @@ def encode(
     encoder: Input[Model],
     encoded: Output[Dataset],
     pooling: str = "cls",  # config.PRODUCTION_ENCODER_POOLING
-    batch_size: int = 512,
+    batch_size: int = 512,  # config.ENCODE_BATCH_SIZE
 ):
     """`encoder` enters through dsl.importer (lineage): its URI is an HF id, a local folder or an s3:// / gs://
     folder of from_pretrained weights. Where the launcher has already fetched a bucket folder, that copy is used."""

@@ -10,10 +10,11 @@ from searchrec import config
 def build_index(
     model: Input[Model],
     snapshot: Input[Dataset],
+    encoded: Input[Dataset],
     index: Output[Artifact],
     metrics: Output[Metrics],
-    kind: str = "auto",
-    min_recall: float = 0.95,
+    kind: str = "auto",  # config.INDEX_KIND
+    min_recall: float = 0.95,  # config.MIN_INDEX_RECALL
 ):
     from pathlib import Path
 
@@ -21,7 +22,14 @@ def build_index(
     from searchrec.stages.index import build_index as run
 
     with stage("index"):
-        stats = run(Path(model.path), Path(snapshot.path), Path(index.path), kind=kind, min_recall=min_recall)
+        stats = run(
+            Path(model.path),
+            Path(snapshot.path),
+            Path(index.path),
+            kind=kind,
+            min_recall=min_recall,
+            encoded_dir=Path(encoded.path),  # real user histories: what recall is tuned on
+        )
         index.metadata.update(lineage(**stats.as_metadata()))
         for name, value in stats.as_metrics().items():
             metrics.log_metric(name, value)

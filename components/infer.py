@@ -28,7 +28,7 @@ def infer(
     num_shards: int = 1,
     top_k: int = 200,  # config.TOP_K
     exclude_bought: bool = False,
-    min_history: int = 1,
+    min_history: int = 1,  # config.MIN_HISTORY
     output_uri: str = "",
 ):
     """Top-k items for the users with user_id % num_shards == shard_index.
@@ -39,7 +39,8 @@ def infer(
 
     from searchrec.registry import served_model
     from searchrec.runtime import stage
-    from searchrec.stages.infer import publish, recommend
+    from searchrec.stages.infer import recommend
+    from searchrec.stages.merge import publish
 
     with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
         stats = recommend(
@@ -69,7 +70,7 @@ def merge_recommendations(
 
     from searchrec.registry import SERVED_KEYS
     from searchrec.runtime import stage
-    from searchrec.stages.infer import merge_shards, publish
+    from searchrec.stages.merge import merge_shards, publish
 
     with stage("merge_recommendations"):
         stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))

@@ -15,7 +15,7 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from searchrec import config
-from searchrec.submit import PLATFORM_ENV
+from searchrec.config import PLATFORM_ENV
 
 T = TypeVar("T", bound=PipelineTask)
 

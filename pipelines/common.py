@@ -101,7 +101,12 @@ def training_tasks(
         "train",
     ).set_display_name(f"{TRAINING}: train the two towers, holdout metrics, report")
     indexed = index_task(
-        trained.outputs["model"], snapshot.outputs["snapshot"], index_kind, min_index_recall, TRAINING
+        trained.outputs["model"],
+        snapshot.outputs["snapshot"],
+        encoded.outputs["encoded"],
+        index_kind,
+        min_index_recall,
+        TRAINING,
     )
     if registry is not None:
         with dsl.If(registry["models_uri"] != "", name="registry-given"):
@@ -163,9 +168,13 @@ def encode_task(examples, encoder, pooling, branch=TRAINING):
     ).set_display_name(f"{branch}: encode each distinct query once")
 
 
-def index_task(model, snapshot, index_kind, min_index_recall, branch=TRAINING):
+def index_task(model, snapshot, encoded, index_kind, min_index_recall, branch=TRAINING):
+    """The index over the snapshot; `encoded` histories are the real queries its recall is tuned on."""
     return configure(
-        build_index(model=model, snapshot=snapshot, kind=index_kind, min_recall=min_index_recall), "index"
+        build_index(
+            model=model, snapshot=snapshot, encoded=encoded, kind=index_kind, min_recall=min_index_recall
+        ),
+        "index",
     ).set_display_name(f"{branch}: item tower over the snapshot, faiss index")
 
 
@@ -205,15 +214,20 @@ def recommend_tasks(
         ),
         token,
     ).set_display_name(f"{SERVING}: extract each user's last queries")
-    if index is None:
-        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token, SERVING)
-        index = index_task(
-            model, snapshot.outputs["snapshot"], index_kind, min_index_recall, SERVING
-        ).outputs["index"]
     histories = configure(
         clean_inference(events=events.outputs["events"], min_history=min_history), "clean"
     ).set_display_name(f"{SERVING}: clean queries, cut histories")
     encoded = encode_task(histories.outputs["histories"], encoder, pooling, SERVING)
+    if index is None:
+        snapshot = snapshot_task(embeddings_uri, end_date, snapshot_max_days, token, SERVING)
+        index = index_task(
+            model,
+            snapshot.outputs["snapshot"],
+            encoded.outputs["encoded"],
+            index_kind,
+            min_index_recall,
+            SERVING,
+        ).outputs["index"]
     common = dict(
         model=model,
         index=index,

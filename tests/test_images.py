@@ -156,10 +156,10 @@ def test_constraints_pin_every_stage_requirement_at_the_dev_versions():
         assert installed.split("+")[0] == version, f"{name}: images pin {version}, dev venv has {installed}"
 
 
-def test_cpu_stage_modules_load_no_torch_transformers_or_faiss():
+def test_cpu_stage_modules_and_the_merge_load_no_torch_transformers_or_faiss():
     code = (
         "import json, sys\n"
-        "import searchrec.stages.extract, searchrec.stages.clean\n"
+        "import searchrec.stages.extract, searchrec.stages.clean, searchrec.stages.merge\n"
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
     result = subprocess.run(

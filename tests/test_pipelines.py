@@ -161,7 +161,7 @@ def test_training_pipeline_is_the_diagram(compiled):
     [encoder_import] = _importer_params(compiled["training"])
     assert deps["encode"] == {"clean-training", encoder_import}
     assert deps["train"] == {"encode", "clean-training", "extract-snapshot"}
-    assert deps["build-index"] == {"train", "extract-snapshot"}
+    assert deps["build-index"] == {"train", "extract-snapshot", "encode"}  # encoded histories tune recall
 
 
 def test_unknown_pipeline_is_refused(tmp_path: Path):

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from searchrec import registry, schemas, storage
+from searchrec import registry, storage
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 from searchrec.stages.promote import promote_model, score_on_holdout
 from searchrec.stages.train import train_two_tower
@@ -38,13 +39,13 @@ def root(request, tmp_path: Path) -> str:
 
 def _model_dir(path: Path, recall: float = 0.5, popularity: float = 0.1) -> Path:
     path.mkdir(parents=True)
-    (path / schemas.MODEL_CONFIG).write_text(
+    (path / model_artifact.CONFIG_FILE).write_text(
         json.dumps(
             {"extra": {"metrics": {"model_recall_at_200": recall, "popularity_recall_at_200": popularity}}}
         )
     )
-    (path / schemas.QUERY_TOWER_FILE).write_bytes(b"q" * 100)
-    (path / schemas.ITEM_TOWER_FILE).write_bytes(b"i" * 100)
+    (path / model_artifact.QUERY_TOWER_FILE).write_bytes(b"q" * 100)
+    (path / model_artifact.ITEM_TOWER_FILE).write_bytes(b"i" * 100)
     return path
 
 
@@ -62,7 +63,7 @@ def test_pointer_moves_only_to_complete_versions_and_resolves(root, tmp_path):
     resolved = registry.resolve(root)
     assert resolved == registry.Resolved(uri=uri, root=root, version="2026-10-07-abc")
     fetched = registry.fetch(resolved.uri, tmp_path / "fetched")
-    assert (fetched / schemas.QUERY_TOWER_FILE).read_bytes() == b"q" * 100
+    assert (fetched / model_artifact.QUERY_TOWER_FILE).read_bytes() == b"q" * 100
     assert json.loads((fetched / registry.DECISION_FILE).read_text())["status"] == "rejected"
     assert [v["version"] for v in registry.versions(root) if v["current"]] == ["2026-10-07-abc"]
 
@@ -76,7 +77,7 @@ def test_pointer_moves_only_to_complete_versions_and_resolves(root, tmp_path):
 def test_pointer_to_an_incomplete_version_is_refused(tmp_path):
     root = str(tmp_path / "models")
     storage.write_bytes(storage.join_uri(root, registry.POINTER), json.dumps({"version": "v1"}).encode())
-    storage.write_bytes(storage.join_uri(root, "v1", schemas.MODEL_CONFIG), b"{}")
+    storage.write_bytes(storage.join_uri(root, "v1", model_artifact.CONFIG_FILE), b"{}")
     with pytest.raises(SearchrecError, match="incomplete"):
         registry.resolve(root)
 
@@ -120,7 +121,7 @@ def trained(tmp_path_factory) -> dict:
 
 
 def test_incumbent_is_scored_like_the_train_stage(trained):
-    config = json.loads((trained["good"] / schemas.MODEL_CONFIG).read_text())
+    config = json.loads((trained["good"] / model_artifact.CONFIG_FILE).read_text())
     scored = score_on_holdout(trained["good"], *trained["inputs"])
     assert scored["model_recall_at_200"] == pytest.approx(
         config["extra"]["metrics"]["model_recall_at_200"], abs=1e-6

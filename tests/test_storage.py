@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from searchrec import storage
+from searchrec.artifacts import folder
 from searchrec.errors import SearchrecError
 
 TREE = {
@@ -54,8 +55,9 @@ def test_upload_list_download_round_trip(backend, tmp_path):
     dests = storage.upload_tree(src, uri)
     assert len(dests) == len(TREE) and all(d.startswith(uri.rstrip("/")) for d in dests)
 
-    assert storage.list_dir(uri) == ["config.json", "dt=2026-10-01", "weights"]
-    assert storage.list_dir(uri + "/") == ["config.json", "dt=2026-10-01", "weights"]
+    listed = [n for n in storage.list_dir(uri) if n not in folder.MARKERS]  # a local copy is marked complete
+    assert listed == ["config.json", "dt=2026-10-01", "weights"]
+    assert storage.list_dir(uri + "/") == storage.list_dir(uri)
     assert storage.list_dir(storage.join_uri(uri, "weights")) == ["model.safetensors", "nested"]
 
     files = storage.download_tree(storage.join_uri(uri, "weights"), tmp_path / "got")
@@ -64,7 +66,7 @@ def test_upload_list_download_round_trip(backend, tmp_path):
         k.removeprefix("weights/"): v for k, v in TREE.items() if k.startswith("weights/")
     }
     storage.download_tree(uri, tmp_path / "all")
-    assert read_tree(tmp_path / "all") == TREE
+    assert {k: v for k, v in read_tree(tmp_path / "all").items() if k not in folder.MARKERS} == TREE
 
 
 def test_download_of_nothing_is_an_error(backend, tmp_path):
@@ -100,16 +102,32 @@ def test_is_remote_and_uri_checks(tmp_path):
         storage.list_dir(tmp_path / "absent")
 
 
-def test_staged_dir_keeps_the_target_on_failure(tmp_path):
+def test_local_upload_refuses_a_foreign_folder_and_replaces_its_own(tmp_path):
     target = tmp_path / "out"
     target.mkdir()
-    (target / "old.txt").write_text("old")
-    with pytest.raises(RuntimeError), storage.staged_dir(target) as tmp:
-        (tmp / "half.txt").write_text("half")
-        raise RuntimeError("boom")
-    assert read_tree(target) == {"old.txt": b"old"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
-    with storage.staged_dir(target) as tmp:
-        (tmp / "new.txt").write_text("new")
-    assert read_tree(target) == {"new.txt": b"new"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    (target / "theirs.txt").write_text("not ours")
+    with pytest.raises(SearchrecError, match="holds files searchrec did not write"):
+        storage.upload_tree(_one_file(tmp_path), target)
+    assert read_tree(target) == {"theirs.txt": b"not ours"}
+    mine = tmp_path / "mine"
+    storage.upload_tree(tmp_path / "one", mine)
+    second = tmp_path / "second"
+    second.mkdir()
+    (second / "b.txt").write_text("b")
+    storage.upload_tree(second, mine)  # a folder searchrec wrote is replaced, nothing of it is left
+    assert {k for k in read_tree(mine) if k not in folder.MARKERS} == {"b.txt"}
+    assert folder.is_complete(mine)
+
+
+def test_parallel_transfers_copy_the_same_tree(backend, tmp_path):
+    src = tmp_path / "many"
+    for i in range(40):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i:02d}.bin").write_bytes(bytes([i]) * (1000 + i))
+    uri = backend("many")
+    assert len(storage.upload_tree(src, uri, threads=8)) == 40
+    one, eight = tmp_path / "one", tmp_path / "eight"
+    storage.download_tree(uri, one, threads=1)
+    storage.download_tree(uri, eight, threads=8)
+    strip = lambda tree: {k: v for k, v in tree.items() if k not in folder.MARKERS}  # noqa: E731
+    assert strip(read_tree(one)) == strip(read_tree(eight)) == read_tree(src)

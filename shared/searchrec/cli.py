@@ -203,6 +203,22 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     )
     opt("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
     opt("--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides")
+    _add_window_options(p)
+    _add_training_options(p)
+    _add_serving_options(p)
+    opt("--runs-dir", default="runs", help="kfp.local run folders (and their cache) go here")
+    opt(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="stream the runner's whole log (always written to runner.log in the run folder) (default: off)",
+    )
+    add_cache_options(p)
+
+
+def _add_window_options(p: argparse.ArgumentParser) -> None:
+    """Date windows: submit's --start-date/--end-date, and the demo's two windows."""
+    opt = p.add_argument
     opt(
         "--start-date",
         default=None,
@@ -236,9 +252,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=config.SNAPSHOT_MAX_DAYS,
         help="how far the nearest dt= snapshot may be from the window's end",
     )
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """What shapes training."""
+    opt = p.add_argument
     opt("--epochs", type=int, default=8, help="training epochs")
     opt("--learning-rate", type=float, default=None, help="training learning rate (None: the pipeline's)")
-    opt("--num-shards", type=int, default=2, help="user shards for inference")
+
+
+def _add_serving_options(p: argparse.ArgumentParser) -> None:
+    """Registry, serving and demo options."""
+    opt = p.add_argument
+    opt("--num-shards", type=int, default=config.DEMO_NUM_SHARDS, help="user shards for inference")
     opt(
         "--model-uri",
         default="",
@@ -269,14 +295,6 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         default=DEFAULT_GROUND_TRUTH,
         help="demo ground truth for the ceiling metrics; the default is used only where it exists",
     )
-    opt("--runs-dir", default="runs", help="kfp.local run folders (and their cache) go here")
-    opt(
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="stream the runner's whole log (always written to runner.log in the run folder) (default: off)",
-    )
-    add_cache_options(p)
 
 
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter

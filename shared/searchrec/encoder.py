@@ -18,8 +18,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -30,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from searchrec import config
+from searchrec.artifacts import folder
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 POOLINGS = ("cls", "mean")
 ENCODER_META_FILE = "searchrec_encoder.json"  # optional, in a model folder: {"pooling": ..., ...}
 REMOTE_SCHEMES = ("s3://", "gs://")
-CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
+CACHE_ENV = config.CACHE_ENV
 
 # rubert-tiny2's architecture (its config.json): the stand-in has the same shapes, so it costs the same.
 RUBERT_TINY2_SHAPE = {
@@ -100,7 +99,7 @@ class Encoder:
         return int(self.model.config.hidden_size)
 
     def info(self) -> dict[str, Any]:
-        """What encode writes to encoder.json (schemas.ENCODER_INFO)."""
+        """What encode writes to encoder.json (``artifacts.encoded.INFO_FILE``)."""
         return {
             "encoder": self.spec.name_or_path,
             "pooling": self.pooling,
@@ -121,17 +120,18 @@ def _fetch_remote(uri: str) -> Path:
     """Download a model folder from object storage once; later calls reuse the cached copy."""
     key = hashlib.sha256(uri.rstrip("/").encode()).hexdigest()[:16]
     target = _cache_root() / "encoders" / key
-    if target.is_dir():
+    if folder.is_complete(target):
         log.info("encoder: using cached copy of %s at %s", uri, target)
         return target
     try:
-        from searchrec.storage import download_tree
+        from searchrec.storage import download_into
     except ImportError as error:  # the ml images carry searchrec[storage]
         raise SearchrecError(
             f"encoder: cannot load {uri}: object storage support missing ({error})"
         ) from None
     started = time.perf_counter()
-    download_tree(uri, target)  # staged: the cache folder appears only once every file has arrived
+    with folder.publishing(target, "encoder cache") as out:  # a half-downloaded copy is never reused
+        download_into(uri, out)
     log.info("encoder: downloaded %s to %s in %.1f s", uri, target, time.perf_counter() - started)
     return target
 
@@ -302,44 +302,55 @@ def encode_texts(
     timing.tokens = int(lengths.sum())
 
     pad_id = encoder.tokenizer.pad_token_id if encoder.tokenizer.pad_token_id is not None else 0
-    on_cuda = encoder.device.type == "cuda"
-    n_batches = (n + batch_size - 1) // batch_size
-    timing.batches = n_batches
+    timing.batches = (n + batch_size - 1) // batch_size
     started = time.perf_counter()
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
+    with (
+        torch.inference_mode(),
+        torch.autocast("cuda", dtype=torch.float16, enabled=encoder.device.type == "cuda"),
+    ):
+        batches = range(0, n, batch_size)
         for start in tqdm(
-            range(0, n, batch_size),
-            total=n_batches,
-            desc="encode",
-            unit="batch",
-            leave=False,
-            disable=not progress,
-            mininterval=1.0,
+            batches, desc="encode", unit="batch", leave=False, disable=not progress, mininterval=1.0
         ):
             rows = order[start : start + batch_size]
-            width = int(lengths[rows].max())
-            input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-            mask = np.zeros((len(rows), width), dtype=np.int64)
-            for j, row in enumerate(rows):
-                seq = ids[row]
-                input_ids[j, : len(seq)] = seq
-                mask[j, : len(seq)] = 1
-            input_t = torch.from_numpy(input_ids).to(encoder.device, non_blocking=True)
-            mask_t = torch.from_numpy(mask).to(encoder.device, non_blocking=True)
-            hidden = encoder.model(input_ids=input_t, attention_mask=mask_t).last_hidden_state.float()
-            if encoder.pooling == "cls":
-                pooled = hidden[:, 0]
-            else:
-                weights = mask_t.unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-            if encoder.spec.normalize:
-                pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            out[rows] = pooled.cpu().numpy()
+            input_ids, mask = _padded_batch(ids, rows, lengths, pad_id)
+            out[rows] = _encode_batch(encoder, input_ids, mask)
     timing.model_s = time.perf_counter() - started
     log.debug(
-        "encode: %d texts, %d tokens, %d batches in %.2f s", n, timing.tokens, n_batches, timing.seconds
+        "encode: %d texts, %d tokens, %d batches in %.2f s", n, timing.tokens, timing.batches, timing.seconds
     )
     return out
+
+
+def _padded_batch(
+    ids: list[list[int]], rows: np.ndarray, lengths: np.ndarray, pad_id: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask [len(rows), longest of the batch], padded on the right."""
+    width = int(lengths[rows].max())
+    input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), width), dtype=np.int64)
+    for j, row in enumerate(rows):
+        seq = ids[row]
+        input_ids[j, : len(seq)] = seq
+        mask[j, : len(seq)] = 1
+    return input_ids, mask
+
+
+def _encode_batch(encoder: Encoder, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """One forward pass, pooled (CLS or masked mean) and optionally L2-normalised: float32 [rows, dim]."""
+    import torch
+
+    input_t = torch.from_numpy(input_ids).to(encoder.device, non_blocking=True)
+    mask_t = torch.from_numpy(mask).to(encoder.device, non_blocking=True)
+    hidden = encoder.model(input_ids=input_t, attention_mask=mask_t).last_hidden_state.float()
+    if encoder.pooling == "cls":
+        pooled = hidden[:, 0]
+    else:
+        weights = mask_t.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+    if encoder.spec.normalize:
+        pooled = torch.nn.functional.normalize(pooled, dim=-1)
+    return pooled.cpu().numpy()
 
 
 # --- the demo stand-in ----------------------------------------------------------------------------
@@ -428,41 +439,14 @@ def _train_wordpiece_vocab(corpus: list[str], vocab_size: int) -> dict[str, int]
     return trainer_side.get_vocab()
 
 
-def build_standin_encoder(
-    texts: Iterable[str],
-    out_dir: Path,
-    *,
-    vocab_size: int = 8000,
-    seed: int = 0,
-    ngrams: Sequence[int] = (2, 3, 4),
-) -> Path:
-    """Build the offline demo stand-in for rubert-tiny2 into ``out_dir``; returns ``out_dir``.
-
-    Trains a WordPiece tokenizer on ``texts`` and saves a rubert-tiny2-shaped ``BertModel`` whose
-    weights carry lexical similarity (see the README.md it writes). Deterministic under ``seed``
-    for the same texts. Loadable by ``AutoTokenizer/AutoModel.from_pretrained(out_dir)``.
-    """
+def _standin_model(vocab: dict[str, int], seed: int, ngrams: Sequence[int]):
+    """A rubert-tiny2-shaped BertModel whose word pieces carry character n-gram similarity and whose
+    layers pass their input through unchanged (zeroed residual branches, unit LayerNorms)."""
     import torch
-    from tokenizers import BertWordPieceTokenizer
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+    from transformers import BertConfig, BertModel
 
-    corpus = sorted({t.strip() for t in texts if isinstance(t, str) and t.strip()})
-    if not corpus:
-        raise SearchrecError("stand-in encoder: no non-empty query texts to train a tokenizer on")
-    if vocab_size < len(SPECIAL_TOKENS) + len(BASE_ALPHABET):
-        raise SearchrecError(f"stand-in encoder: vocab_size {vocab_size} is too small")
-    started = time.perf_counter()
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not (out_dir / ENCODER_META_FILE).is_file() and any(out_dir.iterdir()):
-        raise SearchrecError(
-            f"stand-in encoder: {out_dir} exists and is not an earlier stand-in; not overwriting"
-        )
-
-    vocab = _train_wordpiece_vocab(corpus, vocab_size)
-    wordpiece = BertWordPieceTokenizer(vocab=vocab, lowercase=True, strip_accents=False, clean_text=True)
     hidden = RUBERT_TINY2_SHAPE["hidden_size"]
     bert_config = BertConfig(vocab_size=len(vocab), pad_token_id=vocab["[PAD]"], **RUBERT_TINY2_SHAPE)
-
     with torch.random.fork_rng(devices=[]):  # deterministic init without touching the global RNG
         torch.manual_seed(seed)
         model = BertModel(bert_config).eval()  # with the pooler, as rubert-tiny2's checkpoint (unused)
@@ -479,8 +463,15 @@ def build_standin_encoder(
             for dense in (layer.attention.output.dense, layer.output.dense):
                 dense.weight.zero_()
                 dense.bias.zero_()
+    return model
 
-    fast = PreTrainedTokenizerFast(
+
+def _standin_tokenizer(vocab: dict[str, int]):
+    from tokenizers import BertWordPieceTokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    wordpiece = BertWordPieceTokenizer(vocab=vocab, lowercase=True, strip_accents=False, clean_text=True)
+    return PreTrainedTokenizerFast(
         tokenizer_object=wordpiece._tokenizer,
         unk_token="[UNK]",
         pad_token="[PAD]",
@@ -489,6 +480,44 @@ def build_standin_encoder(
         mask_token="[MASK]",
         model_max_length=RUBERT_TINY2_SHAPE["max_position_embeddings"],
     )
+
+
+def _standin_readme(vocab_size: int, n_texts: int, seed: int, ngrams: Sequence[int]) -> str:
+    return STANDIN_README.format(
+        hidden=RUBERT_TINY2_SHAPE["hidden_size"],
+        layers=RUBERT_TINY2_SHAPE["num_hidden_layers"],
+        heads=RUBERT_TINY2_SHAPE["num_attention_heads"],
+        intermediate=RUBERT_TINY2_SHAPE["intermediate_size"],
+        max_position=RUBERT_TINY2_SHAPE["max_position_embeddings"],
+        vocab=vocab_size,
+        n_texts=n_texts,
+        seed=seed,
+        ngrams=", ".join(map(str, ngrams)),
+    )
+
+
+def build_standin_encoder(
+    texts: Iterable[str],
+    out_dir: Path,
+    *,
+    vocab_size: int = 8000,
+    seed: int = 0,
+    ngrams: Sequence[int] = (2, 3, 4),
+) -> Path:
+    """Build the offline demo stand-in for rubert-tiny2 into ``out_dir``; returns ``out_dir``.
+
+    Trains a WordPiece tokenizer on ``texts`` and saves a rubert-tiny2-shaped ``BertModel`` whose
+    weights carry lexical similarity (see the README.md it writes). Deterministic under ``seed``
+    for the same texts. Loadable by ``AutoTokenizer/AutoModel.from_pretrained(out_dir)``.
+    """
+    corpus = sorted({t.strip() for t in texts if isinstance(t, str) and t.strip()})
+    if not corpus:
+        raise SearchrecError("stand-in encoder: no non-empty query texts to train a tokenizer on")
+    if vocab_size < len(SPECIAL_TOKENS) + len(BASE_ALPHABET):
+        raise SearchrecError(f"stand-in encoder: vocab_size {vocab_size} is too small")
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    vocab = _train_wordpiece_vocab(corpus, vocab_size)
     meta = {
         "pooling": "mean",
         "normalize": True,
@@ -499,28 +528,11 @@ def build_standin_encoder(
         "ngrams": list(ngrams),
         "trained_on_texts": len(corpus),
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out_dir.parent, prefix=f".{out_dir.name}.") as tmp:
-        staging = Path(tmp) / "encoder"
-        model.save_pretrained(staging)
-        fast.save_pretrained(staging)
-        (staging / ENCODER_META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
-        (staging / "README.md").write_text(
-            STANDIN_README.format(
-                hidden=hidden,
-                layers=RUBERT_TINY2_SHAPE["num_hidden_layers"],
-                heads=RUBERT_TINY2_SHAPE["num_attention_heads"],
-                intermediate=RUBERT_TINY2_SHAPE["intermediate_size"],
-                max_position=RUBERT_TINY2_SHAPE["max_position_embeddings"],
-                vocab=len(vocab),
-                n_texts=len(corpus),
-                seed=seed,
-                ngrams=", ".join(map(str, ngrams)),
-            )
-        )
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # checked above: an earlier stand-in or an empty folder
-        staging.rename(out_dir)
+    with folder.publishing(out_dir, "stand-in encoder") as path:
+        _standin_model(vocab, seed, ngrams).save_pretrained(path)
+        _standin_tokenizer(vocab).save_pretrained(path)
+        folder.write_json(path / ENCODER_META_FILE, meta)
+        (path / "README.md").write_text(_standin_readme(len(vocab), len(corpus), seed, ngrams))
     log.info(
         "stand-in encoder: %d pieces from %d distinct texts, written to %s in %.1f s",
         len(vocab),

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searchrec import schemas
+from searchrec.artifacts import recommendations
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class LocalRun:
         """The final dataset: the merge task's with several shards, the single infer task's with one."""
         for task in ("merge-recommendations", *sorted(t for t in self.outputs if t.startswith("infer"))):
             if "recommendations" in self.outputs.get(task, {}):
-                return self.artifact_path(task, "recommendations") / schemas.RECOMMENDATIONS_FILE
+                return self.artifact_path(task, "recommendations") / recommendations.FILE
         return None
 
 

@@ -9,7 +9,7 @@
     decision.json                  {"status": "promoted" | "rejected", "reason", "checks"}
     lineage.json                   the input artifacts' metadata: window, rows, snapshot, encoder, commit, run
     report.html                    the train task's report
-    _COMPLETE                      written after every other file of the version
+    _SEARCHREC_COMPLETE.json       written after every other file of the version (names and sizes)
 ```
 
 Every version stays published, promoted or not (a rejected one says why in decision.json). The
@@ -26,16 +26,20 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from searchrec import schemas, storage
+from searchrec import __version__, storage
+from searchrec.artifacts import folder
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 
 POINTER = "CURRENT"
-COMPLETE = "_COMPLETE"
+# The same completion record as every artifact folder (artifacts.folder): a local version folder is a
+# complete model artifact; on a bucket it is the object written after every other one of the version.
+COMPLETE = folder.COMPLETE_MARKER
 METRICS_FILE = "metrics.json"
 DECISION_FILE = "decision.json"
 LINEAGE_FILE = "lineage.json"
 REPORT_FILE = "report.html"
-MODEL_FILES = (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE)
+MODEL_FILES = model_artifact.FILES
 SIDECAR_FILES = (METRICS_FILE, DECISION_FILE, LINEAGE_FILE)
 GATE_METRIC = "model_recall_at_200"
 BASELINE_METRIC = "popularity_recall_at_200"
@@ -96,25 +100,25 @@ def resolve(model_uri: str) -> Resolved:
         if not storage.exists(storage.join_uri(uri, COMPLETE)):
             raise SearchrecError(f"registry {model_uri} points at {pointer['version']}, which is incomplete")
         return Resolved(uri=uri, root=model_uri, version=pointer["version"])
-    if storage.exists(storage.join_uri(model_uri, schemas.MODEL_CONFIG)):
+    if storage.exists(storage.join_uri(model_uri, model_artifact.CONFIG_FILE)):
         return Resolved(uri=model_uri)
     raise SearchrecError(
-        f"{model_uri} is neither a model folder ({schemas.MODEL_CONFIG}) nor a registry root with a "
+        f"{model_uri} is neither a model folder ({model_artifact.CONFIG_FILE}) nor a registry root with a "
         f"promoted model ({POINTER})"
     )
 
 
 def fetch(uri: str, dest: Path) -> Path:
-    """Copy a model folder's model files (and the registry's JSON sidecars where present) into `dest`."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in MODEL_FILES:
-        (dest / name).write_bytes(storage.read_bytes(storage.join_uri(uri, name)))
-    for name in SIDECAR_FILES:
-        source = storage.join_uri(uri, name)
-        if storage.exists(source):
-            (dest / name).write_bytes(storage.read_bytes(source))
-    return dest
+    """Publish `dest` as a model artifact: the model files of `uri` (and the registry's JSON sidecars
+    where present), completion marker last."""
+    with model_artifact.publishing(Path(dest)) as path:
+        for name in MODEL_FILES:
+            (path / name).write_bytes(storage.read_bytes(storage.join_uri(uri, name)))
+        for name in SIDECAR_FILES:
+            source = storage.join_uri(uri, name)
+            if storage.exists(source):
+                (path / name).write_bytes(storage.read_bytes(source))
+    return Path(dest)
 
 
 def read_json(uri: str) -> dict:
@@ -132,11 +136,16 @@ def publish_version(root: str, version: str, model_dir: Path, files: dict[str, b
     uri = storage.join_uri(root, version)
     if storage.exists(storage.join_uri(uri, COMPLETE)):
         raise SearchrecError(f"model version {uri} is already published")
-    for name in MODEL_FILES:
-        storage.write_bytes(storage.join_uri(uri, name), (Path(model_dir) / name).read_bytes())
-    for name, data in files.items():
+    contents = {name: (Path(model_dir) / name).read_bytes() for name in MODEL_FILES} | files
+    for name, data in contents.items():
         storage.write_bytes(storage.join_uri(uri, name), data)
-    storage.write_bytes(storage.join_uri(uri, COMPLETE), b"")
+    record = {
+        "kind": model_artifact.KIND,
+        "files": {name: len(data) for name, data in contents.items()},
+        "searchrec_version": __version__,
+        "completed_at": dt.datetime.now(dt.timezone.utc).timestamp(),
+    }
+    storage.write_bytes(storage.join_uri(uri, COMPLETE), json.dumps(record, indent=2).encode())
     return uri
 
 
@@ -217,7 +226,7 @@ def gate(
 
 def model_metadata(resolved: Resolved, local_dir: Path) -> dict:
     """What a served model's artifact records: where it was resolved from and what it was trained on."""
-    config = schemas.read_json(Path(local_dir) / schemas.MODEL_CONFIG)
+    config = model_artifact.read_config(Path(local_dir))
     extra = config.get("extra") or {}
     meta = {
         "model_uri": resolved.uri,

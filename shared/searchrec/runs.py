@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchrec import registry, schemas, storage
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 from searchrec.localrun import RUN_RECORD, read_run
 
@@ -213,7 +214,7 @@ def _model_lineage(resolved: registry.Resolved) -> list[str]:
     lines = [f"model {resolved.uri}" + (f" (CURRENT of {resolved.root})" if resolved.root else "")]
     lineage_uri = storage.join_uri(resolved.uri, registry.LINEAGE_FILE)
     if not storage.exists(lineage_uri):
-        config = registry.read_json(storage.join_uri(resolved.uri, schemas.MODEL_CONFIG))
+        config = registry.read_json(storage.join_uri(resolved.uri, model_artifact.CONFIG_FILE))
         return lines + _trained_lineage(
             {**config.get("extra", {}), **config.get("extra", {}).get("metrics", {})}
         )

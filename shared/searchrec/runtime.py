@@ -11,14 +11,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from searchrec import __version__
+from searchrec import __version__, config
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger("searchrec")
 
 # Set by local runs: a failing stage also appends its one-line message here, so that `searchrec run`
 # can end with the stage's own words instead of kfp.local's "inner task failed".
-ERRORS_FILE_ENV = "SEARCHREC_ERRORS_FILE"
+ERRORS_FILE_ENV = config.ERRORS_FILE_ENV
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -50,7 +50,7 @@ def stage(name: str) -> Iterator[None]:
 
 def git_commit() -> str:
     """The commit the code was built from: baked into images as SEARCHREC_GIT_COMMIT, else asked of git."""
-    commit = os.environ.get("SEARCHREC_GIT_COMMIT")
+    commit = os.environ.get(config.GIT_COMMIT_ENV)
     if commit:
         return commit
     try:
@@ -69,10 +69,3 @@ def git_commit() -> str:
 def lineage(**extra: object) -> dict:
     """Metadata every artifact carries: code version plus whatever the stage adds (window, counts ...)."""
     return {"git_commit": git_commit(), "searchrec_version": __version__, **extra}
-
-
-def fresh_dir(path: str | Path) -> Path:
-    """An artifact's path as an empty folder (KFP hands a path; our artifacts are folders)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path

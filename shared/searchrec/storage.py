@@ -6,8 +6,10 @@
   ``STORAGE_EMULATOR_HOST`` is set (the emulator) the client uses anonymous credentials.
 - anything else (a path or ``file://``) is a local folder.
 
-Writes are staged: ``staged_dir`` yields a temporary folder next to the target and renames it onto
-the target only when the block finishes, so a failure never leaves half-written output.
+No directory is ever renamed (Vertex's Cloud Storage FUSE refuses that): downloads write file by
+file into their target and remove what they wrote if they fail; a local upload target is published
+as a searchrec artifact folder (``searchrec.artifacts.folder``: completion marker last, foreign
+folders refused).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import logging
 import os
 import shutil
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from searchrec import config
+from searchrec.artifacts import folder
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -129,83 +132,79 @@ def _list_tree(uri: str) -> list[tuple[str, str]]:
     return [(key, rel) for key, rel in out if rel and not rel.endswith("/")]  # skip folder markers
 
 
-# --- staging --------------------------------------------------------------------------------------
-
-
-def _replace_dir(src: Path, target: Path) -> None:
-    """Move the finished folder ``src`` onto ``target`` (replacing an existing one)."""
-    if target.exists() or target.is_symlink():
-        if not target.is_dir():
-            raise SearchrecError(f"{target} exists and is not a folder")
-        old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-        target.rename(old)
-        src.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        src.rename(target)
-
-
-@contextmanager
-def staged_dir(target: str | Path) -> Iterator[Path]:
-    """Yield an empty temporary folder next to ``target``; on success it replaces ``target``.
-
-    On any exception the temporary folder is removed and ``target`` is left as it was.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 # --- copying --------------------------------------------------------------------------------------
 
 
-def download_tree(uri: str | Path, local_dir: str | Path) -> list[Path]:
+def download_into(uri: str | Path, target: Path, *, threads: int = config.TRANSFER_THREADS) -> None:
+    """Every file under ``uri`` into ``target`` (which exists and is empty), file by file."""
+    if not is_remote(uri):
+        src = local_path(uri)
+        if not src.is_dir():
+            raise SearchrecError(f"no such folder {src}")
+        shutil.copytree(src, target, dirs_exist_ok=True)
+        return
+    scheme, bucket, _ = split_uri(str(uri))
+    try:
+        items = _list_tree(str(uri))
+        if not items:
+            raise SearchrecError(f"nothing to download under {uri}")
+        for _, rel in items:
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        client = _s3_client() if scheme == "s3" else _gcs_client()
+        gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
+
+        def fetch(item: tuple[str, str]) -> None:
+            key, rel = item
+            if scheme == "s3":
+                client.download_file(bucket, key, str(target / rel))
+            else:
+                gcs_bucket.blob(key).download_to_filename(str(target / rel))
+
+        _in_parallel(fetch, items, threads)
+    except SearchrecError:
+        raise
+    except Exception as exc:
+        raise _remote_error(str(uri), "download", exc) from exc
+
+
+def _in_parallel(work: Callable[[Any], None], items: Sequence[Any], threads: int) -> None:
+    """``work`` on every item, ``threads`` at a time (object stores answer many requests at once; one
+    at a time leaves the link idle between round trips). The first failure is raised."""
+    if threads <= 1 or len(items) <= 1:
+        for item in items:
+            work(item)
+        return
+    with ThreadPoolExecutor(max_workers=min(threads, len(items)), thread_name_prefix="searchrec-io") as pool:
+        for future in [pool.submit(work, item) for item in items]:
+            future.result()
+
+
+def download_tree(
+    uri: str | Path, local_dir: str | Path, *, threads: int = config.TRANSFER_THREADS
+) -> list[Path]:
     """Copy every file under ``uri`` (recursively) into ``local_dir``; return the local files, sorted.
 
-    ``local_dir`` is replaced as a whole, only once every file has arrived.
+    ``local_dir`` must be absent or empty; if the copy fails, what it wrote is removed again.
     """
     local_dir = Path(local_dir)
+    if local_dir.exists() and (not local_dir.is_dir() or any(local_dir.iterdir())):
+        raise SearchrecError(f"cannot download {uri} into {local_dir}: it exists and is not an empty folder")
+    created = not local_dir.exists()
+    local_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    nbytes = 0
-    with staged_dir(local_dir) as tmp:
-        if not is_remote(uri):
-            src = local_path(uri)
-            if not src.is_dir():
-                raise SearchrecError(f"no such folder {src}")
-            shutil.copytree(src, tmp, dirs_exist_ok=True)
-        else:
-            scheme, bucket, _ = split_uri(str(uri))
-            try:
-                items = _list_tree(str(uri))
-                if not items:
-                    raise SearchrecError(f"nothing to download under {uri}")
-                client = _s3_client() if scheme == "s3" else _gcs_client()
-                gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
-                for key, rel in items:
-                    dest = tmp / rel
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    if scheme == "s3":
-                        client.download_file(bucket, key, str(dest))
-                    else:
-                        gcs_bucket.blob(key).download_to_filename(str(dest))
-            except SearchrecError:
-                raise
-            except Exception as exc:
-                raise _remote_error(str(uri), "download", exc) from exc
-        rels = sorted(p.relative_to(tmp) for p in tmp.rglob("*") if p.is_file())
-        nbytes = sum((tmp / r).stat().st_size for r in rels)
-    files = [local_dir / r for r in rels]
+    try:
+        download_into(uri, local_dir, threads=threads)
+    except BaseException:
+        for entry in list(local_dir.iterdir()):
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        if created:
+            local_dir.rmdir()
+        raise
+    files = sorted(p for p in local_dir.rglob("*") if p.is_file())
     log.info(
         "downloaded %d files (%.1f MB) from %s to %s in %.1fs",
         len(files),
-        nbytes / 1e6,
+        sum(p.stat().st_size for p in files) / 1e6,
         uri,
         local_dir,
         time.perf_counter() - t0,
@@ -213,11 +212,36 @@ def download_tree(uri: str | Path, local_dir: str | Path) -> list[Path]:
     return files
 
 
-def upload_tree(local_dir: str | Path, uri: str | Path) -> list[str]:
+def _upload_remote(local_dir: Path, rels: list[Path], uri: str, threads: int) -> list[str]:
+    """Objects in parallel; completion markers after all the rest, so a reader never sees one early."""
+    scheme, bucket, prefix = split_uri(uri)
+    keys = {rel: "/".join(p for p in (prefix, rel.as_posix()) if p) for rel in rels}
+    try:
+        client = _s3_client() if scheme == "s3" else _gcs_client()
+        gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
+
+        def put(rel: Path) -> None:
+            if scheme == "s3":
+                client.upload_file(str(local_dir / rel), bucket, keys[rel])
+            else:
+                gcs_bucket.blob(keys[rel]).upload_from_filename(str(local_dir / rel))
+
+        markers = [r for r in rels if r.name in folder.MARKERS]
+        _in_parallel(put, [r for r in rels if r.name not in folder.MARKERS], threads)
+        _in_parallel(put, markers, 1)
+    except Exception as exc:
+        raise _remote_error(uri, "upload to", exc) from exc
+    return [f"{scheme}://{bucket}/{keys[rel]}" for rel in rels]
+
+
+def upload_tree(
+    local_dir: str | Path, uri: str | Path, *, threads: int = config.TRANSFER_THREADS
+) -> list[str]:
     """Copy every file under ``local_dir`` to ``uri`` (same relative paths); return the destinations.
 
-    Local targets are staged and renamed (replacing the folder); remote objects are written one by
-    one and become visible individually (object stores have no folder rename).
+    A local target is published as a searchrec folder (``artifacts.folder.publishing``: a folder
+    holding files searchrec did not write is refused, not replaced). Remote objects are written one
+    by one and become visible individually (object stores have no folder rename).
     """
     local_dir = Path(local_dir)
     if not local_dir.is_dir():
@@ -225,26 +249,13 @@ def upload_tree(local_dir: str | Path, uri: str | Path) -> list[str]:
     rels = sorted(p.relative_to(local_dir) for p in local_dir.rglob("*") if p.is_file())
     nbytes = sum((local_dir / r).stat().st_size for r in rels)
     t0 = time.perf_counter()
-    if not is_remote(uri):
-        target = local_path(uri)
-        with staged_dir(target) as tmp:
-            shutil.copytree(local_dir, tmp, dirs_exist_ok=True)
-        dests = [str(target / r) for r in rels]
+    if is_remote(uri):
+        dests = _upload_remote(local_dir, rels, str(uri), threads)
     else:
-        scheme, bucket, prefix = split_uri(str(uri))
-        dests = []
-        try:
-            client = _s3_client() if scheme == "s3" else _gcs_client()
-            gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
-            for rel in rels:
-                key = "/".join(p for p in (prefix, rel.as_posix()) if p)
-                if scheme == "s3":
-                    client.upload_file(str(local_dir / rel), bucket, key)
-                else:
-                    gcs_bucket.blob(key).upload_from_filename(str(local_dir / rel))
-                dests.append(f"{scheme}://{bucket}/{key}")
-        except Exception as exc:
-            raise _remote_error(str(uri), "upload to", exc) from exc
+        target = local_path(uri)
+        with folder.publishing(target, "copy of " + local_dir.name) as out:
+            shutil.copytree(local_dir, out, dirs_exist_ok=True)
+        dests = [str(target / r) for r in rels]
     log.info(
         "uploaded %d files (%.1f MB) from %s to %s in %.1fs",
         len(rels),
@@ -305,16 +316,9 @@ def write_bytes(uri: str | Path, data: bytes) -> str:
     """Write one file or object whole: a single PUT on s3:// / gs:// (readers see the old or the new
     content, never a part); locally a temporary file in the same folder replaced onto the target."""
     if not is_remote(uri):
-        path = local_path(uri)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        try:
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return str(path)
+        from searchrec.artifacts.folder import write_atomic
+
+        return str(write_atomic(local_path(uri), lambda tmp: tmp.write_bytes(data)))
     scheme, bucket, key = split_uri(str(uri))
     try:
         if scheme == "s3":

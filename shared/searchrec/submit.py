@@ -29,25 +29,25 @@ from pathlib import Path
 from typing import Any
 
 from searchrec import config
+from searchrec.config import (
+    HOST_ENV,
+    NAMESPACE_ENV,
+    PIPELINE_ROOT_ENV,
+    PLATFORM_ENV,
+    REGISTRY_ENV,
+    SERVICE_ACCOUNT_ENV,
+    TAG_ENV,
+    TOKEN_ENV,
+    VERTEX_LOCATION_ENV,
+    VERTEX_PROJECT_ENV,
+)
 from searchrec.dates import check_window, parse_date
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger("searchrec.submit")
 
 PIPELINE_NAMES = ("training", "recommend", "demo")
-TAG_ENV = "SEARCHREC_IMAGE_TAG"
-REGISTRY_ENV = "SEARCHREC_REGISTRY"
-# Compile target: "kubeflow" (default) adds Kubernetes secrets and tolerations (kfp-kubernetes);
-# "vertex" leaves them out, since Vertex AI Pipelines takes a single-document pipeline spec.
-PLATFORM_ENV = "SEARCHREC_PLATFORM"
 PLATFORMS = ("kubeflow", "vertex")
-HOST_ENV = "SEARCHREC_KFP_HOST"
-TOKEN_ENV = "SEARCHREC_KFP_TOKEN"  # bearer token for the KFP endpoint; read, never logged
-NAMESPACE_ENV = "SEARCHREC_KFP_NAMESPACE"
-VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
-VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
-PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
-SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
 DEFAULT_EXPERIMENT = "searchrec"
 
 # scheme://user:password@host  -- a password in a parameter would land in the run's record.

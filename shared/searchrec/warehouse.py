@@ -16,8 +16,11 @@ the target only when every row has been written.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,10 +32,11 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from searchrec.artifacts import events, folder
 from searchrec.errors import SearchrecError
-from searchrec.storage import staged_dir
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +45,6 @@ CONNECT_ATTEMPTS = 3
 CONNECT_BACKOFF_S = 0.5  # first retry delay; doubles each attempt
 CONNECT_TIMEOUT_S = 10
 USERS_TABLE = "searchrec_users"  # the relation infer_events.sql joins for the optional user list
-PART_TEMPLATE = "part-{:05d}.parquet"
 
 # :name outside '...' literals, "..." identifiers and -- comments; '::' casts are left alone.
 _TOKEN = re.compile(r"""('(?:[^']|'')*')|("(?:[^"]|"")*")|(--[^\n]*)|(?<![:\w]):([A-Za-z_]\w*)|(%)""")
@@ -263,20 +266,73 @@ def _query_error(exc: BaseException, uri: str, query: str) -> SearchrecError:
     return SearchrecError(f"warehouse {name}: sql/{query}.sql failed: {msg}")
 
 
+def bind_parameters(conn: Any, sql: str, params: dict[str, Any]) -> str:
+    """``sql`` with its parameters rendered as literals by the driver (psycopg2's quoting, the same
+    escaping a server-side bind gets): COPY takes no bind parameters."""
+    with conn.cursor() as cur:
+        return cur.mogrify(sql, params).decode(conn.encoding and "utf-8")
+
+
+def _csv_options(schema: pa.Schema, block_bytes: int) -> dict[str, Any]:
+    """pyarrow CSV options that read PostgreSQL's CSV exactly: NULL is an unquoted empty field, ''
+    a quoted one; values may hold newlines and quotes; timestamps are ISO."""
+    return {
+        "read_options": pacsv.ReadOptions(column_names=schema.names, block_size=block_bytes),
+        "parse_options": pacsv.ParseOptions(newlines_in_values=True),
+        "convert_options": pacsv.ConvertOptions(
+            column_types=schema,
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+        ),
+    }
+
+
 def _pg_batches(
     conn: Any, sql: str, params: dict[str, Any], schema: pa.Schema, chunk_rows: int
 ) -> Iterator[pa.RecordBatch]:
-    """Rows of a named (server-side) cursor, chunk_rows at a time, as record batches of ``schema``."""
-    with conn.cursor(name="searchrec_stream") as cur:
-        cur.itersize = chunk_rows
-        cur.execute(sql, params)
-        while True:
-            rows = cur.fetchmany(chunk_rows)
-            if not rows:
-                break
-            columns = list(zip(*rows, strict=True))
-            arrays = [pa.array(col, type=field.type) for col, field in zip(columns, schema, strict=True)]
-            yield pa.RecordBatch.from_arrays(arrays, schema=schema)
+    """``COPY (query) TO STDOUT (FORMAT csv)`` parsed by pyarrow's streaming CSV reader, as record batches.
+
+    The server formats rows (on Greenplum, every segment in parallel) and the client parses text in C,
+    with no Python object per value. psycopg2 pushes the COPY stream into a pipe from a thread while
+    pyarrow pulls blocks from the other end, so memory stays bounded by a block, not the window.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SET DateStyle TO 'ISO, YMD'")
+    copy_sql = f"COPY ({bind_parameters(conn, sql, params).rstrip().rstrip(';')}) TO STDOUT WITH (FORMAT csv)"
+    read_fd, write_fd = os.pipe()
+    reader_end, writer_end = os.fdopen(read_fd, "rb"), os.fdopen(write_fd, "wb")
+    failure: list[BaseException] = []
+
+    def pump() -> None:
+        try:
+            with conn.cursor() as cur:
+                cur.copy_expert(copy_sql, writer_end, size=1 << 20)
+        except BaseException as exc:  # handed to the reading side
+            failure.append(exc)
+        finally:
+            with contextlib.suppress(OSError):
+                writer_end.close()
+
+    thread = threading.Thread(target=pump, name="searchrec-copy", daemon=True)
+    thread.start()
+    try:
+        block = max(1 << 20, min(64 << 20, chunk_rows * 64))
+        try:
+            for batch in pacsv.open_csv(reader_end, **_csv_options(schema, block)):
+                if batch.num_rows:
+                    yield batch
+        except (pa.ArrowInvalid, OSError) as exc:
+            thread.join()  # the writer's own error, if any, is the one to report
+            if not failure and "Empty CSV file" not in str(exc):  # no rows: nothing to yield
+                raise SearchrecError(
+                    f"cannot parse the warehouse's COPY output: {str(exc).splitlines()[0]}"
+                ) from exc
+    finally:
+        reader_end.close()  # a writer still pumping gets EPIPE and ends
+        thread.join()
+    if failure:
+        raise failure[0]
 
 
 def _duckdb_batches(
@@ -336,6 +392,56 @@ def prepare_users_table(conn: Any, engine: str, user_ids: pa.Array | None) -> No
     log.info("user list: %d distinct ids copied into TEMP table %s", len(ids), USERS_TABLE)
 
 
+class _PartWriter:
+    """Writes chunks as ``part-NNNNN.parquet`` into an events folder, counting rows, bytes and distinct ids."""
+
+    def __init__(self, out_dir: Path, query: str, chunk_rows: int, count_distinct: str | None):
+        self.out_dir, self.query, self.chunk_rows, self.count_distinct = (
+            out_dir,
+            query,
+            chunk_rows,
+            count_distinct,
+        )
+        self.files: list[str] = []
+        self.rows = self.bytes = 0
+        self.seen: list[pa.Array] = []
+        self.seen_len = 0
+        self.started = self.last_report = time.perf_counter()
+
+    def write(self, table: pa.Table) -> None:
+        path = self.out_dir / events.part_name(len(self.files))
+        pq.write_table(table, path, compression="zstd")
+        self.files.append(path.name)
+        self.rows += table.num_rows
+        self.bytes += path.stat().st_size
+        if self.count_distinct is not None and table.num_rows:
+            self.seen.append(pc.unique(table.column(self.count_distinct)))
+            self.seen_len += len(self.seen[-1])
+            if self.seen_len > 4 * max(self.chunk_rows, 1_000_000):  # compact as the uniques grow
+                self.seen = [pc.unique(pa.concat_arrays(self.seen))]
+                self.seen_len = len(self.seen[0])
+        self._report()
+
+    def _report(self, every_s: float = 10.0) -> None:
+        if time.perf_counter() - self.last_report < every_s:
+            return
+        self.last_report = time.perf_counter()
+        elapsed = self.last_report - self.started
+        log.info(
+            "%s: %d rows, %d files, %.1f MB so far (%.0f rows/s)",
+            self.query,
+            self.rows,
+            len(self.files),
+            self.bytes / 1e6,
+            self.rows / max(elapsed, 1e-9),
+        )
+
+    def distinct(self) -> int | None:
+        if self.count_distinct is None:
+            return None
+        return len(pc.unique(pa.concat_arrays(self.seen))) if self.seen else 0
+
+
 def stream_to_parquet(
     uri: str,
     query: str,
@@ -347,14 +453,13 @@ def stream_to_parquet(
     user_ids: pa.Array | None = None,
     on_empty: Callable[[], SearchrecError] | None = None,
     count_distinct: str | None = None,
-    progress_every_s: float = 10.0,
 ) -> StreamResult:
     """Run ``sql/<query>.sql`` with ``params`` and write its rows to ``out_dir/part-NNNNN.parquet``.
 
     One part file per chunk of ``chunk_rows`` rows (the last one shorter), so client memory stays bounded
-    by the chunk whatever the window. Files are written to a staging folder next to ``out_dir`` and
-    renamed onto it at the end; any failure leaves ``out_dir`` as it was. When the query returns no
-    rows, ``on_empty()`` is raised if given, else one empty part file with the schema is written.
+    by the chunk whatever the window. ``out_dir`` is an events artifact (``searchrec.artifacts.events``):
+    complete only once every part is there; any failure leaves nothing of it. When the query returns
+    no rows, ``on_empty()`` is raised if given, else one empty part file with the schema is written.
     ``user_ids`` is only used by queries that join ``searchrec_users``. ``count_distinct`` names a
     column whose distinct values are counted on the way (per-chunk uniques, compacted as they grow).
     """
@@ -364,73 +469,71 @@ def stream_to_parquet(
     raw = load_sql(query)
     _check_params(raw, params)
     sql = render_sql(raw, engine)
-    name = display_uri(uri)
-    t0 = time.perf_counter()
-    rows = nbytes = 0
-    files: list[str] = []
-    seen: list[pa.Array] = []
-    seen_len = 0
-    with staged_dir(out_dir) as tmp, connection(uri) as conn:
-        try:
-            if USERS_TABLE in raw:
-                prepare_users_table(conn, engine, user_ids)
-            batches = (_duckdb_batches if engine == "duckdb" else _pg_batches)(
-                conn, sql, params, schema, chunk_rows
-            )
-            last_report = time.perf_counter()
-            for batch in rechunk(batches, schema, chunk_rows):
-                path = tmp / PART_TEMPLATE.format(len(files))
-                pq.write_table(batch, path, compression="zstd")
-                files.append(path.name)
-                rows += batch.num_rows
-                nbytes += path.stat().st_size
-                if count_distinct is not None:
-                    seen.append(pc.unique(batch.column(count_distinct)))
-                    seen_len += len(seen[-1])
-                    if seen_len > 4 * max(chunk_rows, 1_000_000):
-                        seen = [pc.unique(pa.concat_arrays(seen))]
-                        seen_len = len(seen[0])
-                if time.perf_counter() - last_report >= progress_every_s:
-                    last_report = time.perf_counter()
-                    elapsed = last_report - t0
-                    log.info(
-                        "%s: %d rows, %d files, %.1f MB so far (%.0f rows/s)",
-                        query,
-                        rows,
-                        len(files),
-                        nbytes / 1e6,
-                        rows / max(elapsed, 1e-9),
-                    )
-        except SearchrecError:
-            raise
-        except Exception as exc:  # driver errors become one line
-            if engine == "postgresql" and conn.closed:
-                raise SearchrecError(
-                    f"warehouse {name}: connection lost during sql/{query}.sql after {rows} rows: {_first_line(exc, uri)}"
-                ) from exc
-            raise _query_error(exc, uri, query) from exc
-        if rows == 0:
+    with folder.publishing(out_dir, events.KIND) as path, connection(uri) as conn:
+        parts = _PartWriter(path, query, chunk_rows, count_distinct)
+        _run_streaming(conn, engine, uri, query, raw, sql, params, schema, chunk_rows, user_ids, parts)
+        if parts.rows == 0:
             if on_empty is not None:
                 raise on_empty()
-            path = tmp / PART_TEMPLATE.format(0)
-            pq.write_table(schema.empty_table(), path, compression="zstd")
-            files.append(path.name)
-            nbytes += path.stat().st_size
+            parts.write(schema.empty_table())
         if engine == "postgresql":
-            conn.rollback()  # read-only work; drops the TEMP table
-    distinct = None
-    if count_distinct is not None:
-        distinct = len(pc.unique(pa.concat_arrays(seen))) if seen else 0
-    seconds = time.perf_counter() - t0
+            _end_read_only(conn, uri)
+    seconds = time.perf_counter() - parts.started
     log.info(
         "%s from %s: %d rows in %d files (%.1f MB) to %s in %.1fs (%.0f rows/s)",
         query,
-        name,
-        rows,
-        len(files),
-        nbytes / 1e6,
+        display_uri(uri),
+        parts.rows,
+        len(parts.files),
+        parts.bytes / 1e6,
         out_dir,
         seconds,
-        rows / max(seconds, 1e-9),
+        parts.rows / max(seconds, 1e-9),
     )
-    return StreamResult(rows=rows, files=files, bytes=nbytes, seconds=seconds, distinct=distinct)
+    return StreamResult(
+        rows=parts.rows, files=parts.files, bytes=parts.bytes, seconds=seconds, distinct=parts.distinct()
+    )
+
+
+def _end_read_only(conn: Any, uri: str) -> None:
+    """Roll back the read-only session (drops the TEMP table). Every row has arrived by then, so a
+    connection lost at this point costs nothing but a warning."""
+    try:
+        conn.rollback()
+    except Exception as exc:
+        log.warning(
+            "warehouse %s: rollback after the extract failed: %s", display_uri(uri), _first_line(exc, uri)
+        )
+
+
+def _run_streaming(
+    conn: Any,
+    engine: str,
+    uri: str,
+    query: str,
+    raw: str,
+    sql: str,
+    params: dict[str, Any],
+    schema: pa.Schema,
+    chunk_rows: int,
+    user_ids: pa.Array | None,
+    parts: _PartWriter,
+) -> None:
+    """The query's rows, re-chunked, into ``parts``; driver errors become one line."""
+    try:
+        if USERS_TABLE in raw:
+            prepare_users_table(conn, engine, user_ids)
+        batches = (_duckdb_batches if engine == "duckdb" else _pg_batches)(
+            conn, sql, params, schema, chunk_rows
+        )
+        for batch in rechunk(batches, schema, chunk_rows):
+            parts.write(batch)
+    except SearchrecError:
+        raise
+    except Exception as exc:
+        if engine == "postgresql" and conn.closed:
+            raise SearchrecError(
+                f"warehouse {display_uri(uri)}: connection lost during sql/{query}.sql after {parts.rows} rows: "
+                f"{_first_line(exc, uri)}"
+            ) from exc
+        raise _query_error(exc, uri, query) from exc

@@ -33,10 +33,11 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pyarrow.compute as pc  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from searchrec import config, schemas  # noqa: E402
+from searchrec import config  # noqa: E402
+from searchrec.artifacts import encoded as encoded_artifact  # noqa: E402
+from searchrec.artifacts import examples  # noqa: E402
 from searchrec.encoder import EncoderSpec, EncodeTiming, build_standin_encoder, encode_texts, load_encoder  # noqa: E402
 from searchrec.stages.encode import encode_histories, original_layout  # noqa: E402
 
@@ -81,29 +82,26 @@ def test_unique_query_encoding_vs_every_slot(tmp_path: Path) -> None:
     encoder = load_encoder(EncoderSpec(str(standin)))
     setup_s = time.perf_counter() - started
 
-    examples = tmp_path / "examples"
-    examples.mkdir()
+    examples_dir = tmp_path / "examples"
     n = len(histories)
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array(np.arange(n), pa.int64()),
-                "order_ts": pa.array(np.full(n, 1_790_000_000_000_000), pa.timestamp("us")),
-                "nm_id": pa.array(np.arange(n) % 997, pa.int64()),
-                "queries": pa.array(histories, pa.list_(pa.string())),
-            },
-            schema=schemas.EXAMPLES,
-        ),
-        examples / "train.parquet",
+    train = pa.table(
+        {
+            "user_id": pa.array(np.arange(n), pa.int64()),
+            "order_ts": pa.array(np.full(n, 1_790_000_000_000_000), pa.timestamp("us")),
+            "nm_id": pa.array(np.arange(n) % 997, pa.int64()),
+            "queries": pa.array(histories, pa.list_(pa.string())),
+        },
+        schema=examples.EXAMPLES,
     )
+    examples.write(examples_dir, {"train.parquet": train}, [])
     encode_texts(encoder, ["прогрев"] * 64, BATCH, progress=False)  # warm-up (allocator, threads)
 
     # unique: the stage, end to end
     t0 = time.perf_counter()
-    stats = encode_histories(examples, encoder, tmp_path / "encoded", batch_size=BATCH, progress=False)
+    stats = encode_histories(examples_dir, encoder, tmp_path / "encoded", batch_size=BATCH, progress=False)
     unique_s = time.perf_counter() - t0
-    table = np.load(tmp_path / "encoded" / schemas.TABLE_FILE)
-    hist = np.load(tmp_path / "encoded" / schemas.hist_file("train"))
+    table = np.load(tmp_path / "encoded" / encoded_artifact.TABLE_FILE)
+    hist = np.load(tmp_path / "encoded" / encoded_artifact.hist_file("train"))
 
     # naive: every slot on a sample of consecutive rows, extrapolated to all slots
     slots = naive_slots(histories)

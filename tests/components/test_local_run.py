@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,10 +43,42 @@ def _sources(data: Path, embeddings: Path | None = None) -> list[str]:
     ]
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+FUSE_IMITATION = REPO / "tests" / "fuse"  # sitecustomize.py: no directory renames under a root
+
+
+def _cli(*args: str, cwd: Path, no_dir_renames_under: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    if no_dir_renames_under is not None:
+        env["SEARCHREC_TEST_NO_DIR_RENAME_UNDER"] = str(no_dir_renames_under)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(FUSE_IMITATION), env.get("PYTHONPATH")) if p)
     return subprocess.run(
-        [sys.executable, "-m", "searchrec.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=900
+        [sys.executable, "-m", "searchrec.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
     )
+
+
+def test_the_fuse_imitation_refuses_directory_renames_only(tmp_path):
+    """The fixture the demo run below runs under: proves it bites before relying on it."""
+    root = tmp_path / "root"
+    (root / "full").mkdir(parents=True)
+    (root / "full" / "f.txt").write_text("x")
+    (root / "empty").mkdir()
+    script = (
+        "import os, sys\n"
+        "r = sys.argv[1]\n"
+        "os.replace(os.path.join(r, 'full', 'f.txt'), os.path.join(r, 'full', 'g.txt'))\n"  # a file: allowed
+        "os.rename(os.path.join(r, 'empty'), os.path.join(r, 'empty2'))\n"  # an empty folder: allowed
+        "try:\n    os.rename(os.path.join(r, 'full'), os.path.join(r, 'moved'))\n"
+        "except OSError as e:\n    print('refused', e.errno)\nelse:\n    print('renamed')\n"
+    )
+    env = {**os.environ, "SEARCHREC_TEST_NO_DIR_RENAME_UNDER": str(root), "PYTHONPATH": str(FUSE_IMITATION)}
+    out = subprocess.run([sys.executable, "-c", script, str(root)], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "refused 95", out.stderr
+    assert sorted(p.name for p in root.iterdir()) == ["empty2", "full"]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +100,8 @@ def demo_run(tiny_demo: Path, tmp_path_factory) -> tuple[subprocess.CompletedPro
         "--runs-dir",
         str(workdir / "runs"),
         cwd=workdir,
+        # the pipeline root behaves as Vertex's Cloud Storage FUSE mount: no directory renames
+        no_dir_renames_under=workdir / "runs",
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result, tiny_demo

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from searchrec import schemas
+from searchrec.artifacts import events as event_parts
+from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import folder, snapshot
 from searchrec.errors import SearchrecError
 from searchrec.stages import clean as c
 
@@ -35,7 +37,7 @@ def train_table(rows: list[Row]) -> pa.Table:
             "query_ts": pa.array([at(v) for v in query_ts], pa.timestamp("us")),
             "query_text": pa.array(texts, pa.string()),
         },
-        schema=schemas.TRAIN_EVENTS,
+        schema=event_parts.TRAIN_EVENTS,
     )
 
 
@@ -47,27 +49,24 @@ def infer_table(rows: list[tuple[int, str | None, str | None]]) -> pa.Table:
             "query_ts": pa.array([at(v) for v in query_ts], pa.timestamp("us")),
             "query_text": pa.array(texts, pa.string()),
         },
-        schema=schemas.INFER_EVENTS,
+        schema=event_parts.INFER_EVENTS,
     )
 
 
 def write_parts(folder: Path, table: pa.Table, parts: int = 2) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     step = max(1, -(-table.num_rows // parts))
-    for i in range(parts):
-        pq.write_table(table.slice(i * step, step), folder / f"part-{i:05d}.parquet")
+    event_parts.write(folder, [table.slice(i * step, step) for i in range(parts)])
     return folder
 
 
 def write_embeddings(folder: Path, ids: list[int]) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
     table = pa.table(
         {
             "nm_id": pa.array(ids, pa.int64()),
             "embedding": pa.array([[0.5, 0.5]] * len(ids), pa.list_(pa.float32())),
         }
     )
-    pq.write_table(table, folder / "part-0.parquet")
+    snapshot.write(folder, table, snapshot.SnapshotInfo("test", "2026-10-01", "2026-10-01", 2, len(ids), []))
     return folder
 
 
@@ -356,13 +355,14 @@ def test_clean_training_events_outputs(train_inputs: tuple[Path, Path], tmp_path
     out = tmp_path / "clean"
     run_train(train_inputs, out)
     assert sorted(p.name for p in out.iterdir()) == [
+        folder.COMPLETE_MARKER,
         "funnel.json",
         "holdout.parquet",
         "items.parquet",
         "train.parquet",
     ]
-    assert pq.read_schema(out / "train.parquet").equals(schemas.EXAMPLES)
-    assert pq.read_schema(out / "items.parquet").equals(schemas.TRAIN_ITEMS)
+    assert pq.read_schema(out / "train.parquet").equals(examples_artifact.EXAMPLES)
+    assert pq.read_schema(out / "items.parquet").equals(examples_artifact.TRAIN_ITEMS)
     assert read_rows(out / "train.parquet") == [
         (1, at("2026-09-05 12:00"), 10, ["кроссовки nike"]),
         (2, at("2026-09-06 12:00"), 10, ["запрос 3", "запрос 4", "запрос 5", "запрос 6", "запрос 7"]),
@@ -537,8 +537,11 @@ def test_error_when_no_query_survives(tmp_path: Path) -> None:
 def test_input_errors(tmp_path: Path) -> None:
     emb = write_embeddings(tmp_path / "emb", [10])
     (tmp_path / "empty").mkdir()
-    with pytest.raises(SearchrecError, match=r"no training events files matching part-\*\.parquet"):
+    with pytest.raises(SearchrecError, match=r"training events artifact .*empty is not a searchrec artifact"):
         c.clean_training_events(tmp_path / "empty", emb, tmp_path / "o", holdout_start="2026-10-01")
+    event_parts.write(tmp_path / "noparts", [])
+    with pytest.raises(SearchrecError, match=r"no training events files matching part-\*\.parquet"):
+        c.clean_training_events(tmp_path / "noparts", emb, tmp_path / "o", holdout_start="2026-10-01")
     with pytest.raises(SearchrecError, match="does not exist"):
         c.clean_training_events(tmp_path / "missing", emb, tmp_path / "o", holdout_start="2026-10-01")
     write_parts(
@@ -556,23 +559,38 @@ def test_input_errors(tmp_path: Path) -> None:
     write_parts(tmp_path / "zero", train_table([]), parts=1)
     with pytest.raises(SearchrecError, match="after rule 'input'"):
         c.clean_training_events(tmp_path / "zero", emb, tmp_path / "o", holdout_start="2026-10-01")
-    (tmp_path / "garbled").mkdir()
-    (tmp_path / "garbled" / "part-00000.parquet").write_bytes(b"not parquet")
+    with folder.publishing(tmp_path / "garbled", "events") as garbled:
+        (garbled / "part-00000.parquet").write_bytes(b"not parquet")
     with pytest.raises(SearchrecError, match="cannot read training events file"):
         c.clean_training_events(tmp_path / "garbled", emb, tmp_path / "o", holdout_start="2026-10-01")
-    with pytest.raises(SearchrecError, match="no embeddings parquet files"):
+    with pytest.raises(SearchrecError, match="embeddings snapshot .*empty is not a searchrec artifact"):
         c.clean_training_events(
             tmp_path / "zero", tmp_path / "empty", tmp_path / "o", holdout_start="2026-10-01"
         )
+    with folder.publishing(tmp_path / "emb-empty", "embeddings snapshot"):
+        pass
+    with pytest.raises(SearchrecError, match="holds no .*parquet files"):
+        c.clean_training_events(
+            tmp_path / "zero", tmp_path / "emb-empty", tmp_path / "o", holdout_start="2026-10-01"
+        )
+    half = tmp_path / "half"  # as a killed extract leaves its folder
+    half.mkdir()
+    (half / folder.IN_PROGRESS_MARKER).write_text("events")
+    (half / "part-00000.parquet").write_bytes(b"x")
+    with pytest.raises(SearchrecError, match="was never finished"):
+        c.clean_training_events(tmp_path / "half", emb, tmp_path / "o", holdout_start="2026-10-01")
     assert not (tmp_path / "o").exists()
 
 
 def test_existing_output_is_replaced_whole(train_inputs: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "clean"
-    out.mkdir()
-    (out / "stale.txt").write_text("old run")
+    with folder.publishing(out, "examples"):  # an earlier attempt of ours, killed half-way
+        (out / "stale.txt").write_text("old run")
+    (out / folder.COMPLETE_MARKER).unlink()
+    (out / folder.IN_PROGRESS_MARKER).write_text("examples")
     run_train(train_inputs, out)
     assert sorted(p.name for p in out.iterdir()) == [
+        folder.COMPLETE_MARKER,
         "funnel.json",
         "holdout.parquet",
         "items.parquet",
@@ -600,16 +618,17 @@ INFER_ROWS = [
 def test_clean_inference_events(tmp_path: Path) -> None:
     events = write_parts(tmp_path / "events", infer_table(INFER_ROWS))
     orders = tmp_path / "orders"
-    orders.mkdir()
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array([1, 1, 1, 3], pa.int64()),
-                "order_ts": pa.array([at("2026-10-08 10:00")] * 4, pa.timestamp("us")),
-                "nm_id": pa.array([20, 10, 10, 30], pa.int64()),
-            }
-        ),
-        orders / "part-00000.parquet",
+    event_parts.write(
+        orders,
+        [
+            pa.table(
+                {
+                    "user_id": pa.array([1, 1, 1, 3], pa.int64()),
+                    "order_ts": pa.array([at("2026-10-08 10:00")] * 4, pa.timestamp("us")),
+                    "nm_id": pa.array([20, 10, 10, 30], pa.int64()),
+                }
+            )
+        ],
     )
     stats = c.clean_inference_events(events, tmp_path / "out", orders_dir=orders)
     assert pq.read_table(tmp_path / "out" / "histories.parquet").to_pylist() == [

@@ -16,10 +16,13 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 import pytest  # noqa: E402
 
-from searchrec import config, schemas  # noqa: E402
+from searchrec import config  # noqa: E402
+from searchrec.artifacts import encoded  # noqa: E402
+from searchrec.artifacts import examples as examples_artifact  # noqa: E402
+from searchrec.artifacts import folder as artifact_folder  # noqa: E402
 from searchrec.encoder import EncoderSpec, build_standin_encoder, encode_texts, load_encoder  # noqa: E402
 from searchrec.errors import SearchrecError  # noqa: E402
-from searchrec.stages.encode import EncodeStats, encode_histories, original_layout  # noqa: E402
+from searchrec.stages.encode import EncodeStats, encode_histories  # noqa: E402
 
 H = config.HISTORY_LENGTH
 VOCAB = [
@@ -59,8 +62,15 @@ def _examples(n: int, seed: int, *, max_len: int = H) -> pa.Table:
             "nm_id": pa.array((np.arange(n) * 7) % 13, pa.int64()),
             "queries": pa.array(hist, pa.list_(pa.string())),
         },
-        schema=schemas.EXAMPLES,
+        schema=examples_artifact.EXAMPLES,
     )
+
+
+def original_layout(table: np.ndarray, hist: np.ndarray) -> np.ndarray:
+    """The reference implementation's features: [rows, HISTORY_LENGTH * dim], slot encodings side by side
+    (oldest first, missing slots holding the [PAD] encoding, table row 0): what the stage's table and
+    indices stand for."""
+    return table[hist].reshape(hist.shape[0], hist.shape[1] * table.shape[1])
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +81,13 @@ def encoder(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture()
 def examples(tmp_path: Path) -> Path:
-    folder = tmp_path / "examples"
-    folder.mkdir()
-    pq.write_table(_examples(40, seed=1), folder / "train.parquet")
-    pq.write_table(_examples(15, seed=2), folder / "holdout.parquet")
-    pq.write_table(pa.table({"nm_id": [1, 2], "count": [5, 3]}), folder / "items.parquet")  # not a split
-    (folder / schemas.FUNNEL_FILE).write_text("{}")
-    return folder
+    tables = {
+        "train.parquet": _examples(40, seed=1),
+        "holdout.parquet": _examples(15, seed=2),
+        "items.parquet": pa.table({"nm_id": [1, 2], "count": [5, 3]}),  # not a split
+    }
+    examples_artifact.write(tmp_path / "examples", tables, [])
+    return tmp_path / "examples"
 
 
 def _expected_slots(queries: list[str]) -> list[str | None]:
@@ -92,17 +102,18 @@ def test_writes_table_texts_and_right_aligned_indices(examples: Path, tmp_path: 
 
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
-            schemas.TABLE_FILE,
-            schemas.TEXTS_FILE,
-            schemas.ENCODER_INFO,
+            artifact_folder.COMPLETE_MARKER,
+            encoded.TABLE_FILE,
+            encoded.TEXTS_FILE,
+            encoded.INFO_FILE,
             "train.parquet",
             "train_hist.npy",
             "holdout.parquet",
             "holdout_hist.npy",
         ]
     )
-    table = np.load(out / schemas.TABLE_FILE)
-    texts = pq.read_table(out / schemas.TEXTS_FILE).column("query_text").to_pylist()
+    table = np.load(out / encoded.TABLE_FILE)
+    texts = pq.read_table(out / encoded.TEXTS_FILE).column("query_text").to_pylist()
     assert table.dtype == np.float32 and table.shape == (len(texts) + 1, 312)
     all_queries = [
         q
@@ -125,7 +136,7 @@ def test_writes_table_texts_and_right_aligned_indices(examples: Path, tmp_path: 
         rows = pq.read_table(out / f"{split}.parquet")
         assert rows.equals(source.drop_columns(["queries"]))
 
-    info = json.loads((out / schemas.ENCODER_INFO).read_text())
+    info = json.loads((out / encoded.INFO_FILE).read_text())
     assert info["encoder"] == encoder.spec.name_or_path and info["pooling"] == "mean"
     assert info["dim"] == 312 and info["max_length"] == 64
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".encoded")]  # no temp folder left
@@ -134,7 +145,7 @@ def test_writes_table_texts_and_right_aligned_indices(examples: Path, tmp_path: 
 def test_original_layout_equals_encoding_every_slot(examples: Path, tmp_path: Path, encoder) -> None:
     out = tmp_path / "encoded"
     encode_histories(examples, encoder, out, batch_size=8)
-    table = np.load(out / schemas.TABLE_FILE)
+    table = np.load(out / encoded.TABLE_FILE)
     source = pq.read_table(examples / "holdout.parquet")["queries"].to_pylist()
     features = original_layout(table, np.load(out / "holdout_hist.npy"))
 
@@ -148,7 +159,6 @@ def test_original_layout_equals_encoding_every_slot(examples: Path, tmp_path: Pa
 
 def test_inference_histories_longer_histories_and_null_entries(tmp_path: Path, encoder) -> None:
     folder = tmp_path / "histories"
-    folder.mkdir()
     queries = [["шапка", None, "носки"], None, [], ["a", "b", "c", "d", "e", "f", "g"], ["юбка миди"]]
     table = pa.table(
         {
@@ -156,12 +166,12 @@ def test_inference_histories_longer_histories_and_null_entries(tmp_path: Path, e
             "queries": pa.array(queries, pa.list_(pa.string())),
         }
     )
-    pq.write_table(table, folder / "histories.parquet")
+    examples_artifact.write(folder, {"histories.parquet": table}, [])
     out = tmp_path / "out"
     out.mkdir()  # KFP hands an existing, empty artifact folder
     stats = encode_histories(folder, EncoderSpec(str(encoder.local_dir)), out, device="cpu")
 
-    texts = pq.read_table(out / schemas.TEXTS_FILE).column("query_text").to_pylist()
+    texts = pq.read_table(out / encoded.TEXTS_FILE).column("query_text").to_pylist()
     lookup = [None, *texts]
     hist = np.load(out / "histories_hist.npy").tolist()
     assert [[lookup[i] for i in row] for row in hist] == [
@@ -186,13 +196,6 @@ def test_stats_metadata(examples: Path, tmp_path: Path, encoder) -> None:
     assert all(isinstance(v, str | int | float) for v in meta.values())
 
 
-def test_original_layout_rejects_indices_outside_the_table() -> None:
-    table = np.zeros((3, 2), np.float32)
-    assert original_layout(table, np.array([[0, 2]], np.int32)).shape == (1, 4)
-    with pytest.raises(SearchrecError, match="outside"):
-        original_layout(table, np.array([[0, 3]], np.int32))
-
-
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -209,8 +212,8 @@ def test_bad_input_fails_with_one_line_and_writes_nothing(
     tmp_path: Path, encoder, make, message: str
 ) -> None:
     folder = tmp_path / "in"
-    folder.mkdir()
-    make(folder)
+    with artifact_folder.publishing(folder, "examples"):
+        make(folder)
     with pytest.raises(SearchrecError, match=message) as error:
         encode_histories(folder, encoder, tmp_path / "out")
     assert "\n" not in str(error.value)
@@ -225,6 +228,6 @@ def test_missing_split_input_folder_and_busy_output(examples: Path, tmp_path: Pa
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("x")
-    with pytest.raises(SearchrecError, match="not an empty folder"):
+    with pytest.raises(SearchrecError, match="holds files searchrec did not write"):
         encode_histories(examples, encoder, busy)
     assert [p.name for p in busy.iterdir()] == ["keep.txt"]

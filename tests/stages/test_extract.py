@@ -21,7 +21,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from searchrec import schemas, warehouse
+from searchrec import warehouse
+from searchrec.artifacts import events, folder, snapshot
 from searchrec.errors import SearchrecError
 from searchrec.stages import extract
 
@@ -169,8 +170,8 @@ def sort_infer(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_dir(path: Path, schema: pa.Schema) -> pa.Table:
-    files = sorted(path.glob(schemas.EVENTS_GLOB))
-    assert files, f"no {schemas.EVENTS_GLOB} in {path}"
+    files = sorted(path.glob(events.PART_GLOB))
+    assert files, f"no {events.PART_GLOB} in {path}"
     for f in files:
         assert pq.read_schema(f).equals(schema), f"{f.name}: {pq.read_schema(f)}"
     return pa.concat_tables(pq.read_table(f) for f in files)
@@ -200,7 +201,7 @@ def test_training_events_follow_the_contract_on_both_engines(warehouses, tmp_pat
     for uri in warehouses(q, o):
         out = tmp_path / f"train-{uri.split(':')[0]}"
         stats = extract.extract_training_events(uri, "2026-03-10", "2026-03-12", out, chunk_rows=4)
-        got = sort_train(to_pandas(read_dir(out, schemas.TRAIN_EVENTS)))
+        got = sort_train(to_pandas(read_dir(out, events.TRAIN_EVENTS)))
         pd.testing.assert_frame_equal(got, reference_train(q, o, "2026-03-10", "2026-03-12"))
 
         hist = {k: g.query_text.tolist() for k, g in got.groupby("nm_id")}
@@ -234,7 +235,7 @@ def test_training_events_identical_on_postgres_and_duckdb(warehouses, tmp_path):
         extract.extract_training_events(
             uri, "2026-02-20", "2026-03-05", out, lookback_days=7, history_length=4, chunk_rows=97
         )
-        results.append(sort_train(to_pandas(read_dir(out, schemas.TRAIN_EVENTS))))
+        results.append(sort_train(to_pandas(read_dir(out, events.TRAIN_EVENTS))))
     pd.testing.assert_frame_equal(results[0], results[1])
     ref = reference_train(q, o, "2026-02-20", "2026-03-05", lookback_days=7, history=4)
     pd.testing.assert_frame_equal(results[0], ref)
@@ -254,7 +255,7 @@ def test_inference_events_last_queries_per_user_on_both_engines(warehouses, tmp_
         stats = extract.extract_inference_events(
             uri, "2026-03-01", "2026-03-07", out, history_length=3, chunk_rows=50
         )
-        outs.append(sort_infer(to_pandas(read_dir(out, schemas.INFER_EVENTS))))
+        outs.append(sort_infer(to_pandas(read_dir(out, events.INFER_EVENTS))))
         assert stats.users == outs[-1].user_id.nunique()
     pd.testing.assert_frame_equal(outs[0], outs[1])
     pd.testing.assert_frame_equal(outs[0], reference_infer(q, "2026-03-01", "2026-03-07", history=3))
@@ -271,7 +272,7 @@ def test_inference_events_only_for_listed_users(warehouses, tmp_path, fmt):
     for i, uri in enumerate(warehouses(q, o)):
         out = tmp_path / f"u{i}"
         stats = extract.extract_inference_events(uri, "2026-02-01", "2026-03-31", out, users_path=users_path)
-        got = sort_infer(to_pandas(read_dir(out, schemas.INFER_EVENTS)))
+        got = sort_infer(to_pandas(read_dir(out, events.INFER_EVENTS)))
         assert set(got.user_id) == {3, 5, 7}
         pd.testing.assert_frame_equal(got, reference_infer(q, "2026-02-01", "2026-03-31", users={3, 5, 7}))
         assert stats.as_metadata()["listed_users"] == 4 and stats.users == 3
@@ -281,11 +282,11 @@ def test_orders_window_is_inclusive(warehouses, tmp_path):
     q, o = crafted()
     for i, uri in enumerate(warehouses(q, o)):
         stats = extract.extract_orders(uri, "2026-03-10", "2026-03-12", tmp_path / f"o{i}")
-        got = to_pandas(read_dir(tmp_path / f"o{i}", schemas.ORDERS))
+        got = to_pandas(read_dir(tmp_path / f"o{i}", events.ORDERS))
         assert sorted(got.nm_id) == [101, 102, 103, 104, 107, 107]  # raw rows, duplicates kept
         assert stats.rows == 6 and stats.users == 5
         empty = extract.extract_orders(uri, "2030-01-01", "2030-01-02", tmp_path / f"none{i}")
-        assert empty.rows == 0 and read_dir(tmp_path / f"none{i}", schemas.ORDERS).num_rows == 0
+        assert empty.rows == 0 and read_dir(tmp_path / f"none{i}", events.ORDERS).num_rows == 0
         with pytest.raises(SearchrecError, match="no purchases between 2030-01-01 and 2030-01-02"):
             extract.extract_orders(uri, "2030-01-01", "2030-01-02", tmp_path / "x", allow_empty=False)
 
@@ -298,7 +299,7 @@ def test_streaming_writes_bounded_chunks(warehouses, tmp_path):
     for i, uri in enumerate(warehouses(q, o)):
         out = tmp_path / f"s{i}"
         stats = extract.extract_training_events(uri, "2026-02-01", "2026-03-31", out, chunk_rows=64)
-        files = sorted(out.glob(schemas.EVENTS_GLOB))
+        files = sorted(out.glob(events.PART_GLOB))
         sizes = [pq.ParquetFile(f).metadata.num_rows for f in files]
         assert [f.name for f in files] == [f"part-{n:05d}.parquet" for n in range(len(files))]
         assert len(files) >= stats.rows // 64 >= 5 and max(sizes) <= 64 and sum(sizes) == stats.rows
@@ -313,34 +314,36 @@ def test_rerun_replaces_the_output_folder(warehouses, tmp_path):
     extract.extract_training_events(uri, "2026-03-10", "2026-03-12", out, chunk_rows=2)
     first = len(list(out.glob("*.parquet")))
     extract.extract_training_events(uri, "2026-03-10", "2026-03-12", out, chunk_rows=100)
-    assert first > 1 and [p.name for p in out.iterdir()] == ["part-00000.parquet"]
+    assert first > 1 and [p.name for p in out.iterdir()] == [folder.COMPLETE_MARKER, "part-00000.parquet"]
 
 
 def test_connection_lost_mid_stream_leaves_previous_output(warehouses, tmp_path, monkeypatch, _pg_admin):
     q, o = random_data(seed=4)
     pg = warehouses(q, o)[0]
     out = tmp_path / "events"
-    out.mkdir()
-    (out / "previous.txt").write_text("keep me")
+    extract.extract_training_events(pg, "2026-02-01", "2026-03-31", out, chunk_rows=10)
+    assert folder.is_complete(out)
     original = warehouse._pg_batches
 
-    def killed_after_first_chunk(conn, *args):
-        batches = original(conn, *args)
-        yield next(batches)
+    def killed_before_the_copy(conn, *args):
         admin = psycopg2.connect(_pg_admin)
         admin.autocommit = True
         with admin.cursor() as cur:
             cur.execute("SELECT pg_terminate_backend(%s)", (conn.get_backend_pid(),))
         admin.close()
-        yield from batches
+        yield from original(conn, *args)
 
-    monkeypatch.setattr(warehouse, "_pg_batches", killed_after_first_chunk)
+    monkeypatch.setattr(warehouse, "_pg_batches", killed_before_the_copy)
     with pytest.raises(
-        SearchrecError, match=r"connection lost during sql/train_events.sql after 10 rows"
+        SearchrecError, match=r"connection lost during sql/train_events.sql after 0 rows"
     ) as err:
         extract.extract_training_events(pg, "2026-02-01", "2026-03-31", out, chunk_rows=10)
     assert "\n" not in str(err.value)
-    assert [p.name for p in out.iterdir()] == ["previous.txt"]
+    # the failed rerun leaves nothing a reader could take for a result (no directory is renamed, so the
+    # earlier output was cleared first, as on a retried KFP task) and nothing beside the folder
+    assert list(out.iterdir()) == []
+    with pytest.raises(SearchrecError, match="is not a searchrec artifact"):
+        events.read(out, events.TRAIN_EVENTS, "training events")
     assert [p.name for p in tmp_path.iterdir()] == ["events", "warehouse.duckdb"]
 
 
@@ -499,12 +502,14 @@ def snapshot_root(tmp_path: Path) -> Path:
 
 def check_snapshot_copy(info: extract.SnapshotInfo, out: Path, source: Path, day: str) -> None:
     assert info.snapshot_date == day and info.dim == 8
-    saved = json.loads((out / schemas.SNAPSHOT_INFO).read_text())
+    saved = json.loads((out / snapshot.INFO_FILE).read_text())
     assert saved == info.to_json() and saved["uri"].endswith(f"dt={day}")
     src = pa.concat_tables(pq.read_table(p) for p in sorted((source / f"dt={day}").glob("*.parquet")))
     got = pa.concat_tables(pq.read_table(out / f) for f in info.files)
     assert got.equals(src) and info.rows == src.num_rows
-    assert sorted(p.name for p in out.iterdir()) == sorted([*info.files, schemas.SNAPSHOT_INFO])
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*info.files, snapshot.INFO_FILE, folder.COMPLETE_MARKER]
+    )
 
 
 @pytest.mark.parametrize(
@@ -629,3 +634,52 @@ def test_duckdb_uri_paths_relative_and_absolute(tmp_path, monkeypatch):
     for bad in ("duckdb://", "duckdb:///", "duckdb://host/w.duckdb", "mysql://h/db", "w.duckdb"):
         with pytest.raises(SearchrecError, match="warehouse URI"):
             extract.extract_orders(bad, "2026-03-10", "2026-03-12", tmp_path / "o")
+
+
+# --- COPY path --------------------------------------------------------------------------------------
+
+
+def test_copy_stream_keeps_every_text_exactly(pg_load, pg_dsn, tmp_path):
+    """COPY ... (FORMAT csv) parsed by pyarrow: quotes, commas, newlines, backslashes, the word NULL,
+    '' and NULL each come back as they were stored."""
+    texts = ['a,"b"\nc\\d\r', "NULL", "", None, "\\N", '"', "  spaced  ", "ёлка 🎄\tтаб"]
+    q = pd.DataFrame(
+        {
+            "user_id": list(range(1, len(texts) + 1)),
+            "query_ts": pd.to_datetime(["2026-03-10 10:00:00.123456"] * len(texts)),
+            "query_text": texts,
+        }
+    ).astype({"query_ts": TS})
+    pg_load(q, "search_queries")
+    pg_load(
+        pd.DataFrame({"user_id": [1], "order_ts": pd.to_datetime(["2026-03-10"]), "nm_id": [1]}),
+        "orders",
+        create=False,
+    )
+    extract.extract_inference_events(pg_dsn, "2026-03-10", "2026-03-10", tmp_path / "e", chunk_rows=3)
+    got = read_dir(tmp_path / "e", events.INFER_EVENTS).sort_by("user_id")
+    assert got.column("query_text").to_pylist() == texts
+    assert set(got.column("query_ts").to_pylist()) == {
+        pd.Timestamp("2026-03-10 10:00:00.123456").to_pydatetime()
+    }
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["2026-03-10'); DROP TABLE orders; --", "2026-03-10' OR '1'='1", "2026-03-10\\'); DROP TABLE orders; --"],
+)
+def test_parameters_are_bound_not_pasted(pg_load, pg_dsn, hostile):
+    q, o = crafted()
+    pg_load(q, "search_queries")
+    pg_load(o, "orders", create=False)
+    conn = psycopg2.connect(pg_dsn)
+    try:
+        rendered = warehouse.bind_parameters(conn, "SELECT CAST(%(d)s AS DATE)", {"d": hostile})
+        with conn.cursor() as cur, pytest.raises(psycopg2.DataError):
+            cur.execute(rendered)  # one quoted literal, not a statement: an invalid date, nothing dropped
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM orders")
+            assert cur.fetchone()[0] == len(o)
+    finally:
+        conn.close()

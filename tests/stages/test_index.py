@@ -12,7 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from searchrec import schemas
+from searchrec.artifacts import folder as artifact_folder
+from searchrec.artifacts import index as index_artifact
+from searchrec.artifacts import model as model_artifact
+from searchrec.artifacts import snapshot
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower, TwoTowerConfig
 from searchrec.stages.index import Searcher, build_index, load_index, recall_at_k
@@ -21,17 +24,28 @@ QUERY_DIM, ITEM_DIM, N_ITEMS = 8, 16, 1500
 
 
 def write_snapshot(
-    folder: Path, nm_ids: np.ndarray, vectors: np.ndarray, *, files: int = 2, date: str = "2026-10-01"
+    folder: Path,
+    nm_ids: np.ndarray,
+    vectors: np.ndarray | list,
+    *,
+    files: int = 2,
+    date: str = "2026-10-01",
+    info: dict | None = None,
 ) -> Path:
-    folder.mkdir(parents=True)
-    for i, part in enumerate(np.array_split(np.arange(len(nm_ids)), files)):
-        table = pa.table(
-            {"nm_id": nm_ids[part], "embedding": pa.array(list(vectors[part]), pa.list_(pa.float32()))},
-            schema=schemas.EMBEDDINGS,
-        )
-        pq.write_table(table, folder / f"part-{i:05d}.parquet")
-    info = {"uri": str(folder), "snapshot_date": date, "dim": vectors.shape[1], "rows": len(nm_ids)}
-    (folder / schemas.SNAPSHOT_INFO).write_text(json.dumps(info))
+    """A snapshot artifact as extract publishes it; ``info`` replaces snapshot.json's content."""
+    dim = len(vectors[0])
+    with artifact_folder.publishing(folder, snapshot.KIND):
+        for i, part in enumerate(np.array_split(np.arange(len(nm_ids)), files)):
+            table = pa.table(
+                {
+                    "nm_id": nm_ids[part],
+                    "embedding": pa.array([vectors[j] for j in part], pa.list_(pa.float32())),
+                },
+                schema=snapshot.EMBEDDINGS,
+            )
+            pq.write_table(table, folder / f"part-{i:05d}.parquet")
+        default = {"uri": str(folder), "snapshot_date": date, "dim": dim, "rows": len(nm_ids)}
+        (folder / snapshot.INFO_FILE).write_text(json.dumps(default if info is None else info))
     return folder
 
 
@@ -45,7 +59,9 @@ def item_vectors(model_dir: Path, embeddings: np.ndarray) -> np.ndarray:
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("index")
     torch.manual_seed(0)
-    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save(root / "model")
+    model_artifact.write(
+        root / "model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save
+    )
     rng = np.random.default_rng(0)
     nm_ids = rng.choice(10**9, N_ITEMS, replace=False).astype(np.int64)
     embeddings = rng.normal(size=(N_ITEMS, ITEM_DIM)).astype(np.float32)
@@ -83,11 +99,21 @@ def test_flat_index_holds_every_item_and_equals_numpy_brute_force(world: dict, t
     assert (np.diff(scores, axis=1) <= 0).all()
 
 
-def test_auto_goes_approximate_above_threshold_with_measured_recall(world: dict, tmp_path: Path) -> None:
-    stats = build_index(world["model"], world["emb"], tmp_path / "idx", auto_threshold=1000, min_recall=0.9)
+def test_auto_keeps_the_approximate_index_when_it_pays_with_measured_recall(
+    world: dict, tmp_path: Path
+) -> None:
+    stats = build_index(
+        world["model"],
+        world["emb"],
+        tmp_path / "idx",
+        auto_threshold=1000,
+        min_recall=0.9,
+        auto_min_speedup=0.0,
+    )
 
     assert stats.kind == "ivf" and stats.recall_query_source == "items" and stats.recall_queries == N_ITEMS
     assert stats.recall >= 0.9 and stats.params["nlist"] == N_ITEMS // 39
+    assert stats.speedup > 0 and stats.choice.startswith("auto: ivf x")
     index, _, info = load_index(tmp_path / "idx")
     assert isinstance(index, faiss.IndexIVFFlat) and index.nprobe == stats.params["nprobe"]
     assert info["recall"] == stats.recall and stats.as_metrics()["recall_at_200"] == stats.recall
@@ -97,6 +123,20 @@ def test_auto_goes_approximate_above_threshold_with_measured_recall(world: dict,
     exact = np.argsort(-(queries @ vectors.T), axis=1)[:, :200]
     _, found = index.search(queries, 200)
     assert abs(recall_at_k(found, exact) - stats.recall) < 0.02
+
+
+def test_auto_falls_back_to_exact_when_the_approximate_index_does_not_pay(
+    world: dict, tmp_path: Path
+) -> None:
+    stats = build_index(
+        world["model"], world["emb"], tmp_path / "idx", auto_threshold=1000, auto_min_speedup=1000.0
+    )
+    assert stats.kind == "flat" and stats.recall == 1.0 and stats.as_metrics()["approximate"] == 0.0
+    assert stats.choice.startswith("auto fell back to flat: ivf")
+    index, _, info = load_index(tmp_path / "idx")
+    assert isinstance(index, faiss.IndexFlatIP) and info["choice"] == stats.choice
+    below = build_index(world["model"], world["emb"], tmp_path / "idx2")  # 1500 items < the default threshold
+    assert below.kind == "flat" and below.choice == f"auto: {N_ITEMS} items < 200000"
 
 
 def test_hnsw_recall_with_given_queries(world: dict, tmp_path: Path) -> None:
@@ -144,7 +184,7 @@ def test_gpu_search_equals_cpu_search(world: dict, tmp_path: Path) -> None:
 def test_rebuild_replaces_the_previous_index(world: dict, tmp_path: Path) -> None:
     build_index(world["model"], world["emb"], tmp_path / "idx", kind="hnsw")
     build_index(world["model"], world["emb"], tmp_path / "idx", kind="flat")
-    assert json.loads((tmp_path / "idx" / schemas.INDEX_INFO).read_text())["kind"] == "flat"
+    assert json.loads((tmp_path / "idx" / index_artifact.INFO_FILE).read_text())["kind"] == "flat"
     assert leftovers(tmp_path) == []
 
 
@@ -153,8 +193,13 @@ def test_item_dim_mismatch_is_one_clear_error(world: dict, tmp_path: Path) -> No
     emb = write_snapshot(tmp_path / "emb12", np.arange(100), rng.normal(size=(100, 12)).astype(np.float32))
     with pytest.raises(SearchrecError, match="snapshot has dim 12 but the model's item tower expects 16"):
         build_index(world["model"], emb, tmp_path / "idx")
-    (emb / schemas.SNAPSHOT_INFO).unlink()  # without snapshot.json the rows themselves are checked
-    with pytest.raises(SearchrecError, match="50 embeddings have length 12 .* item tower expects 16"):
+    vectors12 = rng.normal(size=(100, 12)).astype(np.float32)
+    emb = write_snapshot(
+        tmp_path / "emb-nodim", np.arange(100), vectors12, info={"snapshot_date": "2026-10-01"}
+    )
+    with pytest.raises(
+        SearchrecError, match="part-00000.parquet: 50 embeddings have length 12 .*expected 16"
+    ):
         build_index(world["model"], emb, tmp_path / "idx")
     assert not (tmp_path / "idx").exists()
 
@@ -163,12 +208,13 @@ def test_item_dim_mismatch_is_one_clear_error(world: dict, tmp_path: Path) -> No
     ("breakage", "message"),
     [
         ("no_folder", "does not exist"),
-        ("no_parquet", r"holds no \*\.parquet files"),
+        ("no_parquet", r"emb lacks snapshot.json"),
         ("duplicate", "repeats 1 nm_id"),
         ("null_embedding", "1 rows have a null embedding"),
         ("nan", "NaN or infinite"),
         ("rows", "says 99 rows but the parquet files hold 20"),
-        ("no_model", "lacks config.json"),
+        ("no_model", "model artifact .*empty_model is not a searchrec artifact"),
+        ("half_model", "model artifact .*half_model is incomplete: item_tower.safetensors is missing"),
         ("kind", "unknown index kind 'annoy'"),
     ],
 )
@@ -181,7 +227,8 @@ def test_bad_input_is_refused_and_nothing_written(
     if breakage == "no_folder":
         emb = tmp_path / "missing"
     elif breakage == "no_parquet":
-        emb.mkdir()
+        with artifact_folder.publishing(emb, snapshot.KIND):
+            pass
     elif breakage == "duplicate":
         nm_ids[3] = nm_ids[4]
     elif breakage == "nan":
@@ -189,21 +236,18 @@ def test_bad_input_is_refused_and_nothing_written(
     elif breakage == "no_model":
         model = tmp_path / "empty_model"
         model.mkdir()
+    elif breakage == "half_model":  # a copy that lost a file (a failed download, a partial sync)
+        model = tmp_path / "half_model"
+        model_artifact.write(model, TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save)
+        (model / "item_tower.safetensors").unlink()
     elif breakage == "kind":
         kind = "annoy"
-    if breakage not in ("no_folder", "no_parquet"):
-        write_snapshot(emb, nm_ids, vectors, files=1)
+    info = {"snapshot_date": "2026-10-01", "dim": ITEM_DIM, "rows": 99} if breakage == "rows" else None
+    embeddings = [list(v) for v in vectors]
     if breakage == "null_embedding":
-        embeddings = [list(v) for v in vectors]
         embeddings[5] = None
-        pq.write_table(
-            pa.table({"nm_id": nm_ids, "embedding": embeddings}, schema=schemas.EMBEDDINGS),
-            emb / "part-00000.parquet",
-        )
-    if breakage == "rows":
-        (emb / schemas.SNAPSHOT_INFO).write_text(
-            json.dumps({"snapshot_date": "2026-10-01", "dim": ITEM_DIM, "rows": 99})
-        )
+    if breakage not in ("no_folder", "no_parquet"):
+        write_snapshot(emb, nm_ids, embeddings, files=1, info=info)
 
     with pytest.raises(SearchrecError, match=message):
         build_index(model, emb, tmp_path / "idx", kind=kind)

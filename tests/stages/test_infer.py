@@ -2,31 +2,33 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 
-from searchrec import schemas
+from searchrec.artifacts import encoded, examples, recommendations, snapshot
+from searchrec.artifacts import events as event_parts
+from searchrec.artifacts import folder as artifact_folder
+from searchrec.artifacts import model as model_artifact
+from searchrec.artifacts.recommendations import STATS_FILE
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower, TwoTowerConfig
 from searchrec.stages.index import build_index
-from searchrec.stages.infer import STATS_FILE, InferStats, copy_to, merge_shards, recommend
+from searchrec.stages.infer import recommend
+from searchrec.stages.merge import copy_to, merge_shards
 
 QUERY_DIM, ITEM_DIM, N_ITEMS, N_USERS, N_QUERIES, TOP_K = 8, 16, 500, 240, 40, 200
 
 
-def write_encoded(folder: Path, user_ids: np.ndarray, hist: np.ndarray, table: np.ndarray) -> Path:
-    folder.mkdir(parents=True)
-    np.save(folder / schemas.TABLE_FILE, table)
-    np.save(folder / schemas.hist_file(schemas.INFER_SPLIT), hist)
-    pq.write_table(
-        pa.table({"user_id": pa.array(user_ids, pa.int64())}), folder / schemas.rows_file(schemas.INFER_SPLIT)
-    )
+def write_encoded(
+    folder: Path, user_ids: np.ndarray, hist: np.ndarray, table: np.ndarray, info: dict | None = None
+) -> Path:
+    rows = pa.table({"user_id": pa.array(user_ids, pa.int64())})
+    texts = [f"q{i}" for i in range(len(table) - 1)]
+    encoded.write(folder, table, texts, [encoded.EncodedSplit(examples.INFER_SPLIT, rows, hist)], info or {})
     return folder
 
 
@@ -34,17 +36,18 @@ def write_encoded(folder: Path, user_ids: np.ndarray, hist: np.ndarray, table: n
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
     root = tmp_path_factory.mktemp("infer")
     torch.manual_seed(0)
-    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save(root / "model")
+    model_artifact.write(
+        root / "model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save
+    )
     rng = np.random.default_rng(0)
     nm_ids = rng.choice(10**9, N_ITEMS, replace=False).astype(np.int64)
     embeddings = rng.normal(size=(N_ITEMS, ITEM_DIM)).astype(np.float32)
     emb = root / "emb"
-    emb.mkdir()
-    pq.write_table(
+    snapshot.write(
+        emb,
         pa.table({"nm_id": nm_ids, "embedding": pa.array(list(embeddings), pa.list_(pa.float32()))}),
-        emb / "part-00000.parquet",
+        snapshot.SnapshotInfo(str(emb), "2026-10-01", "2026-10-01", ITEM_DIM, N_ITEMS, ["part-0.parquet"]),
     )
-    (emb / schemas.SNAPSHOT_INFO).write_text(json.dumps({"snapshot_date": "2026-10-01", "dim": ITEM_DIM}))
     build_index(root / "model", emb, root / "index")
 
     # users: unique ids (a few negative), histories of 0..5 real queries, right-aligned, 0 = pad
@@ -76,7 +79,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def read(out_dir: Path) -> pa.Table:
-    return pq.read_table(out_dir / schemas.RECOMMENDATIONS_FILE)
+    return recommendations.read(out_dir)
 
 
 def assert_same_ranking(ids_a: list, scores_a: list, ids_b: list, scores_b: list, atol: float = 1e-5) -> None:
@@ -101,7 +104,7 @@ def test_every_user_gets_the_brute_force_top_200(world: dict, tmp_path: Path) ->
     stats = recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", batch_size=64)
 
     table = read(tmp_path / "out")
-    assert table.schema.equals(schemas.RECOMMENDATIONS)
+    assert table.schema.equals(recommendations.RECOMMENDATIONS)
     served = world["user_ids"][world["lengths"] >= 1]
     users = table.column("user_id").to_numpy()
     assert sorted(users.tolist()) == sorted(served.tolist()) and (np.diff(users) > 0).all()
@@ -121,7 +124,7 @@ def test_every_user_gets_the_brute_force_top_200(world: dict, tmp_path: Path) ->
     metrics = stats.as_metrics()
     assert metrics["users_skipped_short_history"] == stats.users_skipped["short_history"]
     assert metrics["coverage"] == pytest.approx(stats.coverage, abs=1e-6)
-    assert InferStats.load(tmp_path / "out" / STATS_FILE) == stats
+    assert recommendations.read_stats(tmp_path / "out") == stats
 
 
 def test_top_k_above_the_catalogue_gives_the_whole_catalogue(world: dict, tmp_path: Path) -> None:
@@ -176,19 +179,16 @@ def test_bought_items_are_excluded_and_the_list_refilled(world: dict, tmp_path: 
     top2, _ = expected_for(world, u2, 50)
     bought = {u1: {top1[0], top1[3]}, u2: set(top2[:40])}
     bought_dir = tmp_path / "bought"
-    bought_dir.mkdir()
     rows = [(u, nm) for u, items in bought.items() for nm in items]
     rows += [(u1, top1[0]), (u1, 123), (10**9 + 7, top1[1])]  # a repeat, an unknown item, an unknown user
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array([r[0] for r in rows], pa.int64()),
-                "order_ts": pa.array([0] * len(rows), pa.timestamp("us")),
-                "nm_id": pa.array([r[1] for r in rows], pa.int64()),
-            }
-        ),
-        bought_dir / "part-00000.parquet",
+    orders = pa.table(
+        {
+            "user_id": pa.array([r[0] for r in rows], pa.int64()),
+            "order_ts": pa.array([0] * len(rows), pa.timestamp("us")),
+            "nm_id": pa.array([r[1] for r in rows], pa.int64()),
+        }
     )
+    event_parts.write(bought_dir, [orders])
 
     stats = recommend(
         world["model"],
@@ -243,7 +243,8 @@ def test_copy_to_s3_and_gcs(world: dict, tmp_path: Path, s3_endpoint: str, gcs_e
     gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("recs")
     for uri in ("s3://recs/run-1/recommendations", "gs://recs/run-1/recommendations"):
         written = copy_to(tmp_path / "out", uri)
-        assert sorted(w.rsplit("/", 1)[1] for w in written) == [schemas.RECOMMENDATIONS_FILE, STATS_FILE]
+        names = sorted(w.rsplit("/", 1)[1] for w in written)
+        assert names == [artifact_folder.COMPLETE_MARKER, recommendations.FILE, STATS_FILE]
         back = tmp_path / uri.split(":")[0]
         download_tree(uri, back)
         assert read(back).equals(read(tmp_path / "out"))
@@ -261,45 +262,53 @@ def test_bad_input_is_refused_and_nothing_written(world: dict, tmp_path: Path) -
     rng = np.random.default_rng(9)
     hist = np.ones((3, 5), np.int32)
     no_hist = write_encoded(tmp_path / "e1", np.arange(3), hist, np.zeros((2, 8), np.float32))
-    (no_hist / schemas.hist_file(schemas.INFER_SPLIT)).unlink()
-    refused("encoded folder .* lacks histories_hist.npy", encoded_dir=no_hist)
+    (no_hist / encoded.hist_file(examples.INFER_SPLIT)).unlink()
+    refused("encoded queries artifact .* is incomplete: histories_hist.npy is missing", encoded_dir=no_hist)
     wide = write_encoded(tmp_path / "e2", np.arange(3), hist, rng.normal(size=(2, 12)).astype(np.float32))
     refused(r"table.npy has shape \(2, 12\); the model's query tower expects \[\*, 8\]", encoded_dir=wide)
     outside = write_encoded(tmp_path / "e3", np.arange(3), hist * 7, np.zeros((2, 8), np.float32))
     refused(r"indices outside \[0, 2\)", encoded_dir=outside)
     twice = write_encoded(tmp_path / "e4", np.array([5, 5, 6]), hist, np.zeros((2, 8), np.float32))
     refused("some user_id more than once", encoded_dir=twice)
-    refused("index folder .* does not exist", index_dir=tmp_path / "nowhere")
+    refused("the index artifact .*nowhere does not exist", index_dir=tmp_path / "nowhere")
     torch.manual_seed(1)
-    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save(tmp_path / "other_model")
+    model_artifact.write(
+        tmp_path / "other_model", TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM)).save
+    )
     refused("built with a different model", model_dir=tmp_path / "other_model")
-    TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, output_dim=64)).save(tmp_path / "narrow")
+    model_artifact.write(
+        tmp_path / "narrow",
+        TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, output_dim=64)).save,
+    )
     refused("index vectors have dim 128 but the model's towers output 64", model_dir=tmp_path / "narrow")
     refused(r"shard_index must be within \[0, num_shards\), got 3 of 3", shard_index=3, num_shards=3)
-    refused("exclude_bought folder .* does not exist", exclude_bought_dir=tmp_path / "no_orders")
+    refused(
+        "exclude_bought orders artifact .*no_orders does not exist", exclude_bought_dir=tmp_path / "no_orders"
+    )
 
 
 def test_queries_encoded_differently_from_training_are_refused(world: dict, tmp_path: Path) -> None:
     model = tmp_path / "model"
     torch.manual_seed(0)
-    TwoTower(
-        TwoTowerConfig(
-            query_dim=QUERY_DIM,
-            item_dim=ITEM_DIM,
-            extra={"encoder": "gs://models/rubert-tiny2", "pooling": "cls", "encoder_dim": QUERY_DIM},
-        )
-    ).save(model)
+    model_artifact.write(
+        model,
+        TwoTower(
+            TwoTowerConfig(
+                query_dim=QUERY_DIM,
+                item_dim=ITEM_DIM,
+                extra={"encoder": "gs://models/rubert-tiny2", "pooling": "cls", "encoder_dim": QUERY_DIM},
+            )
+        ).save,
+    )
     build_index(model, world["emb"], tmp_path / "index")
-    encoded = tmp_path / "encoded"
-    import shutil
-
-    shutil.copytree(world["encoded"], encoded)
+    hist = np.ones((3, 5), np.int32)
+    table = np.ones((2, QUERY_DIM), np.float32)
     info = {"encoder": "/cache/rubert-tiny2", "pooling": "mean", "dim": QUERY_DIM}
-    (encoded / schemas.ENCODER_INFO).write_text(json.dumps(info))
+    mean = write_encoded(tmp_path / "mean", np.arange(3), hist, table, info)
     with pytest.raises(SearchrecError, match="encoded with pooling mean but the model was trained on cls"):
-        recommend(model, tmp_path / "index", encoded, tmp_path / "out")
+        recommend(model, tmp_path / "index", mean, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     # Same pooling and dimension from another location of the weights: served.
-    (encoded / schemas.ENCODER_INFO).write_text(json.dumps({**info, "pooling": "cls"}))
-    stats = recommend(model, tmp_path / "index", encoded, tmp_path / "out")
+    cls = write_encoded(tmp_path / "cls", np.arange(3), hist, table, {**info, "pooling": "cls"})
+    stats = recommend(model, tmp_path / "index", cls, tmp_path / "out")
     assert stats.users_served > 0

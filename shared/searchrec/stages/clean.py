@@ -1,10 +1,9 @@
 """Clean stage: query filters, id-search purchase filter, item selection, history cut, temporal split.
 
 DESIGN.md section 1 (training steps 2-4, inference step 2). Input: folders of part files in long
-format (``schemas.TRAIN_EVENTS`` / ``schemas.INFER_EVENTS``, one row per purchase x query) and the
-embeddings snapshot folder. Output: ``schemas.EXAMPLES`` / ``schemas.TRAIN_ITEMS`` /
-``schemas.HISTORIES`` folders with a ``funnel.json``: rows, examples, users and items after each
-rule, in order.
+format (``artifacts.events``, one row per purchase x query) and the embeddings snapshot
+(``artifacts.snapshot``). Output: an ``artifacts.examples`` folder with a ``funnel.json``: rows,
+examples, users and items after each rule, in order.
 
 The events are held as two frames: *purchases* (one row per example, ``pid`` as index; for
 inference one row per user) and *queries* (``pid``, ``query_ts``, ``code``), where ``code`` indexes
@@ -16,11 +15,8 @@ This module runs in the CPU image: pyarrow, pandas, numpy and the standard libra
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,9 +26,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from searchrec import config, schemas
+from searchrec import config
+from searchrec.artifacts import events as event_parts
+from searchrec.artifacts import examples, snapshot
 from searchrec.errors import SearchrecError
 from searchrec.text import MAX_QUERY_LENGTH, analyse_queries
 
@@ -40,9 +37,6 @@ logger = logging.getLogger(__name__)
 
 TRAIN_KEY = ("user_id", "order_ts", "nm_id")
 INFER_KEY = ("user_id",)
-BOUGHT = schemas.BOUGHT
-BOUGHT_FILE = schemas.BOUGHT_FILE
-ITEMS_FILE = schemas.TRAIN_ITEMS_FILE
 MIN_TRAIN_ITEMS = config.MIN_TRAIN_ITEMS
 
 
@@ -93,7 +87,7 @@ class Events:
 def events_from_table(
     table: pa.Table, key: Sequence[str] = TRAIN_KEY, *, max_query_length: int = MAX_QUERY_LENGTH
 ) -> Events:
-    """Build :class:`Events` from a long table (``schemas.TRAIN_EVENTS`` or ``INFER_EVENTS`` columns).
+    """Build :class:`Events` from a long table (``artifacts.events.TRAIN_EVENTS`` or ``INFER_EVENTS`` columns).
 
     A row with NULL ``query_ts`` carries no query (the placeholder of a purchase without one).
     """
@@ -210,7 +204,7 @@ def split_by_time(events: Events, holdout_start: pd.Timestamp) -> tuple[Events, 
 def select_training_items(events: Events, *, max_items: int, min_item_count: int) -> pd.DataFrame:
     """The training items: the ``max_items`` most purchased with at least ``min_item_count`` purchases.
 
-    Returns ``schemas.TRAIN_ITEMS`` columns (``nm_id``, ``count``), most frequent first, ties by nm_id.
+    Returns ``examples.TRAIN_ITEMS`` columns (``nm_id``, ``count``), most frequent first, ties by nm_id.
     """
     counts = events.purchases["nm_id"].value_counts().rename("count").rename_axis("nm_id").reset_index()
     counts = counts[counts["count"] >= min_item_count]
@@ -238,22 +232,22 @@ def _history_lists(events: Events, order: np.ndarray) -> pa.ListArray:
 
 
 def to_examples(events: Events) -> pa.Table:
-    """``schemas.EXAMPLES``: one row per purchase, sorted by (order_ts, user_id, nm_id)."""
+    """``examples.EXAMPLES``: one row per purchase, sorted by (order_ts, user_id, nm_id)."""
     purchases = events.purchases.sort_values(["order_ts", "user_id", "nm_id"], kind="stable")
     queries = _history_lists(events, purchases.index.to_numpy())
     columns = {
-        name: pa.array(purchases[name].to_numpy(), schemas.EXAMPLES.field(name).type) for name in TRAIN_KEY
+        name: pa.array(purchases[name].to_numpy(), examples.EXAMPLES.field(name).type) for name in TRAIN_KEY
     }
-    return pa.table({**columns, "queries": queries}, schema=schemas.EXAMPLES)
+    return pa.table({**columns, "queries": queries}, schema=examples.EXAMPLES)
 
 
 def to_histories(events: Events) -> pa.Table:
-    """``schemas.HISTORIES``: one row per user, sorted by user_id."""
+    """``examples.HISTORIES``: one row per user, sorted by user_id."""
     users = events.purchases.sort_values("user_id", kind="stable")
     queries = _history_lists(events, users.index.to_numpy())
     return pa.table(
         {"user_id": pa.array(users["user_id"].to_numpy(), pa.int64()), "queries": queries},
-        schema=schemas.HISTORIES,
+        schema=examples.HISTORIES,
     )
 
 
@@ -373,114 +367,8 @@ class _Funnel:
 # --- IO -----------------------------------------------------------------------------------------------
 
 
-def _part_files(folder: Path, pattern: str, what: str) -> list[Path]:
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise SearchrecError(f"clean: {what} folder {folder} does not exist")
-    files = sorted(p for p in folder.glob(pattern) if p.is_file())
-    if not files:
-        raise SearchrecError(f"clean: no {what} files matching {pattern} in {folder}")
-    return files
-
-
-def read_parts(folder: Path, schema: pa.Schema, what: str, pattern: str = schemas.EVENTS_GLOB) -> pa.Table:
-    """Read the part files of ``folder`` as ``schema`` (extra columns ignored); one clear line if unusable."""
-    started = time.perf_counter()
-    tables = []
-    for path in _part_files(folder, pattern, what):
-        try:
-            table = pq.read_table(path)
-        except (pa.ArrowException, OSError) as exc:
-            raise SearchrecError(f"clean: cannot read {what} file {path}: {exc}") from exc
-        missing = [name for name in schema.names if name not in table.column_names]
-        if missing:
-            raise SearchrecError(f"clean: {what} file {path} lacks column(s) {', '.join(missing)}")
-        try:
-            tables.append(table.select(schema.names).cast(schema))
-        except (pa.ArrowException, ValueError) as exc:
-            raise SearchrecError(f"clean: {what} file {path} does not match {schema.names}: {exc}") from exc
-    table = pa.concat_tables(tables)
-    for name in schema.names:
-        if name in ("query_ts", "query_text"):
-            continue
-        nulls = table[name].null_count
-        if nulls:
-            raise SearchrecError(
-                f"clean: {what} in {folder} have {nulls} NULL {name} value(s); the contract says NOT NULL"
-            )
-    logger.info(
-        "read %s: %d rows from %d file(s) in %s (%.2fs)",
-        what,
-        table.num_rows,
-        len(tables),
-        folder,
-        time.perf_counter() - started,
-    )
-    return table
-
-
-def read_embedded_ids(embeddings_dir: Path) -> np.ndarray:
-    """Distinct ``nm_id`` of the embeddings snapshot folder (only that column is read)."""
-    started = time.perf_counter()
-    files = (
-        sorted(p for p in Path(embeddings_dir).rglob("*.parquet") if p.is_file())
-        if Path(embeddings_dir).is_dir()
-        else []
-    )
-    if not files:
-        raise SearchrecError(f"clean: no embeddings parquet files in {embeddings_dir}")
-    ids = []
-    for path in files:
-        try:
-            column = pq.read_table(path, columns=["nm_id"])["nm_id"]
-        except (pa.ArrowException, OSError, KeyError) as exc:
-            raise SearchrecError(f"clean: cannot read nm_id from embeddings file {path}: {exc}") from exc
-        ids.append(pc.drop_null(column).cast(pa.int64()).to_numpy())
-    unique = np.unique(np.concatenate(ids))
-    logger.info(
-        "read embeddings snapshot: %d distinct nm_id from %d file(s) in %s (%.2fs)",
-        len(unique),
-        len(files),
-        embeddings_dir,
-        time.perf_counter() - started,
-    )
-    return unique
-
-
-def _write_parquet(table: pa.Table, path: Path, final: Path) -> None:
-    pq.write_table(table, path)
-    logger.info("wrote %s: %d rows", final, table.num_rows)
-
-
-def _publish(tmp: Path, out_dir: Path) -> None:
-    """Move the finished temp folder into place; an existing ``out_dir`` is replaced only at the end."""
-    old = None
-    if out_dir.exists() or out_dir.is_symlink():
-        if out_dir.is_dir() and not any(out_dir.iterdir()):
-            out_dir.rmdir()
-        else:
-            old = out_dir.with_name(f".{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
 def _write_outputs(out_dir: Path, tables: dict[str, pa.Table], stats: CleanStats) -> None:
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        for name, table in tables.items():
-            _write_parquet(table, tmp / name, out_dir / name)
-        (tmp / schemas.FUNNEL_FILE).write_text(
-            json.dumps(stats.funnel_dicts(), indent=2) + "\n", encoding="utf-8"
-        )
-        _publish(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    examples.write(Path(out_dir), tables, stats.funnel_dicts())
 
 
 def _parse_start(holdout_start: str) -> pd.Timestamp:
@@ -503,53 +391,25 @@ def _require(condition: bool, message: str) -> None:
 # --- the stage ------------------------------------------------------------------------------------
 
 
-def clean_training_events(
-    events_dir: Path,
-    embeddings_dir: Path,
-    out_dir: Path,
-    *,
-    holdout_start: str,
-    max_items: int = config.MAX_ITEMS,
-    min_item_count: int = config.MIN_ITEM_COUNT,
-    history_length: int = config.HISTORY_LENGTH,
-    min_train_examples: int = 1,
-    min_train_items: int = MIN_TRAIN_ITEMS,
-    max_query_length: int = MAX_QUERY_LENGTH,
-) -> CleanStats:
-    """Clean training events into train / holdout examples and the training items.
+QUERY_RULES: tuple[tuple[str, Callable[[Events], Events]], ...] = (
+    ("drop_link_queries", drop_link_queries),
+    ("drop_digit_queries", drop_digit_queries),
+    ("drop_article_queries", drop_article_queries),
+    ("drop_empty_queries", drop_empty_queries),
+)
 
-    Writes ``train.parquet`` and ``holdout.parquet`` (``schemas.EXAMPLES``), ``items.parquet``
-    (``schemas.TRAIN_ITEMS``) and ``funnel.json`` into ``out_dir``, all or nothing. Purchases with
-    ``order_ts >= holdout_start`` form the holdout, which keeps every item with an embedding; the
-    training items and their counts come from the earlier purchases only.
-    """
-    started = time.perf_counter()
-    _require(max_items >= 1, f"max_items must be >= 1, got {max_items}")
-    _require(min_item_count >= 1, f"min_item_count must be >= 1, got {min_item_count}")
-    _require(history_length >= 1, f"history_length must be >= 1, got {history_length}")
-    _require(min_train_examples >= 1, f"min_train_examples must be >= 1, got {min_train_examples}")
-    _require(min_train_items >= 1, f"min_train_items must be >= 1, got {min_train_items}")
-    start = _parse_start(holdout_start)
-    stats = CleanStats(
-        kind="train",
-        params={
-            "holdout_start": str(holdout_start),
-            "max_items": max_items,
-            "min_item_count": min_item_count,
-            "history_length": history_length,
-            "min_train_examples": min_train_examples,
-            "min_train_items": min_train_items,
-            "max_query_length": max_query_length,
-        },
-    )
-    funnel = _Funnel(stats, "training purchases")
 
-    table = read_parts(Path(events_dir), schemas.TRAIN_EVENTS, "training events")
-    embedded = read_embedded_ids(Path(embeddings_dir))
-    t0 = time.perf_counter()
-    events = events_from_table(table, TRAIN_KEY, max_query_length=max_query_length)
-    del table
-    events = funnel.record(events, "input", "all", t0, hint=f"the events in {events_dir} hold no purchase")
+def _apply_query_rules(events: Events, funnel: _Funnel) -> Events:
+    for rule, fn in QUERY_RULES:
+        events = funnel.apply(events, rule, fn, "all", "")
+    return events
+
+
+def _training_rules(
+    events: Events, funnel: _Funnel, embedded: np.ndarray, embeddings_dir: Path, history_length: int
+) -> Events:
+    """DESIGN.md training steps 2 and 4: duplicates, leaks, items without embedding, id searches,
+    query filters, examples left without queries, the history cut; each a funnel step."""
     events = funnel.apply(events, "drop_duplicate_rows", drop_duplicate_rows, "all", "")
     events = funnel.apply(events, "drop_queries_after_order", drop_queries_after_order, "all", "")
     events = funnel.apply(
@@ -566,13 +426,7 @@ def clean_training_events(
         "all",
         "every purchase was found by its id",
     )
-    for rule, fn in (
-        ("drop_link_queries", drop_link_queries),
-        ("drop_digit_queries", drop_digit_queries),
-        ("drop_article_queries", drop_article_queries),
-        ("drop_empty_queries", drop_empty_queries),
-    ):
-        events = funnel.apply(events, rule, fn, "all", "")
+    events = _apply_query_rules(events, funnel)
     events = funnel.apply(
         events,
         "drop_examples_without_queries",
@@ -580,35 +434,44 @@ def clean_training_events(
         "all",
         "no purchase has a usable query in its history",
     )
-    events = funnel.apply(events, "cut_history", lambda e: cut_history(e, history_length), "all", "")
+    return funnel.apply(events, "cut_history", lambda e: cut_history(e, history_length), "all", "")
 
-    t0 = time.perf_counter()
-    train, holdout = split_by_time(events, start)
-    del events
-    funnel.record(holdout, "split_holdout", "holdout", t0)
-    funnel.record(train, "split_train", "train", t0, hint=f"no purchase before holdout_start {holdout_start}")
 
+def _keep_training_items(
+    train: Events,
+    funnel: _Funnel,
+    *,
+    max_items: int,
+    min_item_count: int,
+    min_train_items: int,
+    min_train_examples: int,
+) -> tuple[Events, pd.DataFrame]:
+    """DESIGN.md training step 3: the most frequent items; refuses a training set too small to learn from."""
     t0 = time.perf_counter()
     most = int(train.purchases["nm_id"].value_counts().max())
     items = select_training_items(train, max_items=max_items, min_item_count=min_item_count)
     train = keep_training_items(train, items)
     funnel.record(train, "keep_training_items", "train", t0)
+    step = funnel.stats.funnel[-1].step
     if len(items) < min_train_items:
         raise SearchrecError(
             f"clean: {len(items)} training item(s) left after rule 'keep_training_items' "
-            f"(step {stats.funnel[-1].step:02d}), need at least {min_train_items} (min_train_items): "
+            f"(step {step:02d}), need at least {min_train_items} (min_train_items): "
             f"an item needs >= {min_item_count} training purchases (min_item_count), the most frequent has {most}"
         )
     if len(train.purchases) < min_train_examples:
         raise SearchrecError(
             f"clean: {len(train.purchases)} training example(s) left after rule 'keep_training_items' "
-            f"(step {stats.funnel[-1].step:02d}), need at least {min_train_examples} (min_train_examples)"
+            f"(step {step:02d}), need at least {min_train_examples} (min_train_examples)"
         )
-    if len(holdout.purchases) == 0:
-        logger.warning("clean: the holdout is empty (no cleaned purchase on or after %s)", holdout_start)
+    return train, items
 
+
+def _training_tables(
+    train: Events, holdout: Events, items: pd.DataFrame, stats: CleanStats
+) -> dict[str, pa.Table]:
     train_table, holdout_table = to_examples(train), to_examples(holdout)
-    items_table = pa.Table.from_pandas(items, schema=schemas.TRAIN_ITEMS, preserve_index=False)
+    items_table = pa.Table.from_pandas(items, schema=examples.TRAIN_ITEMS, preserve_index=False)
     stats.outputs = {
         "train_examples": train_table.num_rows,
         "holdout_examples": holdout_table.num_rows,
@@ -616,18 +479,87 @@ def clean_training_events(
         "holdout_items": int(holdout.purchases["nm_id"].nunique()),
         "holdout_examples_of_training_items": int(holdout.purchases["nm_id"].isin(items["nm_id"]).sum()),
     }
-    stats.seconds = time.perf_counter() - started
-    _write_outputs(
-        Path(out_dir),
-        {
-            schemas.rows_file("train"): train_table,
-            schemas.rows_file("holdout"): holdout_table,
-            ITEMS_FILE: items_table,
-        },
-        stats,
+    return {
+        examples.split_file("train"): train_table,
+        examples.split_file("holdout"): holdout_table,
+        examples.ITEMS_FILE: items_table,
+    }
+
+
+def _training_stats(**params: Any) -> CleanStats:
+    _require(params["max_items"] >= 1, f"max_items must be >= 1, got {params['max_items']}")
+    for name in ("min_item_count", "history_length", "min_train_examples", "min_train_items"):
+        _require(params[name] >= 1, f"{name} must be >= 1, got {params[name]}")
+    return CleanStats(kind="train", params=params)
+
+
+def clean_training_events(
+    events_dir: Path,
+    embeddings_dir: Path,
+    out_dir: Path,
+    *,
+    holdout_start: str,
+    max_items: int = config.MAX_ITEMS,
+    min_item_count: int = config.MIN_ITEM_COUNT,
+    history_length: int = config.HISTORY_LENGTH,
+    min_train_examples: int = 1,
+    min_train_items: int = MIN_TRAIN_ITEMS,
+    max_query_length: int = MAX_QUERY_LENGTH,
+) -> CleanStats:
+    """Clean training events into train / holdout examples and the training items.
+
+    Writes ``train.parquet`` and ``holdout.parquet``, ``items.parquet`` and ``funnel.json`` as an
+    examples artifact (``searchrec.artifacts.examples``). Purchases with ``order_ts >= holdout_start``
+    form the holdout, which keeps every item with an embedding; the training items and their counts
+    come from the earlier purchases only.
+    """
+    started = time.perf_counter()
+    stats = _training_stats(
+        holdout_start=str(holdout_start),
+        max_items=max_items,
+        min_item_count=min_item_count,
+        history_length=history_length,
+        min_train_examples=min_train_examples,
+        min_train_items=min_train_items,
+        max_query_length=max_query_length,
     )
+    start = _parse_start(holdout_start)
+    funnel = _Funnel(stats, "training purchases")
+    table = event_parts.read(Path(events_dir), event_parts.TRAIN_EVENTS, "training events")
+    embedded = snapshot.read_ids(Path(embeddings_dir))
+    t0 = time.perf_counter()
+    cleaned = events_from_table(table, TRAIN_KEY, max_query_length=max_query_length)
+    del table
+    cleaned = funnel.record(cleaned, "input", "all", t0, hint=f"the events in {events_dir} hold no purchase")
+    cleaned = _training_rules(cleaned, funnel, embedded, Path(embeddings_dir), history_length)
+    t0 = time.perf_counter()
+    train, holdout = split_by_time(cleaned, start)
+    del cleaned
+    funnel.record(holdout, "split_holdout", "holdout", t0)
+    funnel.record(train, "split_train", "train", t0, hint=f"no purchase before holdout_start {holdout_start}")
+    train, items = _keep_training_items(
+        train,
+        funnel,
+        max_items=max_items,
+        min_item_count=min_item_count,
+        min_train_items=min_train_items,
+        min_train_examples=min_train_examples,
+    )
+    if len(holdout.purchases) == 0:
+        logger.warning("clean: the holdout is empty (no cleaned purchase on or after %s)", holdout_start)
+    tables = _training_tables(train, holdout, items, stats)
+    stats.seconds = time.perf_counter() - started
+    _write_outputs(Path(out_dir), tables, stats)
     logger.info("clean (train) done in %.2fs: %s", stats.seconds, stats.outputs)
     return stats
+
+
+def _bought_table(orders_dir: Path, users: pa.Array) -> pa.Table:
+    """Distinct (user_id, nm_id) purchases of the served users, sorted."""
+    orders = event_parts.read(orders_dir, event_parts.ORDERS, "orders")
+    bought = orders.select(["user_id", "nm_id"]).group_by(["user_id", "nm_id"]).aggregate([])
+    bought = bought.filter(pc.is_in(bought["user_id"], users))
+    return bought.sort_by([("user_id", "ascending"), ("nm_id", "ascending")]).cast(examples.BOUGHT)
 
 
 def clean_inference_events(
@@ -635,16 +567,16 @@ def clean_inference_events(
     out_dir: Path,
     *,
     history_length: int = config.HISTORY_LENGTH,
-    min_history: int = 1,
+    min_history: int = config.MIN_HISTORY,
     orders_dir: Path | None = None,
     max_query_length: int = MAX_QUERY_LENGTH,
 ) -> CleanStats:
     """Clean users' query histories for inference the same way as for training.
 
-    Writes ``histories.parquet`` (``schemas.HISTORIES``: last ``history_length`` queries per user,
-    oldest first) and ``funnel.json`` into ``out_dir``; with ``orders_dir`` (``schemas.ORDERS``
-    part files) also ``bought.parquet`` (distinct user_id, nm_id of the kept users). Users with
-    fewer than ``min_history`` usable queries are dropped and counted.
+    Writes ``histories.parquet`` (last ``history_length`` queries per user, oldest first) and
+    ``funnel.json``; with ``orders_dir`` (orders part files) also ``bought.parquet`` (distinct
+    user_id, nm_id of the kept users). Users with fewer than ``min_history`` usable queries are
+    dropped and counted.
     """
     started = time.perf_counter()
     _require(history_length >= 1, f"history_length must be >= 1, got {history_length}")
@@ -658,41 +590,29 @@ def clean_inference_events(
         },
     )
     funnel = _Funnel(stats, "users")
-
-    table = read_parts(Path(events_dir), schemas.INFER_EVENTS, "inference events")
+    table = event_parts.read(Path(events_dir), event_parts.INFER_EVENTS, "inference events")
     t0 = time.perf_counter()
-    events = events_from_table(table, INFER_KEY, max_query_length=max_query_length)
+    cleaned = events_from_table(table, INFER_KEY, max_query_length=max_query_length)
     del table
-    events = funnel.record(events, "input", "all", t0, hint=f"the events in {events_dir} hold no user")
-    events = funnel.apply(events, "drop_duplicate_rows", drop_duplicate_rows, "all", "")
-    for rule, fn in (
-        ("drop_link_queries", drop_link_queries),
-        ("drop_digit_queries", drop_digit_queries),
-        ("drop_article_queries", drop_article_queries),
-        ("drop_empty_queries", drop_empty_queries),
-    ):
-        events = funnel.apply(events, rule, fn, "all", "")
-    before = len(events.purchases)
-    events = funnel.apply(
-        events,
+    cleaned = funnel.record(cleaned, "input", "all", t0, hint=f"the events in {events_dir} hold no user")
+    cleaned = funnel.apply(cleaned, "drop_duplicate_rows", drop_duplicate_rows, "all", "")
+    cleaned = _apply_query_rules(cleaned, funnel)
+    before = len(cleaned.purchases)
+    cleaned = funnel.apply(
+        cleaned,
         "drop_short_histories",
         lambda e: drop_short_histories(e, min_history),
         "all",
         f"no user has at least {min_history} usable queries (min_history)",
     )
-    short = before - len(events.purchases)
-    events = funnel.apply(events, "cut_history", lambda e: cut_history(e, history_length), "histories", "")
-
-    histories = to_histories(events)
-    tables = {schemas.rows_file(schemas.INFER_SPLIT): histories}
+    short = before - len(cleaned.purchases)
+    cleaned = funnel.apply(cleaned, "cut_history", lambda e: cut_history(e, history_length), "histories", "")
+    histories = to_histories(cleaned)
+    tables = {examples.split_file(examples.INFER_SPLIT): histories}
     stats.outputs = {"users": histories.num_rows, "short_history_users": short}
     if orders_dir is not None:
-        orders = read_parts(Path(orders_dir), schemas.ORDERS, "orders")
-        bought = orders.select(["user_id", "nm_id"]).group_by(["user_id", "nm_id"]).aggregate([])
-        bought = bought.filter(pc.is_in(bought["user_id"], histories["user_id"]))
-        bought = bought.sort_by([("user_id", "ascending"), ("nm_id", "ascending")]).cast(BOUGHT)
-        tables[BOUGHT_FILE] = bought
-        stats.outputs["bought_pairs"] = bought.num_rows
+        tables[examples.BOUGHT_FILE] = _bought_table(Path(orders_dir), histories["user_id"])
+        stats.outputs["bought_pairs"] = tables[examples.BOUGHT_FILE].num_rows
     stats.seconds = time.perf_counter() - started
     _write_outputs(Path(out_dir), tables, stats)
     logger.info("clean (infer) done in %.2fs: %s", stats.seconds, stats.outputs)

@@ -2,7 +2,7 @@
 
 The reference implementation encoded every history slot (5 per example, pads included) and stored
 5 x 312 floats per row. Queries repeat heavily, so this stage encodes each distinct text once and
-writes (layout: ``schemas``, encode -> train / infer):
+writes an ``artifacts.encoded`` folder:
 
 - ``table.npy``      float32 [n_distinct + 1, dim]; row 0 is the encoding of ``config.PAD_QUERY``
 - ``texts.parquet``  ``query_text``; row i+1 of the table is texts[i]
@@ -10,16 +10,11 @@ writes (layout: ``schemas``, encode -> train / infer):
   indices into the table, right-aligned (most recent query last), 0 = padding
 - ``encoder.json``   encoder id/path, pooling, dim, max_length
 
-:func:`original_layout` turns table + indices back into the reference's [rows, 5 * dim] matrix.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,16 +22,16 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from searchrec import config, schemas
+from searchrec import config
+from searchrec.artifacts import encoded, examples
 from searchrec.encoder import Encoder, EncoderSpec, EncodeTiming, encode_texts, load_encoder
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
 
-QUERIES_COLUMN = "queries"
-KNOWN_SPLITS = (*schemas.TRAIN_SPLITS, schemas.INFER_SPLIT)
+QUERIES_COLUMN = examples.QUERIES_COLUMN
+KNOWN_SPLITS = examples.SPLITS
 
 
 @dataclass
@@ -90,11 +85,9 @@ class _Split:
     slots: np.ndarray  # int64, right-aligned slot of each value in [0, HISTORY_LENGTH)
 
 
-def _read_split(path: Path, name: str, history_length: int) -> _Split:
-    try:
-        table = pq.read_table(path)
-    except (OSError, pa.ArrowException) as error:
-        raise SearchrecError(f"encode: cannot read {path}: {str(error).splitlines()[0]}") from None
+def _read_split(examples_dir: Path, name: str, history_length: int) -> _Split:
+    table = examples.read_split(examples_dir, name)
+    path = examples_dir / examples.split_file(name)
     if QUERIES_COLUMN not in table.column_names:
         raise SearchrecError(
             f"encode: {path} has no '{QUERIES_COLUMN}' column (has {', '.join(table.column_names)})"
@@ -138,74 +131,47 @@ def _read_split(path: Path, name: str, history_length: int) -> _Split:
 
 
 def _discover_splits(examples_dir: Path, splits: tuple[str, ...] | None) -> list[str]:
-    if not examples_dir.is_dir():
-        raise SearchrecError(f"encode: input folder {examples_dir} does not exist")
+    present = examples.splits_present(examples_dir)
     if splits is None:
-        found = [s for s in KNOWN_SPLITS if (examples_dir / schemas.rows_file(s)).is_file()]
-        if not found:
+        if not present:
             raise SearchrecError(
-                f"encode: {examples_dir} holds none of {', '.join(schemas.rows_file(s) for s in KNOWN_SPLITS)}"
+                f"encode: {examples_dir} holds none of {', '.join(examples.split_file(s) for s in KNOWN_SPLITS)}"
             )
-        return found
+        return present
     if not splits:
         raise SearchrecError("encode: no splits given")
-    missing = [s for s in splits if not (examples_dir / schemas.rows_file(s)).is_file()]
+    missing = [s for s in splits if s not in present]
     if missing:
         raise SearchrecError(
-            f"encode: {examples_dir} has no {', '.join(schemas.rows_file(s) for s in missing)}"
+            f"encode: {examples_dir} has no {', '.join(examples.split_file(s) for s in missing)}"
         )
     return list(dict.fromkeys(splits))
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise SearchrecError(f"encode: output {out_dir} exists and is not an empty folder")
-
-
-def encode_histories(
-    examples_dir: Path,
-    encoder: EncoderSpec | Encoder,
-    out_dir: Path,
-    *,
-    batch_size: int = 512,
-    splits: tuple[str, ...] | None = None,
-    device: str | None = None,
-    progress: bool = True,
-) -> EncodeStats:
-    """Encode each distinct query once; write the embedding table and per-example indices.
-
-    ``examples_dir`` holds the clean stage's split files (train/holdout.parquet, or histories.parquet);
-    ``splits`` None takes whichever of them are present. ``encoder`` is a spec (loaded here, on
-    ``device``, CUDA when available) or an already loaded encoder. The output folder is written
-    complete or not at all.
-    """
-    started = time.perf_counter()
-    examples_dir, out_dir = Path(examples_dir), Path(out_dir)
-    history_length = config.HISTORY_LENGTH
-    names = _discover_splits(examples_dir, splits)
-    _check_out_dir(out_dir)
-
-    read_started = time.perf_counter()
-    parts = [_read_split(examples_dir / schemas.rows_file(name), name, history_length) for name in names]
+def _distinct_codes(parts: list[_Split]) -> tuple[np.ndarray, list[str], int]:
+    """(table row of every kept history value, 0 = padding; the distinct texts; the values' count)."""
     all_values = pa.concat_arrays([p.values for p in parts])
     encoded_values = pc.dictionary_encode(all_values)
     codes = encoded_values.indices.to_numpy(zero_copy_only=False).astype(np.int64) + 1  # 0 = padding
-    distinct: list[str] = encoded_values.dictionary.to_pylist()
-    queries_total = len(all_values)
-    log.info(
-        "encode: read %s from %s in %.2f s: %d queries, %d distinct (%.1f slots per text)",
-        ", ".join(f"{p.name} {p.rows.num_rows} rows" for p in parts),
-        examples_dir,
-        time.perf_counter() - read_started,
-        queries_total,
-        len(distinct),
-        queries_total / len(distinct) if distinct else 0.0,
-    )
+    return codes, encoded_values.dictionary.to_pylist(), len(all_values)
 
-    if isinstance(encoder, Encoder):
-        loaded = encoder
-    else:
-        loaded = load_encoder(encoder, device=device)
+
+def _encoded_splits(
+    parts: list[_Split], codes: np.ndarray, history_length: int
+) -> list[encoded.EncodedSplit]:
+    out, offset = [], 0
+    for part in parts:
+        n = len(part.values)
+        hist = np.zeros((part.rows.num_rows, history_length), dtype=np.int32)
+        hist[part.parents, part.slots] = codes[offset : offset + n]
+        offset += n
+        out.append(encoded.EncodedSplit(part.name, part.rows, hist))
+    return out
+
+
+def _encode_table(
+    loaded: Encoder, distinct: list[str], batch_size: int, progress: bool
+) -> tuple[np.ndarray, EncodeTiming]:
     timing = EncodeTiming()
     table = encode_texts(loaded, [config.PAD_QUERY, *distinct], batch_size, progress=progress, timing=timing)
     log.info(
@@ -221,40 +187,53 @@ def encode_histories(
         timing.texts / timing.seconds if timing.seconds else 0.0,
         loaded.device,
     )
+    return table, timing
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        np.save(tmp / schemas.TABLE_FILE, table)
-        pq.write_table(
-            pa.table({"query_text": pa.array(distinct, type=pa.string())}), tmp / schemas.TEXTS_FILE
-        )
-        offset = 0
-        for part in parts:
-            n = len(part.values)
-            hist = np.zeros((part.rows.num_rows, history_length), dtype=np.int32)
-            hist[part.parents, part.slots] = codes[offset : offset + n]
-            offset += n
-            pq.write_table(part.rows, tmp / schemas.rows_file(part.name))
-            np.save(tmp / schemas.hist_file(part.name), hist)
-        info = {
-            **loaded.info(),
-            "device": str(loaded.device),
-            "pad_query": config.PAD_QUERY,
-            "history_length": history_length,
-            "splits": names,
-            "queries_total": queries_total,
-            "queries_distinct": len(distinct),
-        }
-        (tmp / schemas.ENCODER_INFO).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
-        _check_out_dir(out_dir)
-        if out_dir.is_dir():
-            out_dir.rmdir()  # empty (checked): KFP may have created the artifact folder
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
+def encode_histories(
+    examples_dir: Path,
+    encoder: EncoderSpec | Encoder,
+    out_dir: Path,
+    *,
+    batch_size: int = config.ENCODE_BATCH_SIZE,
+    splits: tuple[str, ...] | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> EncodeStats:
+    """Encode each distinct query once; write the embedding table and per-example indices.
+
+    ``examples_dir`` holds the clean stage's split files (train/holdout.parquet, or histories.parquet);
+    ``splits`` None takes whichever of them are present. ``encoder`` is a spec (loaded here, on
+    ``device``, CUDA when available) or an already loaded encoder. The output is an
+    ``artifacts.encoded`` folder, complete or not at all.
+    """
+    started = time.perf_counter()
+    examples_dir, out_dir = Path(examples_dir), Path(out_dir)
+    history_length = config.HISTORY_LENGTH
+    names = _discover_splits(examples_dir, splits)
+    parts = [_read_split(examples_dir, name, history_length) for name in names]
+    codes, distinct, queries_total = _distinct_codes(parts)
+    log.info(
+        "encode: read %s from %s in %.2f s: %d queries, %d distinct (%.1f slots per text)",
+        ", ".join(f"{p.name} {p.rows.num_rows} rows" for p in parts),
+        examples_dir,
+        time.perf_counter() - started,
+        queries_total,
+        len(distinct),
+        queries_total / len(distinct) if distinct else 0.0,
+    )
+    loaded = encoder if isinstance(encoder, Encoder) else load_encoder(encoder, device=device)
+    table, timing = _encode_table(loaded, distinct, batch_size, progress)
+    info = {
+        **loaded.info(),
+        "device": str(loaded.device),
+        "pad_query": config.PAD_QUERY,
+        "history_length": history_length,
+        "splits": names,
+        "queries_total": queries_total,
+        "queries_distinct": len(distinct),
+    }
+    encoded.write(out_dir, table, distinct, _encoded_splits(parts, codes, history_length), info)
     stats = EncodeStats(
         encoder=loaded.spec.name_or_path,
         pooling=loaded.pooling,
@@ -276,15 +255,3 @@ def encode_histories(
         stats.seconds,
     )
     return stats
-
-
-def original_layout(table: np.ndarray, hist: np.ndarray) -> np.ndarray:
-    """The reference implementation's features: [rows, HISTORY_LENGTH * dim], slot encodings side by side
-    (oldest first, missing slots holding the [PAD] encoding, table row 0)."""
-    if table.ndim != 2 or hist.ndim != 2:
-        raise SearchrecError(
-            f"original_layout: expected 2-d table and hist, got {table.shape} and {hist.shape}"
-        )
-    if hist.size and (hist.min() < 0 or hist.max() >= table.shape[0]):
-        raise SearchrecError(f"original_layout: indices outside the table's {table.shape[0]} rows")
-    return table[hist].reshape(hist.shape[0], hist.shape[1] * table.shape[1])

@@ -5,13 +5,13 @@
 - ``extract_orders``: purchases in the window (sql/orders.sql)
 - ``fetch_snapshot``: the ``dt=YYYY-MM-DD`` embeddings partition nearest a date, copied and checked
 
-Every output folder is written in full or not at all (staged next to the target, renamed at the end).
+Every output folder is an artifact of ``searchrec.artifacts`` (events, snapshot): complete or refused.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -19,12 +19,15 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from searchrec import config, schemas, storage, warehouse
+from searchrec import config, storage, warehouse
+from searchrec.artifacts import events, folder, snapshot
+from searchrec.artifacts.snapshot import SnapshotInfo
 from searchrec.dates import check_window, parse_date
 from searchrec.errors import SearchrecError
 
@@ -81,47 +84,6 @@ class ExtractStats:
         }
 
 
-@dataclass
-class SnapshotInfo:
-    """The embeddings snapshot that was picked; also written as ``schemas.SNAPSHOT_INFO`` json."""
-
-    uri: str
-    snapshot_date: str
-    requested_date: str
-    dim: int
-    rows: int
-    files: list[str]
-    bytes: int = 0
-    seconds: float = 0.0
-    pinned: bool = False  # the user named the dt= partition instead of letting extract pick the nearest
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "uri": self.uri,
-            "pinned": self.pinned,
-            "snapshot_date": self.snapshot_date,
-            "requested_date": self.requested_date,
-            "dim": self.dim,
-            "rows": self.rows,
-            "files": self.files,
-        }
-
-    def as_metadata(self) -> dict[str, Any]:
-        days = (date.fromisoformat(self.snapshot_date) - date.fromisoformat(self.requested_date)).days
-        return {
-            "uri": self.uri,
-            "snapshot_date": self.snapshot_date,
-            "requested_date": self.requested_date,
-            "days_off": days,
-            "pinned": self.pinned,
-            "dim": self.dim,
-            "rows": self.rows,
-            "files": len(self.files),
-            "bytes": self.bytes,
-            "seconds": round(self.seconds, 3),
-        }
-
-
 def _stats(
     query: str, uri: str, start: date, end: date, result: warehouse.StreamResult, **params: Any
 ) -> ExtractStats:
@@ -154,7 +116,7 @@ def extract_training_events(
 ) -> ExtractStats:
     """Purchases with ``order_ts`` in [start_date, end_date] and their preceding queries -> ``out_dir``.
 
-    Writes ``part-NNNNN.parquet`` files with schema ``schemas.TRAIN_EVENTS`` (long format; a purchase
+    Writes ``part-NNNNN.parquet`` files with schema ``events.TRAIN_EVENTS`` (long format; a purchase
     without queries in the look-back has one row with NULL query_ts / query_text).
     """
     start, end = check_window(start_date, end_date)
@@ -172,7 +134,7 @@ def extract_training_events(
             "lookback_days": lookback_days,
             "history_length": history_length,
         },
-        schemas.TRAIN_EVENTS,
+        events.TRAIN_EVENTS,
         Path(out_dir),
         chunk_rows=chunk_rows,
         count_distinct="user_id",
@@ -230,7 +192,7 @@ def extract_inference_events(
     """The last ``history_length`` queries of each user in [start_date, end_date] -> ``out_dir``.
 
     With ``users_path`` (parquet or CSV with a ``user_id`` column) only those users; otherwise every
-    user with a query in the window. Schema ``schemas.INFER_EVENTS``.
+    user with a query in the window. Schema ``events.INFER_EVENTS``.
     """
     start, end = check_window(start_date, end_date)
     warehouse.check_uri(warehouse_uri)
@@ -248,7 +210,7 @@ def extract_inference_events(
             "history_length": history_length,
             "all_users": user_ids is None,
         },
-        schemas.INFER_EVENTS,
+        events.INFER_EVENTS,
         Path(out_dir),
         chunk_rows=chunk_rows,
         user_ids=user_ids,
@@ -275,7 +237,7 @@ def extract_orders(
     allow_empty: bool = True,
     chunk_rows: int = config.EXTRACT_CHUNK_ROWS,
 ) -> ExtractStats:
-    """Purchases with ``order_ts`` in [start_date, end_date] -> ``out_dir`` (schema ``schemas.ORDERS``).
+    """Purchases with ``order_ts`` in [start_date, end_date] -> ``out_dir`` (schema ``events.ORDERS``).
 
     These only serve to exclude already-bought items, so by default an empty window writes one empty
     part file (with a warning); ``allow_empty=False`` makes it an error.
@@ -288,7 +250,7 @@ def extract_orders(
         warehouse_uri,
         "orders",
         {"start_date": start.isoformat(), "end_date": end.isoformat()},
-        schemas.ORDERS,
+        events.ORDERS,
         Path(out_dir),
         chunk_rows=chunk_rows,
         count_distinct="user_id",
@@ -348,41 +310,6 @@ def pick_snapshot(snapshots: dict[date, str], wanted: date, max_days: int, where
     return nearest
 
 
-def _check_embeddings_file(path: Path, shown: str) -> tuple[int, int]:
-    """(rows, dim) of one snapshot file; SearchrecError naming the file if it breaks the contract."""
-    try:
-        pf = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise SearchrecError(f"embeddings file {shown} is not readable parquet: {exc}") from exc
-    got = pf.schema_arrow
-    for want in schemas.EMBEDDINGS:
-        if want.name not in got.names:
-            raise SearchrecError(
-                f"embeddings file {shown} has no column {want.name} (columns: {', '.join(got.names)})"
-            )
-        if got.field(want.name).type != want.type:
-            raise SearchrecError(
-                f"embeddings file {shown}: column {want.name} is {got.field(want.name).type}, expected {want.type}"
-            )
-    rows, dims = 0, set()
-    for batch in pf.iter_batches(columns=["nm_id", "embedding"], batch_size=65_536):
-        if batch.column(0).null_count or batch.column(1).null_count:
-            raise SearchrecError(f"embeddings file {shown} has null nm_id or embedding values")
-        lengths = pc.list_value_length(batch.column(1))
-        if len(lengths):
-            mm = pc.min_max(lengths)
-            dims.update({mm["min"].as_py(), mm["max"].as_py()})
-        rows += batch.num_rows
-        if len(dims) > 1:
-            break
-    if len(dims) > 1:
-        raise SearchrecError(f"embeddings file {shown} mixes embedding lengths {sorted(dims)}")
-    dim = dims.pop() if dims else 0
-    if rows and dim == 0:
-        raise SearchrecError(f"embeddings file {shown} has empty embeddings")
-    return rows, dim
-
-
 def fetch_snapshot(
     embeddings_uri: str | Path,
     date: str | date,  # the pipeline parameter's name (shadows datetime.date in here)
@@ -394,8 +321,8 @@ def fetch_snapshot(
 
     Lists ``dt=YYYY-MM-DD`` partitions under a local folder, ``s3://`` or ``gs://`` URI, picks the
     nearest one (refusing if none is within ``max_days``), copies its ``*.parquet`` files, checks
-    every file has the ``schemas.EMBEDDINGS`` columns and one embedding length across all files,
-    and writes ``out_dir/schemas.SNAPSHOT_INFO``.
+    every file has the contract's columns and one embedding length across all files,
+    and publishes ``out_dir`` as a snapshot artifact (``searchrec.artifacts.snapshot``).
     """
     wanted = parse_date(date, "date")
     max_days = _positive_int(max_days, "max_days", minimum=0)
@@ -419,58 +346,61 @@ def fetch_snapshot(
             wanted,
             (picked - wanted).days,
         )
-    out_dir = Path(out_dir)
-    with storage.staged_dir(out_dir) as tmp:
-        download = tmp / ".download"
-        storage.download_tree(partition, download)
-        parts = sorted(p for p in download.rglob("*.parquet") if p.is_file())
-        if not parts:
-            raise SearchrecError(f"embeddings snapshot {partition} holds no .parquet files")
-        files: list[str] = []
-        total_rows, dim_of = 0, {}
-        for src in parts:
-            name = src.relative_to(download).as_posix().replace("/", "__")
-            shown = storage.join_uri(partition, src.relative_to(download).as_posix())
-            rows, dim = _check_embeddings_file(src, shown)
-            if rows:
-                dim_of[shown] = dim
-            total_rows += rows
-            src.rename(tmp / name)
-            files.append(name)
-        dims = sorted(set(dim_of.values()))
-        if len(dims) > 1:
-            first = next(iter(dim_of))
-            other = next(f for f, d in dim_of.items() if d != dim_of[first])
-            raise SearchrecError(
-                f"embeddings snapshot {partition} mixes embedding lengths: {other} has {dim_of[other]}, "
-                f"{first} has {dim_of[first]}"
-            )
-        if total_rows == 0:
-            raise SearchrecError(f"embeddings snapshot {partition} has no rows")
-        for leftover in sorted(download.rglob("*"), reverse=True):
-            leftover.unlink() if leftover.is_file() else leftover.rmdir()
-        download.rmdir()
-        nbytes = sum((tmp / f).stat().st_size for f in files)
-        info = SnapshotInfo(
-            uri=partition,
-            snapshot_date=picked.isoformat(),
-            requested_date=wanted.isoformat(),
-            dim=dims[0],
-            rows=total_rows,
-            files=files,
-            bytes=nbytes,
-            pinned=pinned is not None,
+    with folder.publishing(Path(out_dir), snapshot.KIND) as out:
+        info = _copy_partition(partition, out)
+        info.snapshot_date, info.requested_date, info.pinned = (
+            picked.isoformat(),
+            wanted.isoformat(),
+            pinned is not None,
         )
-        (tmp / schemas.SNAPSHOT_INFO).write_text(json.dumps(info.to_json(), indent=2) + "\n")
+        folder.write_json(out / snapshot.INFO_FILE, info.to_json())
     info.seconds = time.perf_counter() - t0
     log.info(
         "embeddings snapshot dt=%s: %d rows, dim %d, %d files (%.1f MB) to %s in %.1fs",
         picked,
-        total_rows,
+        info.rows,
         info.dim,
-        len(files),
-        nbytes / 1e6,
+        len(info.files),
+        info.bytes / 1e6,
         out_dir,
         info.seconds,
     )
     return info
+
+
+def _copy_partition(partition: str, out: Path) -> SnapshotInfo:
+    """Copy a partition's parquet files flat into ``out`` and check each against the contract."""
+    storage.download_into(partition, out)
+    parts = sorted(p for p in out.rglob("*.parquet") if p.is_file())
+    if not parts:
+        raise SearchrecError(f"embeddings snapshot {partition} holds no .parquet files")
+    files, dim_of, total_rows = [], {}, 0
+    for src in parts:
+        rel = src.relative_to(out).as_posix()
+        shown = storage.join_uri(partition, rel)
+        rows, dim = snapshot.check_source_file(src, shown)
+        if rows:
+            dim_of[shown] = dim
+        total_rows += rows
+        name = rel.replace("/", "__")
+        if name != rel:
+            os.replace(src, out / name)  # a file rename, never a folder's
+        files.append(name)
+    for leftover in sorted(out.rglob("*"), reverse=True):  # non-parquet files and emptied sub-folders
+        rel = leftover.relative_to(out).as_posix()
+        if rel not in files and leftover.name not in folder.MARKERS:
+            leftover.unlink() if leftover.is_file() else leftover.rmdir()
+    dims = sorted(set(dim_of.values()))
+    if len(dims) > 1:
+        first = next(iter(dim_of))
+        other = next(f for f, d in dim_of.items() if d != dim_of[first])
+        raise SearchrecError(
+            f"embeddings snapshot {partition} mixes embedding lengths: {other} has {dim_of[other]}, "
+            f"{first} has {dim_of[first]}"
+        )
+    if total_rows == 0:
+        raise SearchrecError(f"embeddings snapshot {partition} has no rows")
+    ids = [pq.read_table(out / f, columns=["nm_id"]).column("nm_id").to_numpy() for f in files]
+    snapshot.require_unique(np.concatenate(ids), f"embeddings snapshot {partition}")
+    nbytes = sum((out / f).stat().st_size for f in files)
+    return SnapshotInfo(partition, "", "", dims[0], total_rows, files, bytes=nbytes)

@@ -1,6 +1,6 @@
 """Index stage: the item tower over every item of the embeddings snapshot, then a faiss index on them.
 
-Output folder (schemas "index -> infer"):
+Output folder (``searchrec.artifacts.index``):
 
     items.faiss   the CPU faiss index (``faiss.write_index``); row i is the item ``nm_ids[i]``
     nm_ids.npy    int64 [n]
@@ -18,34 +18,32 @@ faiss when present; the saved index is always the CPU one, so infer runs on eith
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import faiss
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from searchrec import config, schemas
+from searchrec import config
+from searchrec.artifacts import encoded, examples, snapshot
+from searchrec.artifacts import index as index_artifact
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
-from searchrec.storage import staged_dir
 
 log = logging.getLogger(__name__)
 
 KINDS = ("flat", "ivf", "hnsw", "auto")
 GPU_MAX_K = 2048  # faiss GPU k-selection limit (k and nprobe)
 IVF_MIN_POINTS_PER_CENTROID = 39  # faiss warns below this many training points per list
-IVF_TRAIN_POINTS_PER_CENTROID = 256
+IVF_TRAIN_POINTS_PER_CENTROID = 64  # k-means sample per list: bounded, whatever the catalogue
+IVF_KMEANS_ITERATIONS = 10
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
 SEED = 1234
@@ -132,19 +130,11 @@ def cpu_blas_blocks(items_per_block: int = CPU_BLAS_DATABASE_BLOCK) -> Iterator[
 
 def model_digests(model_dir: Path) -> dict[str, str]:
     """sha256 of the model's config.json and of config + both towers' weights (what infer checks)."""
-    config_digest = hashlib.sha256((model_dir / schemas.MODEL_CONFIG).read_bytes()).hexdigest()
-    full = hashlib.sha256()
-    for name in (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE):
-        with open(model_dir / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                full.update(block)
-    return {"model_config_digest": config_digest, "model_digest": full.hexdigest()}
+    return model_artifact.digests(model_dir)
 
 
 def load_model(model_dir: Path, device: torch.device) -> TwoTower:
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise SearchrecError(f"model folder {model_dir} does not exist")
+    model_dir = model_artifact.require(Path(model_dir))
     try:
         return TwoTower.load(model_dir, device)
     except SearchrecError:
@@ -183,6 +173,8 @@ class IndexStats:
     seconds_encode: float = 0.0
     seconds_build: float = 0.0
     seconds_recall: float = 0.0
+    speedup: float = 1.0  # exact search time / this index's search time on the recall sample
+    choice: str = ""  # why this kind: the request, or what auto measured
 
     def as_metrics(self) -> dict[str, float]:
         """Flat numbers for a KFP Metrics artifact."""
@@ -195,6 +187,8 @@ class IndexStats:
             "seconds_build": round(self.seconds_build, 3),
             "seconds_recall": round(self.seconds_recall, 3),
             "items_per_s_encode": round(self.n_items / max(self.seconds_encode, 1e-9), 1),
+            "speedup_vs_exact": round(self.speedup, 3),
+            "approximate": float(self.kind != "flat"),
         }
         out.update({k: float(v) for k, v in self.params.items() if isinstance(v, int | float)})
         return out
@@ -203,51 +197,19 @@ class IndexStats:
         return asdict(self)
 
 
-# --- snapshot reading ----------------------------------------------------------------------------
-def _snapshot_files(embeddings_dir: Path) -> tuple[list[Path], dict]:
-    if not embeddings_dir.is_dir():
-        raise SearchrecError(f"embeddings folder {embeddings_dir} does not exist")
-    files = sorted(embeddings_dir.glob("*.parquet"))
-    if not files:
-        raise SearchrecError(f"embeddings folder {embeddings_dir} holds no *.parquet files")
-    info_path = embeddings_dir / schemas.SNAPSHOT_INFO
-    info: dict = {}
-    if info_path.is_file():
-        try:
-            info = json.loads(info_path.read_text())
-        except json.JSONDecodeError as error:
-            raise SearchrecError(f"{info_path} is not valid JSON: {error}") from None
-    else:
-        log.warning("%s has no %s; snapshot date unknown", embeddings_dir, schemas.SNAPSHOT_INFO)
-        if embeddings_dir.name.startswith("dt="):
-            info = {"snapshot_date": embeddings_dir.name[3:]}
-    return files, info
-
-
-def _embedding_matrix(column: pa.Array | pa.ChunkedArray, dim: int, where: str) -> np.ndarray:
-    """list<float> column -> float32 [rows, dim]; every row must have exactly ``dim`` finite values."""
-    if isinstance(column, pa.ChunkedArray):
-        column = column.combine_chunks()
-    if not (
-        pa.types.is_list(column.type)
-        or pa.types.is_large_list(column.type)
-        or pa.types.is_fixed_size_list(column.type)
-    ):
-        raise SearchrecError(f"{where}: column 'embedding' has type {column.type}, expected list<float32>")
-    if column.null_count:
-        raise SearchrecError(f"{where}: {column.null_count} rows have a null embedding")
-    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
-    bad = np.flatnonzero(lengths != dim)
-    if bad.size:
+# --- the item tower over the snapshot ----------------------------------------------------------------
+def _snapshot_info(embeddings_dir: Path, item_dim: int) -> tuple[dict, int]:
+    info = snapshot.read_info(embeddings_dir)
+    if info.get("dim") is not None and int(info["dim"]) != item_dim:
         raise SearchrecError(
-            f"{where}: {bad.size} embeddings have length {lengths[bad[0]]} (first at row {bad[0]}) "
-            f"but the model's item tower expects {dim}"
+            f"embeddings snapshot has dim {info['dim']} but the model's item tower expects {item_dim}"
         )
-    values = column.flatten().to_numpy(zero_copy_only=False)
-    matrix = np.array(values, dtype=np.float32).reshape(len(column), dim)  # writable, for torch
-    if not np.isfinite(matrix).all():
-        raise SearchrecError(f"{where}: embeddings hold NaN or infinite values")
-    return matrix
+    n = snapshot.count_rows(embeddings_dir)
+    if n == 0:
+        raise SearchrecError(f"embeddings snapshot {embeddings_dir} has no rows")
+    if info.get("rows") is not None and int(info["rows"]) != n:
+        raise SearchrecError(f"{snapshot.INFO_FILE} says {info['rows']} rows but the parquet files hold {n}")
+    return info, n
 
 
 def encode_items(
@@ -259,70 +221,32 @@ def encode_items(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Item tower over every item of the snapshot: (nm_ids int64 [n], unit vectors float32 [n, out], info)."""
     embeddings_dir = Path(embeddings_dir)
-    files, info = _snapshot_files(embeddings_dir)
     device = device or next(model.parameters()).device
-    item_dim = model.cfg.item_dim
-    if info.get("dim") is not None and int(info["dim"]) != item_dim:
-        raise SearchrecError(
-            f"embeddings snapshot has dim {info['dim']} but the model's item tower expects {item_dim}"
-        )
-    metas = []
-    for f in files:
-        try:
-            pf = pq.ParquetFile(f)
-        except Exception as error:
-            raise SearchrecError(f"cannot read {f}: {error}") from None
-        names = set(pf.schema_arrow.names)
-        if not {"nm_id", "embedding"} <= names:
-            raise SearchrecError(f"{f} lacks column(s) {sorted({'nm_id', 'embedding'} - names)}")
-        metas.append(pf)
-    n = sum(pf.metadata.num_rows for pf in metas)
-    if n == 0:
-        raise SearchrecError(f"embeddings snapshot {embeddings_dir} has no rows")
-    if info.get("rows") is not None and int(info["rows"]) != n:
-        raise SearchrecError(
-            f"{schemas.SNAPSHOT_INFO} says {info['rows']} rows but the parquet files hold {n}"
-        )
-
-    out_dim = model.cfg.output_dim
+    info, n = _snapshot_info(embeddings_dir, model.cfg.item_dim)
     nm_ids = np.empty(n, dtype=np.int64)
-    vectors = np.empty((n, out_dim), dtype=np.float32)
-    pos = 0
-    batches = 0
+    vectors = np.empty((n, model.cfg.output_dim), dtype=np.float32)
+    pos = batches = 0
     started = time.perf_counter()
     with torch.inference_mode(), tqdm(total=n, unit="item", desc="item tower", mininterval=2) as bar:
-        for f, pf in zip(files, metas, strict=True):
-            for batch in pf.iter_batches(batch_size=batch_size, columns=["nm_id", "embedding"]):
-                where = f"{f.name}"
-                ids = batch.column("nm_id")
-                if ids.null_count:
-                    raise SearchrecError(f"{where}: {ids.null_count} rows have a null nm_id")
-                matrix = _embedding_matrix(batch.column("embedding"), item_dim, where)
-                x = torch.from_numpy(matrix).to(device, non_blocking=True)
-                out = model.item_tower(x).float().cpu().numpy()
-                m = len(matrix)
-                nm_ids[pos : pos + m] = ids.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
-                vectors[pos : pos + m] = out
-                pos += m
-                batches += 1
-                bar.update(m)
+        for ids, matrix in snapshot.iter_batches(embeddings_dir, model.cfg.item_dim, batch_size):
+            x = torch.from_numpy(matrix).to(device, non_blocking=True)
+            m = len(matrix)
+            vectors[pos : pos + m] = model.item_tower(x).float().cpu().numpy()
+            nm_ids[pos : pos + m] = ids
+            pos, batches = pos + m, batches + 1
+            bar.update(m)
     seconds = time.perf_counter() - started
-    unique, counts = np.unique(nm_ids, return_counts=True)
-    if unique.size != n:
-        dup = unique[counts > 1]
-        raise SearchrecError(
-            f"embeddings snapshot repeats {dup.size} nm_id(s) (e.g. {dup[0]}); each item must appear once"
-        )
+    snapshot.require_unique(nm_ids, "embeddings snapshot")
     log.info(
-        "item tower: %d items from %d files in %d batches on %s, %.1f s (%.0f items/s)",
+        "item tower: %d items in %d batches on %s, %.1f s (%.0f items/s)",
         n,
-        len(files),
         batches,
         device,
         seconds,
         n / max(seconds, 1e-9),
     )
-    return nm_ids, vectors, {**info, "seconds": seconds, "files": len(files)}
+    files = len(snapshot.files(embeddings_dir))
+    return nm_ids, vectors, {**info, "seconds": seconds, "files": files}
 
 
 # --- index building ------------------------------------------------------------------------------
@@ -343,7 +267,7 @@ def ivf(
     devices: Devices,
     *,
     train_points_per_centroid: int = IVF_TRAIN_POINTS_PER_CENTROID,
-    niter: int = 20,
+    niter: int = IVF_KMEANS_ITERATIONS,
 ) -> faiss.IndexIVFFlat:
     """IVF-Flat (inner product) with spherical k-means lists, trained and filled on the GPU when present."""
     n, dim = vectors.shape
@@ -352,7 +276,14 @@ def ivf(
     sample = vectors if train_n == n else vectors[np.sort(rng.choice(n, train_n, replace=False))]
     # spherical k-means: centroids stay on the unit sphere, as the vectors are
     kmeans = faiss.Kmeans(
-        dim, nlist, niter=20, seed=SEED, spherical=True, gpu=devices.faiss_gpu, verbose=False
+        dim,
+        nlist,
+        niter=niter,
+        seed=SEED,
+        spherical=True,
+        gpu=devices.faiss_gpu,
+        verbose=False,
+        max_points_per_centroid=train_points_per_centroid,
     )
     kmeans.train(np.ascontiguousarray(sample))
     quantizer = faiss.IndexFlatIP(dim)
@@ -420,27 +351,216 @@ def _history_queries(
     model: TwoTower, encoded_dir: Path, devices: Devices, recall_sample: int, rng: np.random.Generator
 ) -> np.ndarray:
     """Query vectors of a sample of encoded histories (the encode stage's output for any split)."""
-    table_path = encoded_dir / schemas.TABLE_FILE
-    hist_path = next(
-        (
-            encoded_dir / schemas.hist_file(s)
-            for s in (schemas.INFER_SPLIT, *schemas.TRAIN_SPLITS)
-            if (encoded_dir / schemas.hist_file(s)).is_file()
-        ),
-        None,
-    )
-    if not table_path.is_file() or hist_path is None:
-        raise SearchrecError(f"{encoded_dir} lacks {schemas.TABLE_FILE} or a *_hist.npy file")
-    table = np.load(table_path, mmap_mode="r")
-    hist = np.load(hist_path, mmap_mode="r")
+    table = encoded.read_table(encoded_dir, mmap=True)
+    present = encoded.read_info(encoded_dir).get("splits") or list(examples.SPLITS)
+    split = next((s for s in (examples.INFER_SPLIT, *examples.TRAIN_SPLITS) if s in present), None)
+    if split is None:
+        raise SearchrecError(f"{encoded_dir} holds no encoded split")
+    _, hist = encoded.read_split(encoded_dir, split, columns=[], table_rows=len(table), mmap=True)
     rows = np.sort(rng.choice(len(hist), min(recall_sample, len(hist)), replace=False))
     h = np.asarray(hist[rows])
     if h.size and (h.min() < 0 or h.max() >= len(table)):
-        raise SearchrecError(f"{hist_path.name} indexes outside {schemas.TABLE_FILE}")
+        raise SearchrecError(f"{encoded.hist_file(split)} indexes outside {encoded.TABLE_FILE}")
     with torch.inference_mode():
         x = torch.from_numpy(np.asarray(table[h], dtype=np.float32)).to(devices.torch)
         mask = torch.from_numpy(h != 0).to(devices.torch)
         return model.query_tower(x, mask).float().cpu().numpy()
+
+
+@dataclass
+class _Tuning:
+    """What measuring an approximate index against exact search found."""
+
+    recall: float = 1.0
+    n_queries: int = 0
+    source: str = "exact"
+    seconds: float = 0.0
+    speedup: float = 1.0
+
+
+class _NotWorthIt(Exception):
+    """auto: the approximate index cannot beat exact search at the required recall (the reason)."""
+
+
+def _build(chosen: str, vectors: np.ndarray, devices: Devices, hnsw_m: int) -> tuple[faiss.Index, dict]:
+    if chosen == "flat":
+        return flat(vectors), {}
+    if chosen == "ivf":
+        nlist = ivf_nlist(len(vectors))
+        return ivf(vectors, nlist, devices), {"nlist": nlist}
+    return hnsw(vectors, hnsw_m, HNSW_EF_CONSTRUCTION), {"M": hnsw_m, "efConstruction": HNSW_EF_CONSTRUCTION}
+
+
+def _timed_search(searcher: Searcher, sample: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    found = searcher.search(sample, k)[1]
+    return found, time.perf_counter() - started
+
+
+def _candidates(chosen: str, params: dict, k: int, fixed: int | None) -> tuple[list[int], str]:
+    if chosen == "ivf":
+        return ([fixed] if fixed else ladder(1, params["nlist"])), "nprobe"
+    return ([fixed] if fixed else [int(k * f) for f in (1, 1.5, 2, 3, 4, 6, 8)]), "efSearch"
+
+
+def _tune(
+    chosen: str,
+    index: faiss.Index,
+    params: dict,
+    sample: np.ndarray,
+    exact: tuple[np.ndarray, float],
+    fixed: int | None,
+    min_recall: float,
+    devices: Devices,
+    auto_min_speedup: float | None,
+) -> tuple[float, float]:
+    """Set the cheapest search parameter (IVF nprobe / HNSW efSearch) reaching ``min_recall``; return
+    (recall, speedup over exact search). With ``auto_min_speedup`` (auto) it gives up (``_NotWorthIt``) as soon as the
+    index is no longer faster than exact search, so tuning never costs more than a few exact searches."""
+    exact_rows, exact_s = exact
+    k = exact_rows.shape[1]
+    candidates, param_name = _candidates(chosen, params, k, fixed)
+    tried, recall = [], 0.0
+    for value in candidates:
+        if chosen == "ivf":
+            index.nprobe = min(value, params["nlist"])
+            searcher = Searcher(index, devices.faiss_gpu and index.nprobe <= GPU_MAX_K)
+        else:
+            searcher = Searcher(index, False, ef_search=value)
+        found, seconds = _timed_search(searcher, sample, k)
+        recall, speedup = recall_at_k(found, exact_rows), exact_s / max(seconds, 1e-9)
+        tried.append(f"{param_name}={value}: {recall:.4f} at x{speedup:.2f}")
+        log.info(
+            "index: %s recall@%d with %s=%d: %.4f, x%.2f exact's speed",
+            chosen,
+            k,
+            param_name,
+            value,
+            recall,
+            speedup,
+        )
+        if recall >= min_recall:
+            params[param_name] = value
+            if chosen == "hnsw":
+                index.hnsw.efSearch = value
+            return recall, speedup
+        if auto_min_speedup is not None and speedup < auto_min_speedup:
+            raise _NotWorthIt(
+                f"{chosen} had recall {recall:.4f} < {min_recall} at {param_name}={value}, already only "
+                f"x{speedup:.2f} exact's speed"
+            )
+    if auto_min_speedup is not None:
+        raise _NotWorthIt(f"{chosen} never reached recall {min_recall} ({'; '.join(tried)})")
+    raise SearchrecError(
+        f"{chosen} index recall@{k} is {recall:.4f} < min_recall {min_recall} "
+        f"on {len(sample)} queries ({'; '.join(tried)}); use kind='flat' or lower min_recall"
+    )
+
+
+def _measure(
+    chosen: str,
+    index: faiss.Index,
+    params: dict,
+    vectors: np.ndarray,
+    k: int,
+    sample_of: Callable[[], tuple[np.ndarray, str]],
+    fixed: int | None,
+    min_recall: float,
+    devices: Devices,
+    auto_min_speedup: float | None = None,
+) -> _Tuning:
+    """Recall@k and speed of an approximate index against exact search on a query sample."""
+    if chosen == "flat":
+        return _Tuning()
+    started = time.perf_counter()
+    sample, source = sample_of()
+    exact_searcher = Searcher(flat(vectors), devices.faiss_gpu)
+    exact = _timed_search(exact_searcher, sample, k)
+    del exact_searcher
+    recall, speedup = _tune(
+        chosen, index, params, sample, exact, fixed, min_recall, devices, auto_min_speedup
+    )
+    return _Tuning(recall, len(sample), source, time.perf_counter() - started, speedup)
+
+
+def _choose(
+    kind: str,
+    vectors: np.ndarray,
+    devices: Devices,
+    hnsw_m: int,
+    k: int,
+    sample_of: Callable[[], tuple[np.ndarray, str]],
+    fixed: int | None,
+    min_recall: float,
+    auto_threshold: int,
+    auto_min_speedup: float,
+) -> tuple[str, faiss.Index, dict, float, _Tuning, str]:
+    """Build the asked-for index, or for ``auto`` the candidate (IVF from ``auto_threshold`` items up),
+    kept only if it beats exact search at ``min_recall`` by ``auto_min_speedup``."""
+    chosen = kind if kind != "auto" else ("flat" if len(vectors) < auto_threshold else "ivf")
+    started = time.perf_counter()
+    index, params = _build(chosen, vectors, devices, hnsw_m)
+    seconds_build = time.perf_counter() - started
+    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, *vectors.shape, seconds_build, params)
+    if kind != "auto":
+        tuning = _measure(chosen, index, params, vectors, k, sample_of, fixed, min_recall, devices)
+        return chosen, index, params, seconds_build, tuning, f"asked for {kind}"
+    if chosen == "flat":
+        return (
+            chosen,
+            index,
+            params,
+            seconds_build,
+            _Tuning(),
+            f"auto: {len(vectors)} items < {auto_threshold}",
+        )
+    try:
+        tuning = _measure(
+            chosen, index, params, vectors, k, sample_of, fixed, min_recall, devices, auto_min_speedup
+        )
+        if tuning.speedup >= auto_min_speedup:
+            return (
+                chosen,
+                index,
+                params,
+                seconds_build,
+                tuning,
+                f"auto: {chosen} x{tuning.speedup:.2f} exact's speed",
+            )
+        reason = f"{chosen} at recall {tuning.recall:.4f} only x{tuning.speedup:.2f} exact's speed"
+    except _NotWorthIt as why:
+        reason = str(why)
+    log.warning("index: auto falls back to exact search: %s", reason)
+    return (
+        "flat",
+        flat(vectors),
+        {},
+        time.perf_counter() - started,
+        _Tuning(),
+        f"auto fell back to flat: {reason}",
+    )
+
+
+def _check_build_params(kind: str, min_recall: float, *positive: int) -> None:
+    if kind not in KINDS:
+        raise SearchrecError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if not 0.0 <= min_recall <= 1.0:
+        raise SearchrecError(f"min_recall must be within [0, 1], got {min_recall}")
+    if min(positive) < 1:
+        raise SearchrecError("batch_size, recall_sample and recall_k must be positive")
+
+
+def _index_info(stats: IndexStats, info: dict, kind: str, min_recall: float, digests: dict) -> dict:
+    return {
+        **stats.as_metadata(),
+        "n": stats.n_items,
+        "metric": "inner_product",
+        "faiss_version": faiss.__version__,
+        "snapshot_uri": info.get("uri"),
+        "requested_kind": kind,
+        "min_recall": min_recall,
+        **digests,
+    }
 
 
 def build_index(
@@ -448,9 +568,10 @@ def build_index(
     embeddings_dir: Path,
     index_dir: Path,
     *,
-    kind: str = "auto",
-    auto_threshold: int = 1_000_000,
-    min_recall: float = 0.95,
+    kind: str = config.INDEX_KIND,
+    auto_threshold: int = config.INDEX_AUTO_THRESHOLD,
+    auto_min_speedup: float = config.INDEX_AUTO_MIN_SPEEDUP,
+    min_recall: float = config.MIN_INDEX_RECALL,
     recall_sample: int = 2000,
     recall_k: int = config.TOP_K,
     batch_size: int = 65536,
@@ -464,156 +585,58 @@ def build_index(
     """Encode every snapshot item with the item tower and write a faiss index folder.
 
     kind: ``flat`` (exact IndexFlatIP), ``ivf`` (IVF-Flat, nlist ~ 4*sqrt(n)), ``hnsw`` (HNSW-Flat), or
-    ``auto``: flat up to ``auto_threshold`` items, IVF above. Approximate indexes get their recall@k
+    ``auto``: flat below ``auto_threshold`` items; above, an IVF candidate kept only if, tuned to
+    ``min_recall``, it searches the sample ``auto_min_speedup`` times faster than exact
+    search (else exact, and ``IndexStats.choice`` says why). Approximate indexes get their recall@k
     measured against exact search on ``recall_sample`` queries: ``queries`` (query-tower vectors) if
     given, else histories sampled from ``encoded_dir`` if given, else item vectors. Their search
     parameter (``nprobe`` / ``ef_search``) is the cheapest reaching ``min_recall`` unless fixed by the
     caller; below ``min_recall`` the build fails and nothing is written.
     """
-    model_dir, embeddings_dir, index_dir = Path(model_dir), Path(embeddings_dir), Path(index_dir)
-    if kind not in KINDS:
-        raise SearchrecError(f"unknown index kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if not 0.0 <= min_recall <= 1.0:
-        raise SearchrecError(f"min_recall must be within [0, 1], got {min_recall}")
-    if batch_size < 1 or recall_sample < 1 or recall_k < 1:
-        raise SearchrecError("batch_size, recall_sample and recall_k must be positive")
+    _check_build_params(kind, min_recall, batch_size, recall_sample, recall_k)
     devices = resolve_devices(device)
-    model = load_model(model_dir, devices.torch)
-    digests = model_digests(model_dir)
-    log.info(
-        "index: model %s (item_dim %d -> %d) on torch %s, faiss %s",
-        model_dir,
-        model.cfg.item_dim,
-        model.cfg.output_dim,
-        devices.torch,
-        "GPU" if devices.faiss_gpu else "CPU",
+    model = load_model(Path(model_dir), devices.torch)
+    digests = model_digests(Path(model_dir))
+    log.info("index: model %s (%d -> %d) on %s", model_dir, model.cfg.item_dim, model.cfg.output_dim, devices)
+    nm_ids, vectors, info = encode_items(
+        model, Path(embeddings_dir), batch_size=batch_size, device=devices.torch
     )
-
-    nm_ids, vectors, info = encode_items(model, embeddings_dir, batch_size=batch_size, device=devices.torch)
     n, dim = vectors.shape
-    chosen = kind if kind != "auto" else ("flat" if n <= auto_threshold else "ivf")
-    k = min(recall_k, n)
-
-    started = time.perf_counter()
-    params: dict = {}
-    if chosen == "flat":
-        index = flat(vectors)
-    elif chosen == "ivf":
-        nlist = ivf_nlist(n)
-        index = ivf(vectors, nlist, devices)
-        params.update(nlist=nlist)
-    else:
-        index = hnsw(vectors, hnsw_m, HNSW_EF_CONSTRUCTION)
-        params.update(M=hnsw_m, efConstruction=HNSW_EF_CONSTRUCTION)
-    seconds_build = time.perf_counter() - started
-    log.info("index: %s over %d items x %d built in %.1f s %s", chosen, n, dim, seconds_build, params)
-
-    started = time.perf_counter()
-    recall, n_queries, source = 1.0, 0, "exact"
-    if chosen != "flat":
-        sample, source = _query_sample(vectors, model, devices, recall_sample, queries, encoded_dir)
-        n_queries = len(sample)
-        exact_searcher = Searcher(flat(vectors), devices.faiss_gpu)
-        _, exact = exact_searcher.search(sample, k)
-        del exact_searcher
-        if chosen == "ivf":
-            candidates = [nprobe] if nprobe else ladder(1, params["nlist"])
-            param_name = "nprobe"
-        else:
-            candidates = [ef_search] if ef_search else [int(k * f) for f in (1, 1.5, 2, 3, 4, 6, 8)]
-            param_name = "efSearch"
-        tried = []
-        for value in candidates:
-            if chosen == "ivf":
-                index.nprobe = min(value, params["nlist"])
-                searcher = Searcher(index, devices.faiss_gpu and index.nprobe <= GPU_MAX_K)
-            else:
-                searcher = Searcher(index, False, ef_search=value)
-            _, found = searcher.search(sample, k)
-            recall = recall_at_k(found, exact)
-            tried.append(f"{param_name}={value}: {recall:.4f}")
-            log.info("index: %s recall@%d with %s=%d: %.4f", chosen, k, param_name, value, recall)
-            if recall >= min_recall:
-                params[param_name] = value
-                if chosen == "hnsw":
-                    index.hnsw.efSearch = value
-                break
-        else:
-            raise SearchrecError(
-                f"{chosen} index recall@{k} is {recall:.4f} < min_recall {min_recall} "
-                f"on {n_queries} {source} queries ({'; '.join(tried)}); use kind='flat' or lower min_recall"
-            )
-        if chosen == "ivf" and params["nprobe"] > params["nlist"] // 4:
-            log.warning(
-                "index: IVF needs nprobe=%d of %d lists for recall %.3f: little faster than exact search",
-                params["nprobe"],
-                params["nlist"],
-                recall,
-            )
-    seconds_recall = time.perf_counter() - started
-
+    chosen, index, params, seconds_build, tuning, choice = _choose(
+        kind,
+        vectors,
+        devices,
+        hnsw_m,
+        min(recall_k, n),
+        lambda: _query_sample(vectors, model, devices, recall_sample, queries, encoded_dir),
+        nprobe if kind in ("ivf", "auto") else ef_search,
+        min_recall,
+        auto_threshold,
+        auto_min_speedup,
+    )
     stats = IndexStats(
         kind=chosen,
         n_items=n,
         dim=dim,
         item_dim=model.cfg.item_dim,
-        recall=float(recall),
-        recall_k=k,
-        recall_queries=n_queries,
-        recall_query_source=source,
+        recall=float(tuning.recall),
+        recall_k=min(recall_k, n),
+        recall_queries=tuning.n_queries,
+        recall_query_source=tuning.source,
         params=params,
         device=devices.name,
         snapshot_date=info.get("snapshot_date"),
         seconds_encode=float(info["seconds"]),
         seconds_build=seconds_build,
-        seconds_recall=seconds_recall,
+        seconds_recall=tuning.seconds,
+        speedup=tuning.speedup,
+        choice=choice,
     )
-    index_info = {
-        **stats.as_metadata(),
-        "n": n,
-        "metric": "inner_product",
-        "faiss_version": faiss.__version__,
-        "snapshot_uri": info.get("uri"),
-        "requested_kind": kind,
-        "min_recall": min_recall,
-        **digests,
-    }
-    with staged_dir(index_dir) as tmp:  # nothing half-written: renamed into place at the end
-        faiss.write_index(index, str(tmp / schemas.INDEX_FILE))
-        np.save(tmp / schemas.INDEX_IDS_FILE, nm_ids)
-        (tmp / schemas.INDEX_INFO).write_text(json.dumps(index_info, indent=2))
-    log.info("index: wrote %s (%s, n=%d, recall@%d=%.4f)", index_dir, chosen, n, k, recall)
+    index_artifact.write(Path(index_dir), index, nm_ids, _index_info(stats, info, kind, min_recall, digests))
+    log.info("index: wrote %s (%s, n=%d, recall@%d=%.4f)", index_dir, chosen, n, stats.recall_k, stats.recall)
     return stats
 
 
 def load_index(index_dir: Path) -> tuple[faiss.Index, np.ndarray, dict]:
     """(CPU faiss index with its search parameters set, nm_ids int64 [n], index.json) of an index folder."""
-    index_dir = Path(index_dir)
-    if not index_dir.is_dir():
-        raise SearchrecError(f"index folder {index_dir} does not exist")
-    missing = [
-        f
-        for f in (schemas.INDEX_FILE, schemas.INDEX_IDS_FILE, schemas.INDEX_INFO)
-        if not (index_dir / f).is_file()
-    ]
-    if missing:
-        raise SearchrecError(f"index folder {index_dir} lacks {', '.join(missing)}")
-    try:
-        info = json.loads((index_dir / schemas.INDEX_INFO).read_text())
-        index = faiss.read_index(str(index_dir / schemas.INDEX_FILE))
-        nm_ids = np.load(index_dir / schemas.INDEX_IDS_FILE)
-    except Exception as error:
-        raise SearchrecError(
-            f"cannot read index folder {index_dir}: {type(error).__name__}: {error}"
-        ) from None
-    if index.ntotal != len(nm_ids) or index.ntotal != info.get("n"):
-        raise SearchrecError(
-            f"index folder {index_dir} is inconsistent: {index.ntotal} vectors, {len(nm_ids)} nm_ids, "
-            f"index.json n={info.get('n')}"
-        )
-    params = info.get("params", {})
-    if isinstance(index, faiss.IndexIVF) and "nprobe" in params:
-        index.nprobe = int(params["nprobe"])
-    if isinstance(index, faiss.IndexHNSW) and "efSearch" in params:
-        index.hnsw.efSearch = int(params["efSearch"])
-    return index, nm_ids.astype(np.int64, copy=False), info
+    return index_artifact.read(Path(index_dir))

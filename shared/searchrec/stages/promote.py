@@ -12,7 +12,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from searchrec import registry, schemas
+from searchrec import registry
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
@@ -106,7 +107,7 @@ def _incumbent(models_uri: str, inputs: tuple[Path, Path, Path]) -> tuple[dict |
         return None, "", ""
     current = registry.resolve(models_uri)
     with tempfile.TemporaryDirectory(prefix="incumbent-") as tmp:
-        local = registry.fetch(current.uri, Path(tmp))
+        local = registry.fetch(current.uri, Path(tmp) / "model")
         try:
             return score_on_holdout(local, *inputs), current.version, ""
         except SearchrecError as error:
@@ -131,7 +132,7 @@ def promote_model(
     """Publish `model_dir` as `<models_uri>/<version>/`; move CURRENT to it only if the gate passes."""
     if min_lift < 0 or max_regression < 0:
         raise SearchrecError(f"min_lift and max_regression must be >= 0, got {min_lift} and {max_regression}")
-    config = schemas.read_json(Path(model_dir) / schemas.MODEL_CONFIG)
+    config = model_artifact.read_config(Path(model_dir))
     metrics = dict(config.get("extra", {}).get("metrics") or {})
     incumbent, incumbent_version, note = _incumbent(models_uri, (encoded_dir, examples_dir, snapshot_dir))
     decision = registry.gate(metrics, incumbent, min_lift=min_lift, max_regression=max_regression, note=note)

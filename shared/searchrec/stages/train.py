@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from searchrec import schemas
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 from searchrec.evaluation import RECALL_KS, evaluate
 from searchrec.losses import LOSSES, retrieval_loss
@@ -608,13 +608,9 @@ def train_two_tower(
 
 
 def _publish_model(model: TwoTower, model_dir: Path) -> None:
-    """Write the towers to a temp folder, then move them in; config.json goes last."""
-    tmp = model_dir / ".publish-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save(tmp)
-    for name in (schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE, schemas.MODEL_CONFIG):
-        os.replace(tmp / name, model_dir / name)
-    tmp.rmdir()
+    """Write config and towers in place as a model artifact (checkpoints kept, completion marker last)."""
+    with model_artifact.publishing(model_dir) as path:
+        model.save(path)
 
 
 # --- comparison of objectives ---------------------------------------------------------------------

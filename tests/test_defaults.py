@@ -1,0 +1,116 @@
+"""One source for each default: config.py. Stage functions, components (literal defaults marked
+`# config.NAME`, see test_component_defaults.py), pipelines and the CLI all carry the value config.py
+has; a default changed in one place and not the others fails here."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import pytest
+
+import components
+from pipelines.demo import demo
+from pipelines.recommend import recommend
+from pipelines.training import training
+from searchrec import config
+from searchrec.cli import build_parser
+from searchrec.stages import clean, encode, extract, index, infer
+
+
+def stage(func: Callable, param: str) -> tuple[str, object]:
+    return f"{func.__module__}.{func.__name__}({param})", inspect.signature(func).parameters[param].default
+
+
+def component(name: str, param: str) -> tuple[str, object]:
+    func = getattr(components, name).python_func
+    return f"components.{name}({param})", inspect.signature(func).parameters[param].default
+
+
+def pipeline(graph, param: str) -> tuple[str, object]:
+    func = graph.pipeline_func
+    return f"pipeline {func.__name__}({param})", inspect.signature(func).parameters[param].default
+
+
+def cli(command: str, dest: str, *extra: str) -> tuple[str, object]:
+    args = build_parser().parse_args([command, *extra])
+    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(args, dest)
+
+
+PLACES = {
+    "INDEX_KIND": lambda: [
+        stage(index.build_index, "kind"),
+        component("build_index", "kind"),
+        *(pipeline(p, "index_kind") for p in (training, recommend, demo)),
+    ],
+    "MIN_INDEX_RECALL": lambda: [
+        stage(index.build_index, "min_recall"),
+        component("build_index", "min_recall"),
+        *(pipeline(p, "min_index_recall") for p in (training, recommend, demo)),
+    ],
+    "INDEX_AUTO_THRESHOLD": lambda: [stage(index.build_index, "auto_threshold")],
+    "INDEX_AUTO_MIN_SPEEDUP": lambda: [stage(index.build_index, "auto_min_speedup")],
+    "ENCODE_BATCH_SIZE": lambda: [
+        stage(encode.encode_histories, "batch_size"),
+        component("encode", "batch_size"),
+    ],
+    "INFER_BATCH_SIZE": lambda: [stage(infer.recommend, "batch_size")],
+    "MIN_HISTORY": lambda: [
+        stage(infer.recommend, "min_history"),
+        stage(clean.clean_inference_events, "min_history"),
+        component("infer", "min_history"),
+        component("clean_inference", "min_history"),
+        *(pipeline(p, "min_history") for p in (recommend, demo)),
+    ],
+    "NUM_SHARDS": lambda: [pipeline(recommend, "num_shards"), component("infer", "num_shards")],
+    "DEMO_NUM_SHARDS": lambda: [pipeline(demo, "num_shards"), cli("run", "num_shards")],
+    "TOP_K": lambda: [
+        stage(infer.recommend, "top_k"),
+        stage(index.build_index, "recall_k"),
+        component("infer", "top_k"),
+        *(pipeline(p, "top_k") for p in (recommend, demo)),
+    ],
+    "MAX_ITEMS": lambda: [
+        stage(clean.clean_training_events, "max_items"),
+        component("clean_training", "max_items"),
+        *(pipeline(p, "max_items") for p in (training, demo)),
+        cli("run", "max_items"),
+    ],
+    "MIN_ITEM_COUNT": lambda: [
+        stage(clean.clean_training_events, "min_item_count"),
+        component("clean_training", "min_item_count"),
+        pipeline(training, "min_item_count"),
+    ],
+    "DEMO_MIN_ITEM_COUNT": lambda: [pipeline(demo, "min_item_count"), cli("run", "min_item_count")],
+    "SNAPSHOT_MAX_DAYS": lambda: [
+        stage(extract.fetch_snapshot, "max_days"),
+        component("extract_snapshot", "max_days"),
+        *(pipeline(p, "snapshot_max_days") for p in (training, recommend, demo)),
+        cli("run", "snapshot_max_days"),
+    ],
+    "LOOKBACK_DAYS": lambda: [
+        stage(extract.extract_training_events, "lookback_days"),
+        component("extract_training_events", "lookback_days"),
+    ],
+    "SQL_HISTORY_LENGTH": lambda: [
+        stage(extract.extract_training_events, "history_length"),
+        stage(extract.extract_inference_events, "history_length"),
+        component("extract_training_events", "history_length"),
+        component("extract_inference_events", "history_length"),
+    ],
+    "HISTORY_LENGTH": lambda: [
+        stage(clean.clean_training_events, "history_length"),
+        stage(clean.clean_inference_events, "history_length"),
+        component("clean_training", "history_length"),
+        component("clean_inference", "history_length"),
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLACES))
+def test_every_place_carries_the_config_default(name: str):
+    want = getattr(config, name)
+    places = PLACES[name]()
+    assert places, name
+    drifted = [f"{where} = {got!r}" for where, got in places if got != want]
+    assert not drifted, f"config.{name} = {want!r} but " + "; ".join(drifted)
