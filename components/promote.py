@@ -20,10 +20,12 @@ def promote(
     summary: Output[Markdown],
     min_lift: float = 1.5,  # config.PROMOTE_MIN_LIFT
     max_regression: float = 0.01,  # config.PROMOTE_MAX_REGRESSION
+    vertex_model_id: str = "",
 ):
     """Publish to `<models_uri>/<train_end>-<short run id>/`; move `<models_uri>/CURRENT` there only if
     holdout Recall@200 >= `min_lift` x popularity and >= the current model's (scored on this run's holdout)
-    minus `max_regression`. A rejected model stays published with its reason; the task still succeeds."""
+    minus `max_regression`. A rejected model stays published with its reason; the task still succeeds.
+    `vertex_model_id`: also a new version of that model in Vertex AI Model Registry (gs:// registry only)."""
     from pathlib import Path
 
     from searchrec.registry import version_name
@@ -41,6 +43,7 @@ def promote(
             min_lift=min_lift,
             max_regression=max_regression,
             report_path=Path(report.path),
+            vertex_model_id=vertex_model_id,
             lineage=lineage(
                 run_id=run_id,
                 model=dict(model.metadata),

@@ -114,7 +114,9 @@ def training_tasks(
     return trained, indexed
 
 
-def promote_task(trained, encoded, cleaned, snapshot, end_date, *, models_uri, min_lift, max_regression):
+def promote_task(
+    trained, encoded, cleaned, snapshot, end_date, *, models_uri, min_lift, max_regression, vertex_model_id=""
+):
     """Publish to the registry, gate against the current model on this run's holdout (never cached)."""
     return configure(
         promote(
@@ -128,6 +130,7 @@ def promote_task(trained, encoded, cleaned, snapshot, end_date, *, models_uri, m
             run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             min_lift=min_lift,
             max_regression=max_regression,
+            vertex_model_id=vertex_model_id,
         ),
         "train",
         touches_network=True,

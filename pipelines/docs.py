@@ -52,6 +52,8 @@ PARAMETERS: dict[str, str] = {
     "min_lift": "promotion gate: holdout Recall@200 must be at least this many times popularity's.",
     "max_regression": "promotion gate: holdout Recall@200 may be at most this much below the current "
     "model's on the same holdout.",
+    "vertex_model_id": "Vertex AI only: also register each published version in Vertex AI Model Registry "
+    "as a version of this model (the default version when promoted); empty: no upload.",
     "cache_lag_days": "extract is reused from the cache only for windows that ended at least this many "
     "days before the run (UTC).",
 }

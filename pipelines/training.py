@@ -45,6 +45,7 @@ def training(
     min_lift: float = config.PROMOTE_MIN_LIFT,
     max_regression: float = config.PROMOTE_MAX_REGRESSION,
     cache_lag_days: int = config.CACHE_LAG_DAYS,
+    vertex_model_id: str = "",
 ) -> TrainingOutputs:
     encoder_model = import_encoder(encoder)
     trained, indexed = training_tasks(
@@ -65,7 +66,12 @@ def training(
         index_kind=index_kind,
         min_index_recall=min_index_recall,
         learning_rate=learning_rate,
-        registry={"models_uri": models_uri, "min_lift": min_lift, "max_regression": max_regression},
+        registry={
+            "models_uri": models_uri,
+            "min_lift": min_lift,
+            "max_regression": max_regression,
+            "vertex_model_id": vertex_model_id,
+        },
         cache_lag_days=cache_lag_days,
     )
     return TrainingOutputs(

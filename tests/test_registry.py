@@ -16,6 +16,7 @@ from searchrec.errors import SearchrecError
 from searchrec.stages.promote import promote_model, score_on_holdout
 from searchrec.stages.train import train_two_tower
 from tests.stages.test_train import FAST, make_inputs
+from tests.vertex_api_server import VertexModelRegistry
 
 
 @pytest.fixture(params=["local", "s3", "gs"])
@@ -163,3 +164,63 @@ def test_incumbent_that_does_not_fit_the_data_is_noted(trained, tmp_path):
     )
     assert result.decision.promoted and "could not be scored" in result.decision.reason
     assert "query_dim 7 vs 24" in result.decision.reason
+
+
+# --- Vertex AI Model Registry ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def vertex():
+    from google.cloud import aiplatform
+
+    # aiplatform.init() sets process-wide state (project, endpoint): put it back as it was afterwards
+    state = dict(vars(aiplatform.initializer.global_config))
+    server = VertexModelRegistry()
+    yield server
+    server.close()
+    vars(aiplatform.initializer.global_config).clear()
+    vars(aiplatform.initializer.global_config).update(state)
+
+
+def test_vertex_upload_is_a_new_version_of_one_parent_model(vertex):
+    from google.auth.credentials import AnonymousCredentials
+
+    kw = dict(
+        model_id="searchrec-two-tower",
+        serving_image="europe-docker.pkg.dev/ml/searchrec-infer:abc",
+        project="ml-platform",
+        location="europe-west4",
+        api_endpoint=vertex.url,
+        credentials=AnonymousCredentials(),
+    )
+    root = "gs://ml-models/searchrec"
+    first = registry.upload_to_vertex(
+        f"{root}/2026-10-07-aaaa1111", "2026-10-07-aaaa1111", registry.Decision(True, "first model"), **kw
+    )
+    second = registry.upload_to_vertex(
+        f"{root}/2026-10-14-bbbb2222", "2026-10-14-bbbb2222", registry.Decision(False, "worse"), **kw
+    )
+    uploads = [(path, body) for method, path, body in vertex.requests if method == "POST"]
+    assert [p.split("?")[0] for p, _ in uploads] == [
+        "/v1/projects/ml-platform/locations/europe-west4/models:upload"
+    ] * 2
+    (_, new), (_, version) = uploads
+    assert new["modelId"] == "searchrec-two-tower" and "parentModel" not in new
+    assert version["parentModel"] == "projects/ml-platform/locations/europe-west4/models/searchrec-two-tower"
+    assert new["model"]["artifactUri"] == f"{root}/2026-10-07-aaaa1111"
+    assert new["model"]["containerSpec"]["imageUri"] == kw["serving_image"]
+    assert (
+        "default" in new["model"]["versionAliases"]
+        and "v2026-10-07-aaaa1111" in new["model"]["versionAliases"]
+    )
+    assert "default" not in version["model"]["versionAliases"]  # a rejected model is not the default version
+    assert version["model"]["labels"]["searchrec_status"] == "rejected"
+    assert version["model"]["versionDescription"] == "rejected: worse"
+    assert (first.rsplit("@", 1)[1], second.rsplit("@", 1)[1]) == ("1", "2")
+
+
+def test_vertex_upload_needs_a_gcs_folder():
+    with pytest.raises(SearchrecError, match="gs://"):
+        registry.upload_to_vertex(
+            "s3://m/v1", "v1", registry.Decision(True, ""), model_id="m", serving_image="i"
+        )

@@ -247,3 +247,58 @@ def served_model(metadata: dict, artifact_uri: str) -> dict:
     out = {k: metadata[k] for k in SERVED_KEYS if metadata.get(k) is not None}
     out.setdefault("model_uri", artifact_uri)
     return out
+
+
+def upload_to_vertex(
+    version_uri: str,
+    version: str,
+    decision: Decision,
+    *,
+    model_id: str,
+    serving_image: str,
+    project: str | None = None,
+    location: str | None = None,
+    api_endpoint: str | None = None,
+    credentials: object = None,
+) -> str:
+    """Register a published version in Vertex AI Model Registry as a new version of the parent model
+    `model_id` (created by the first upload); a promoted version becomes the default one. Project and
+    location default to the environment (on Vertex AI Pipelines: the job's). Returns the versioned name."""
+    if not version_uri.startswith("gs://"):
+        raise SearchrecError(f"Vertex AI Model Registry needs a gs:// model folder, got {version_uri}")
+    try:
+        from google.api_core import exceptions
+        from google.cloud import aiplatform
+    except ImportError:
+        raise SearchrecError("uploading to Vertex AI Model Registry needs google-cloud-aiplatform") from None
+    aiplatform.init(
+        project=project,
+        location=location,
+        credentials=credentials,
+        api_endpoint=api_endpoint,
+        api_transport="rest" if api_endpoint else None,
+    )
+    config = aiplatform.initializer.global_config
+    parent = f"projects/{config.project}/locations/{config.location}/models/{model_id}"
+    try:
+        aiplatform.Model(parent)
+        exists = True
+    except exceptions.NotFound:
+        exists = False
+    status = "promoted" if decision.promoted else "rejected"
+    model = aiplatform.Model.upload(
+        display_name=model_id,
+        artifact_uri=version_uri,
+        serving_container_image_uri=serving_image,
+        parent_model=parent if exists else None,
+        model_id=None if exists else model_id,
+        is_default_version=decision.promoted,
+        version_aliases=["v" + re.sub(r"[^a-z0-9-]", "-", version.lower())],
+        version_description=f"{status}: {decision.reason}"[:1000],
+        labels={
+            "searchrec_status": status,
+            "searchrec_version": re.sub(r"[^a-z0-9_-]", "_", version.lower())[:63],
+        },
+        sync=True,
+    )
+    return model.versioned_resource_name

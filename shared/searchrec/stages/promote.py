@@ -27,6 +27,7 @@ class PromoteResult:
     metrics: dict = field(default_factory=dict)  # new model's holdout metrics
     incumbent: dict | None = None  # the current model's, on the same holdout
     incumbent_version: str = ""
+    vertex_model: str = ""  # the Vertex AI Model Registry version, where uploaded
 
     def as_metrics(self) -> dict[str, float]:
         out = {
@@ -45,6 +46,7 @@ class PromoteResult:
             "status": "promoted" if self.decision.promoted else "rejected",
             "reason": self.decision.reason,
             "incumbent_version": self.incumbent_version or None,
+            "vertex_model": self.vertex_model or None,
         }
 
     def markdown(self) -> str:
@@ -128,8 +130,12 @@ def promote_model(
     max_regression: float,
     report_path: Path | None = None,
     lineage: dict | None = None,
+    vertex_model_id: str = "",
 ) -> PromoteResult:
-    """Publish `model_dir` as `<models_uri>/<version>/`; move CURRENT to it only if the gate passes."""
+    """Publish `model_dir` as `<models_uri>/<version>/`; move CURRENT to it only if the gate passes.
+
+    vertex_model_id: also register the version in Vertex AI Model Registry under that parent model
+    (the default version only if promoted); needs a gs:// registry."""
     if min_lift < 0 or max_regression < 0:
         raise SearchrecError(f"min_lift and max_regression must be >= 0, got {min_lift} and {max_regression}")
     config = model_artifact.read_config(Path(model_dir))
@@ -149,7 +155,14 @@ def promote_model(
     uri = registry.publish_version(models_uri, version, Path(model_dir), files)
     if decision.promoted:
         registry.set_current(models_uri, version, model_recall_at_200=metrics.get(registry.GATE_METRIC))
-    return PromoteResult(version, uri, decision, metrics, incumbent, incumbent_version)
+    result = PromoteResult(version, uri, decision, metrics, incumbent, incumbent_version)
+    if vertex_model_id:
+        from searchrec import config
+
+        result.vertex_model = registry.upload_to_vertex(
+            uri, version, decision, model_id=vertex_model_id, serving_image=config.image("infer")
+        )
+    return result
 
 
 def _json(data: object) -> bytes:
