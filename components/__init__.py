@@ -1,5 +1,6 @@
 """Thin, typed KFP components, one module per stage; the logic lives in the searchrec library."""
 
+from components.backtest import backtest
 from components.cache import window_cache_key
 from components.clean import clean_inference, clean_training
 from components.encode import encode
@@ -10,6 +11,7 @@ from components.promote import promote, resolve_model
 from components.train import train
 
 __all__ = [
+    "backtest",
     "build_index",
     "clean_inference",
     "clean_training",

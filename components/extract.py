@@ -1,7 +1,7 @@
 """extract: SQL over the warehouse for a date window, and the nearest item-embeddings snapshot."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Dataset, Metrics, Output
 
 from searchrec import config
 
@@ -14,16 +14,24 @@ def extract_training_events(
     events: Output[Dataset],
     lookback_days: int = 30,  # config.LOOKBACK_DAYS
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
+    warehouse_secret: str = "",
     cache_token: str = "",
 ):
     """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet.
-    `cache_token` (window_cache_key's output) only shapes the cache key."""
+
+    warehouse_secret: a Secret Manager secret version with the warehouse login (Vertex AI); empty: the
+    login comes from PGUSER / PGPASSWORD (a Kubernetes Secret on Kubeflow Pipelines).
+    cache_token (window_cache_key's output) only shapes the cache key."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
     from searchrec.stages.extract import extract_training_events as run
 
     with stage("extract_training_events"):
+        if warehouse_secret:
+            from searchrec.secrets import load_warehouse_login
+
+            load_warehouse_login(warehouse_secret)
         stats = run(
             warehouse_uri,
             start_date,
@@ -44,10 +52,13 @@ def extract_inference_events(
     orders: Output[Dataset],
     users_uri: str = "",
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
+    warehouse_secret: str = "",
     cache_token: str = "",
 ):
     """Last queries of each user in the window (optionally for a user list) and the window's purchases.
-    `cache_token` (window_cache_key's output) only shapes the cache key."""
+
+    warehouse_secret: as for extract_training_events.
+    cache_token (window_cache_key's output) only shapes the cache key."""
     import tempfile
     from pathlib import Path
 
@@ -56,6 +67,10 @@ def extract_inference_events(
     from searchrec.stages.extract import extract_orders
 
     with stage("extract_inference_events"):
+        if warehouse_secret:
+            from searchrec.secrets import load_warehouse_login
+
+            load_warehouse_login(warehouse_secret)
         users_path = None
         if users_uri:
             from searchrec import storage
@@ -83,6 +98,7 @@ def extract_snapshot(
     embeddings_uri: str,
     date: str,
     snapshot: Output[Dataset],
+    metrics: Output[Metrics],
     max_days: int = 14,  # config.SNAPSHOT_MAX_DAYS
     cache_token: str = "",
 ):
@@ -90,9 +106,13 @@ def extract_snapshot(
     `cache_token` (window_cache_key's output) only shapes the cache key."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.extract import fetch_snapshot
 
     with stage("extract_snapshot"):
         info = fetch_snapshot(embeddings_uri, date, Path(snapshot.path), max_days=max_days)
         snapshot.metadata.update(lineage(**info.as_metadata()))
+        for name, value in info.as_metrics().items():  # the snapshot's validation statistics
+            metrics.log_metric(name, value)
+        keep_metrics_file(metrics)  # kfp.local reuses the task only if the file exists

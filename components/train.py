@@ -1,4 +1,5 @@
-"""train: the two-tower model, holdout metrics against popularity (and the demo ceiling), a report."""
+"""train: the two-tower model (best validation epoch), holdout metrics against popularity (and the demo
+ceiling), a report."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
@@ -14,40 +15,51 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
-    epochs: int = 8,
-    batch_size: int = 1024,
-    learning_rate: float = 0.002,
-    loss: str = "",
-    temperature: float = 0.05,
-    padding: str = "",
+    epochs: int = 8,  # config.TRAIN_EPOCHS
+    batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
+    learning_rate: float = 0.002,  # config.TRAIN_LR
+    loss: str = "softmax",  # config.TRAIN_LOSS
+    temperature: float = 0.05,  # config.TRAIN_TEMPERATURE
+    padding: str = "mask",  # config.TRAIN_PADDING
+    query_tower: str = "attention",  # config.QUERY_TOWER
+    sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
+    negative_sampling: str = "uniform",  # config.NEGATIVE_SAMPLING
+    validation_days: int = 3,  # config.VALIDATION_DAYS
+    patience: int = 2,  # config.EARLY_STOPPING_PATIENCE
     seed: int = 0,
     ground_truth_uri: str = "",
     train_start: str = "",
     train_end: str = "",
 ):
-    """Empty `loss` / `padding` take the library defaults (the variants measured best on the holdout).
-    `train_start` / `train_end`: the extract window, recorded in the model's config and metadata."""
-    from dataclasses import replace
+    """The last `validation_days` of the train split select the kept epoch (and stop early after `patience`
+    epochs without improvement); the holdout only reports. `train_start` / `train_end`: the extract window,
+    recorded in the model's config and metadata. Empty `loss` / `padding` / `query_tower` /
+    `negative_sampling` take the library defaults."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
     from searchrec.stages.train import TrainParams, train_two_tower
 
     with stage("train"):
-        params = replace(
-            TrainParams(),
+        chosen = {
+            "loss": loss,
+            "padding": padding,
+            "query_tower": query_tower,
+            "negative_sampling": negative_sampling,
+        }
+        params = TrainParams(
             epochs=epochs,
             batch_size=batch_size,
             lr=learning_rate,
             temperature=temperature,
+            sampled_negatives=sampled_negatives,
+            validation_days=validation_days,
+            patience=patience,
             seed=seed,
             train_start=train_start,
             train_end=train_end,
+            **{k: v for k, v in chosen.items() if v},
         )
-        if loss:
-            params = replace(params, loss=loss)
-        if padding:
-            params = replace(params, padding=padding)
         result = train_two_tower(
             Path(encoded.path),
             Path(examples.path),

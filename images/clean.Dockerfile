@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # install and not kept in a layer. Nothing is installed when a pod starts (install_kfp_package=False).
 RUN --mount=type=bind,source=.,target=/src,rw \
     pip install --no-cache-dir --constraint /src/images/constraints.txt "/src[clean]" \
- && python -c "import kfp, searchrec.stages.clean"
+ && python /src/images/smoke.py clean
 
 RUN useradd --create-home --uid 10001 --user-group --shell /usr/sbin/nologin searchrec
 # The commit the image was built from: every artifact's `git_commit` metadata (searchrec.runtime).

@@ -7,20 +7,24 @@ from pathlib import Path
 from kfp import compiler
 
 from pipelines.demo import demo
+from pipelines.preflight import preflight
 from pipelines.recommend import recommend
 from pipelines.training import training
 
 PIPELINES = {"training": training, "recommend": recommend, "demo": demo}
+# Not a data pipeline: the checks a new cluster runs first (`searchrec preflight`), compiled beside them.
+CHECK_PIPELINES = {"preflight": preflight}
+ALL_PIPELINES = {**PIPELINES, **CHECK_PIPELINES}
 
 
 def compile_pipeline(name: str, out_file: Path) -> Path:
-    if name not in PIPELINES:
+    if name not in ALL_PIPELINES:
         from searchrec.errors import SearchrecError
 
-        raise SearchrecError(f"unknown pipeline {name!r}; expected one of {', '.join(PIPELINES)}")
+        raise SearchrecError(f"unknown pipeline {name!r}; expected one of {', '.join(ALL_PIPELINES)}")
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(PIPELINES[name], package_path=str(out_file))
+    compiler.Compiler().compile(ALL_PIPELINES[name], package_path=str(out_file))
     return out_file
 
 

@@ -15,7 +15,6 @@ from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
 from searchrec import config
-from searchrec.config import PLATFORM_ENV
 
 T = TypeVar("T", bound=PipelineTask)
 
@@ -30,8 +29,6 @@ NETWORK_BACKOFF_MAX = "1800s"
 UNCACHED_STAGES = frozenset({"extract"})
 # Stages that read the warehouse and so need its credentials.
 WAREHOUSE_STAGES = frozenset({"extract"})
-# GPU node pools are usually tainted; a GPU task must tolerate that taint to be scheduled.
-GPU_TOLERATION_KEY = "nvidia.com/gpu"
 
 
 def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool = True) -> T:
@@ -41,10 +38,12 @@ def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool
         it gets retries with exponential backoff and the object-storage credentials.
     cache: False turns the KFP cache off for this task; extract tasks are never cached.
 
-    With SEARCHREC_PLATFORM=vertex at compile time the Kubernetes settings (Secrets, tolerations) are
-    left out: Vertex AI Pipelines takes a single-document spec and has no Kubernetes Secrets.
+    Platform-specific settings come from config.platform(): the target of this compilation
+    ($SEARCHREC_PLATFORM, set by `searchrec compile --platform`). On Vertex AI the Kubernetes settings
+    (Secrets, node selector, tolerations) are left out: it takes a single-document spec.
     """
-    kubernetes_settings = os.environ.get(PLATFORM_ENV, "kubeflow") != "vertex"
+    target = config.platform()
+    kubernetes_settings = target.kubernetes_secrets
     if stage not in config.STAGE_RESOURCES:
         from searchrec.errors import SearchrecError
 
@@ -53,9 +52,7 @@ def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool
     task.set_cpu_request(resources.cpu).set_cpu_limit(resources.cpu)
     task.set_memory_request(resources.memory).set_memory_limit(resources.memory)
     if resources.gpus:
-        task.set_accelerator_type(config.ACCELERATOR_TYPE).set_accelerator_limit(resources.gpus)
-        if kubernetes_settings:
-            kubernetes.add_toleration(task, key=GPU_TOLERATION_KEY, operator="Exists", effect="NoSchedule")
+        _request_gpus(task, resources.gpus, target)
 
     touches_network = touches_network or stage in WAREHOUSE_STAGES
     if touches_network and not os.environ.get(config.LOCAL_RUN_ENV):
@@ -82,3 +79,14 @@ def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool
             optional=True,
         )
     return task
+
+
+def _request_gpus(task: PipelineTask, count: int, target: config.PlatformSettings) -> None:
+    """The platform's accelerator name; on KFP also the GPU pool's node selector and taint toleration."""
+    task.set_accelerator_type(target.gpu_accelerator).set_accelerator_limit(count)
+    selector = target.node_selector()
+    if selector:
+        kubernetes.add_node_selector(task, label_key=selector[0], label_value=selector[1])
+    if target.gpu_toleration_key:
+        # GPU node pools are usually tainted; a GPU task must tolerate that taint to be scheduled.
+        kubernetes.add_toleration(task, key=target.gpu_toleration_key, operator="Exists", effect="NoSchedule")

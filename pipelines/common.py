@@ -9,6 +9,7 @@ from kfp import dsl
 from kfp.dsl import Dataset, Model
 
 from components import (
+    backtest,
     build_index,
     clean_inference,
     clean_training,
@@ -29,6 +30,11 @@ from searchrec import config
 # Branch names that start every task's display name: in the demo pipeline both run side by side.
 TRAINING = "training"
 SERVING = "serving"
+# Defaults of the cluster pipelines' warehouse, embeddings and encoder: the environment or settings file
+# at compile time (config.production_defaults), never host names in this source.
+PRODUCTION = config.production_defaults()
+# The Secret Manager login is a Vertex AI default only; Kubeflow Pipelines pods get a Kubernetes Secret.
+PRODUCTION_WAREHOUSE_SECRET = PRODUCTION.warehouse_secret if config.platform().secret_manager else ""
 
 
 def import_encoder(encoder):
@@ -59,6 +65,7 @@ def training_tasks(
     learning_rate=None,
     registry=None,
     cache_lag_days=None,
+    warehouse_secret="",
 ):
     """extract -> clean -> encode -> train -> index (-> promote). Returns the train and index tasks.
 
@@ -68,7 +75,11 @@ def training_tasks(
     token = cache_key_task(end_date, cache_lag_days, TRAINING)
     events = extract_cached(
         extract_training_events(
-            warehouse_uri=warehouse_uri, start_date=start_date, end_date=end_date, **token
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            end_date=end_date,
+            warehouse_secret=warehouse_secret,
+            **token,
         ),
         token,
     ).set_display_name(f"{TRAINING}: extract purchases and the queries before them")
@@ -201,11 +212,14 @@ def recommend_tasks(
     output_uri,
     index=None,
     cache_lag_days=None,
+    warehouse_secret="",
+    then=None,
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
-    `model` and `encoder` are Model artifacts (a train output or an importer's). Returns the single infer
-    task and the merge task (which of them ran depends on num_shards)."""
+    `model` and `encoder` are Model artifacts (a train output or an importer's). `then`, if given, is
+    called with the final recommendations inside whichever branch produces them (e.g. a backtest).
+    Returns the single infer task and the merge task (which of them ran depends on num_shards)."""
     token = cache_key_task(end_date, cache_lag_days, SERVING)
     events = extract_cached(
         extract_inference_events(
@@ -213,6 +227,7 @@ def recommend_tasks(
             start_date=start_date,
             end_date=end_date,
             users_uri=users_uri,
+            warehouse_secret=warehouse_secret,
             **token,
         ),
         token,
@@ -246,6 +261,8 @@ def recommend_tasks(
         single = configure(
             infer(**common, shard_index=0, output_uri=output_uri), "infer", touches_network=True
         ).set_display_name(f"{SERVING}: top-k items per user (one shard)")
+        if then is not None:
+            then(single.outputs["recommendations"]).set_display_name(f"{SERVING}: backtest (one shard)")
     with dsl.Else(name="sharded"):
         shards = configure(shard_indices(num_shards=num_shards), "clean").set_display_name(
             f"{SERVING}: user shards"
@@ -261,7 +278,21 @@ def recommend_tasks(
             "infer",
             touches_network=True,
         ).set_display_name(f"{SERVING}: join the shards into one dataset")
+        if then is not None:
+            then(merged.outputs["recommendations"]).set_display_name(f"{SERVING}: backtest (merged shards)")
     return single, merged
+
+
+def backtest_task(recommendations, warehouse_uri, start_date, days):
+    """Served recommendations against the warehouse's purchases of the following days (Metrics)."""
+    return configure(
+        backtest(
+            recommendations=recommendations, warehouse_uri=warehouse_uri, start_date=start_date, days=days
+        ),
+        "extract",
+        touches_network=True,
+        cache=False,
+    ).set_display_name(f"{SERVING}: backtest against the following days' purchases")
 
 
 def serving_outputs(**extra) -> type:

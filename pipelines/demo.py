@@ -4,6 +4,7 @@ from kfp import dsl
 from kfp.dsl import Metrics
 
 from pipelines.common import (
+    backtest_task,
     final_recommendations,
     import_encoder,
     recommend_tasks,
@@ -21,6 +22,7 @@ DemoOutputs = serving_outputs(metrics=Metrics)
 def demo(
     warehouse_uri: str = config.DEMO_WAREHOUSE,
     embeddings_uri: str = config.DEMO_EMBEDDINGS,
+    warehouse_secret: str = "",
     train_start_date: str = config.DEMO_TRAIN_START,
     train_end_date: str = config.DEMO_TRAIN_END,
     holdout_start: str = config.DEMO_HOLDOUT_START,
@@ -31,8 +33,8 @@ def demo(
     min_item_count: int = config.DEMO_MIN_ITEM_COUNT,
     encoder: str = config.DEMO_ENCODER_DIR,
     pooling: str = "",
-    epochs: int = 8,
-    batch_size: int = 1024,
+    epochs: int = config.TRAIN_EPOCHS,
+    batch_size: int = config.TRAIN_BATCH_SIZE,
     loss: str = "",
     index_kind: str = config.INDEX_KIND,
     min_index_recall: float = config.MIN_INDEX_RECALL,
@@ -43,11 +45,14 @@ def demo(
     exclude_bought: bool = False,
     min_history: int = config.MIN_HISTORY,
     output_uri: str = "",
+    backtest_start_date: str = config.DEMO_BACKTEST_START,
+    backtest_days: int = config.DEMO_BACKTEST_DAYS,
     cache_lag_days: int = config.CACHE_LAG_DAYS,
 ) -> DemoOutputs:
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=train_start_date,
         end_date=train_end_date,
@@ -68,6 +73,7 @@ def demo(
     single, merged = recommend_tasks(
         model=trained.outputs["model"],
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=recommend_start_date,
         end_date=recommend_end_date,
@@ -83,6 +89,7 @@ def demo(
         min_history=min_history,
         output_uri=output_uri,
         cache_lag_days=cache_lag_days,
+        then=lambda recs: backtest_task(recs, warehouse_uri, backtest_start_date, backtest_days),
     )
     return DemoOutputs(
         model=trained.outputs["model"],

@@ -24,6 +24,10 @@ PARAMETERS: dict[str, str] = {
     "environment, never in the URI) or duckdb:///file.",
     "embeddings_uri": "bert4rec item-embeddings snapshots, a folder of dt=YYYY-MM-DD partitions (or one "
     "partition to pin it); local path, s3:// or gs://.",
+    "warehouse_secret": "Vertex AI: a Secret Manager secret version holding the warehouse login; empty: "
+    "PGUSER / PGPASSWORD from the pod's environment (a Kubernetes Secret on Kubeflow Pipelines).",
+    "backtest_start_date": "demo: first day of the purchases the served recommendations are scored against.",
+    "backtest_days": "demo: days of purchases in the backtest.",
     "holdout_start": "purchases from this date on form the temporal holdout; empty: the last 7 days of "
     "the window.",
     "snapshot_max_days": "how far the nearest dt= snapshot may be from the window's end, in days.",

@@ -5,7 +5,14 @@ from kfp import dsl
 
 from components import resolve_model
 from pipelines.cluster import configure
-from pipelines.common import final_recommendations, import_encoder, recommend_tasks, serving_outputs
+from pipelines.common import (
+    PRODUCTION,
+    PRODUCTION_WAREHOUSE_SECRET,
+    final_recommendations,
+    import_encoder,
+    recommend_tasks,
+    serving_outputs,
+)
 from pipelines.docs import documented
 from searchrec import config
 
@@ -20,11 +27,12 @@ def recommend(
     start_date: str,
     end_date: str,
     model_uri: str,
-    warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
-    embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    warehouse_uri: str = PRODUCTION.warehouse_uri,
+    embeddings_uri: str = PRODUCTION.embeddings_uri,
+    warehouse_secret: str = PRODUCTION_WAREHOUSE_SECRET,
     users_uri: str = "",
     snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
-    encoder: str = config.PRODUCTION_ENCODER_ID,
+    encoder: str = PRODUCTION.encoder,
     pooling: str = config.PRODUCTION_ENCODER_POOLING,
     index_kind: str = config.INDEX_KIND,
     min_index_recall: float = config.MIN_INDEX_RECALL,
@@ -41,6 +49,7 @@ def recommend(
     single, merged = recommend_tasks(
         model=model.outputs["model"],
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=start_date,
         end_date=end_date,

@@ -5,7 +5,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Metrics, Model
 
-from pipelines.common import import_encoder, training_tasks
+from pipelines.common import PRODUCTION, PRODUCTION_WAREHOUSE_SECRET, import_encoder, training_tasks
 from pipelines.docs import documented
 from searchrec import config
 
@@ -26,21 +26,22 @@ class TrainingOutputs(NamedTuple):
 def training(
     start_date: str,
     end_date: str,
-    warehouse_uri: str = "postgresql://greenplum.internal:5432/dwh",
-    embeddings_uri: str = "gs://ml-platform-bert4rec/nm_embeddings",
+    warehouse_uri: str = PRODUCTION.warehouse_uri,
+    embeddings_uri: str = PRODUCTION.embeddings_uri,
+    warehouse_secret: str = PRODUCTION_WAREHOUSE_SECRET,
     holdout_start: str = "",
     snapshot_max_days: int = config.SNAPSHOT_MAX_DAYS,
     max_items: int = config.MAX_ITEMS,
     min_item_count: int = config.MIN_ITEM_COUNT,
-    encoder: str = config.PRODUCTION_ENCODER_ID,
+    encoder: str = PRODUCTION.encoder,
     pooling: str = config.PRODUCTION_ENCODER_POOLING,
-    epochs: int = 8,
-    batch_size: int = 1024,
+    epochs: int = config.TRAIN_EPOCHS,
+    batch_size: int = config.TRAIN_BATCH_SIZE,
     loss: str = "",
     index_kind: str = config.INDEX_KIND,
     min_index_recall: float = config.MIN_INDEX_RECALL,
     ground_truth_uri: str = "",
-    learning_rate: float = 0.002,
+    learning_rate: float = config.TRAIN_LR,
     models_uri: str = "",
     min_lift: float = config.PROMOTE_MIN_LIFT,
     max_regression: float = config.PROMOTE_MAX_REGRESSION,
@@ -50,6 +51,7 @@ def training(
     encoder_model = import_encoder(encoder)
     trained, indexed = training_tasks(
         warehouse_uri=warehouse_uri,
+        warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
         start_date=start_date,
         end_date=end_date,

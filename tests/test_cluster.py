@@ -72,7 +72,9 @@ def _by_task(docs: list[dict]) -> dict[str, dict]:
     return out
 
 
-def test_each_task_gets_its_stage_image_resources_and_accelerator(tmp_path):
+def test_each_task_gets_its_stage_image_resources_and_accelerator(tmp_path, monkeypatch):
+    monkeypatch.delenv(PLATFORM_ENV, raising=False)  # default target: Kubeflow Pipelines
+    kfp_settings = config.platform("kfp")
     tasks = _by_task(_compile(_small_pipeline(), tmp_path / "p.yaml"))
     assert set(tasks) == {"extract", "clean", "train", "infer"}
     for stage, task in tasks.items():
@@ -83,17 +85,21 @@ def test_each_task_gets_its_stage_image_resources_and_accelerator(tmp_path):
         assert (res["resourceCpuRequest"], res["resourceCpuLimit"]) == (wanted.cpu, wanted.cpu)
         assert (res["resourceMemoryRequest"], res["resourceMemoryLimit"]) == (wanted.memory, wanted.memory)
         if wanted.gpus:
-            assert res["accelerator"]["resourceType"] == config.ACCELERATOR_TYPE
+            assert res["accelerator"]["resourceType"] == kfp_settings.gpu_accelerator == "nvidia.com/gpu"
             assert res["accelerator"]["resourceCount"] == str(wanted.gpus)
             assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in task["k8s"][
                 "tolerations"
             ]
+            label, value = kfp_settings.node_selector()
+            assert task["k8s"]["nodeSelector"]["labels"] == {label: value}
         else:
             assert "accelerator" not in res
             assert "tolerations" not in task["k8s"]
+            assert "nodeSelector" not in task["k8s"]
 
 
-def test_retry_caching_and_secrets_follow_what_a_task_touches(tmp_path):
+def test_retry_caching_and_secrets_follow_what_a_task_touches(tmp_path, monkeypatch):
+    monkeypatch.delenv(PLATFORM_ENV, raising=False)
     tasks = _by_task(_compile(_small_pipeline(), tmp_path / "p.yaml"))
     extract, clean, train, infer = (tasks[s] for s in ("extract", "clean", "train", "infer"))
 
@@ -127,7 +133,9 @@ def test_retry_caching_and_secrets_follow_what_a_task_touches(tmp_path):
     assert infer["task"]["cachingOptions"] == {"enableCache": True}
 
 
-def test_extract_is_never_cached_even_when_asked(tmp_path):
+def test_extract_is_never_cached_even_when_asked(tmp_path, monkeypatch):
+    monkeypatch.delenv(PLATFORM_ENV, raising=False)
+
     @dsl.pipeline(name="extract-cache")
     def p(day: str):
         configure(_extract(day=day), "extract", cache=True)
@@ -142,7 +150,7 @@ def test_vertex_target_compiles_a_single_document_without_kubernetes_settings(tm
     docs = _compile(_small_pipeline(), tmp_path / "p.yaml")
     assert len(docs) == 1
     train = _by_task(docs)["train"]
-    assert train["container"]["resources"]["accelerator"]["resourceType"] == config.ACCELERATOR_TYPE
+    assert train["container"]["resources"]["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"
 
 
 def test_unknown_stage_is_one_clear_error():
@@ -167,12 +175,13 @@ def cluster_yaml(tmp_path_factory) -> dict[str, Path]:
         "PGPASSWORD": FAKE_PASSWORD,
         "PGUSER": "svc_searchrec",
         "DATABASE_URL": f"postgresql://svc_searchrec:{FAKE_PASSWORD}@greenplum.internal:5432/dwh",
-        "SEARCHREC_WAREHOUSE_URI": f"postgresql://svc_searchrec:{FAKE_PASSWORD}@greenplum.internal/dwh",
+        # a production default with a password is refused at compile time (test_production_defaults.py)
+        "SEARCHREC_WAREHOUSE_URI": "postgresql://greenplum.internal/dwh",
         "AWS_SECRET_ACCESS_KEY": FAKE_AWS_SECRET,
         "SEARCHREC_KFP_TOKEN": FAKE_TOKEN,
     }
     assert PASSWORD_URI_RE.search(env["DATABASE_URL"])  # the leak check below would see such a URI
-    paths = compile_pipelines(list(PIPELINES), out, tag=TEST_TAG, env=env)
+    paths = compile_pipelines(list(PIPELINES), out, tag=TEST_TAG, platform="kfp", env=env)
     return dict(zip(PIPELINES, paths, strict=True))
 
 

@@ -8,6 +8,13 @@ from searchrec.cli import main
 from tests.kfp_api_server import KfpApiServer
 
 WINDOW = {"start_date": "2026-09-01", "end_date": "2026-10-07"}
+# What a cluster run needs besides the window (production defaults are empty unless settings give them)
+CLUSTER = {
+    "encoder": "gs://ml-platform-models/encoders/rubert-tiny2",
+    "warehouse_uri": "postgresql://gp-master.internal:5432/dwh",
+    "embeddings_uri": "gs://ml-platform-bert4rec/nm_embeddings",
+}
+CLUSTER_ARGS = [arg for name, value in CLUSTER.items() for arg in ("--param", f"{name}={value}")]
 
 
 @pytest.fixture()
@@ -27,8 +34,10 @@ def _caching(body: dict) -> dict[str, bool]:
 
 
 def test_cache_keeps_the_compiled_settings_and_no_cache_turns_every_task_off(server):
-    submit.submit("training", host=server.url, tag=config.IMAGE_TAG, **WINDOW)
-    submit.submit("training", host=server.url, tag=config.IMAGE_TAG, enable_caching=False, **WINDOW)
+    submit.submit("training", host=server.url, tag=config.IMAGE_TAG, params=CLUSTER, **WINDOW)
+    submit.submit(
+        "training", host=server.url, tag=config.IMAGE_TAG, params=CLUSTER, enable_caching=False, **WINDOW
+    )
     cached, uncached = (_caching(r.body) for r in server.calls("POST", "/apis/v2beta1/runs"))
     assert cached["extract-training-events"] and cached["encode"]
     assert not cached["promote"] and not cached["window-cache-key"]
@@ -36,18 +45,18 @@ def test_cache_keeps_the_compiled_settings_and_no_cache_turns_every_task_off(ser
 
 
 def test_command_line_cache_options_reach_the_run(server, capsys):
-    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07"]
+    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07", *CLUSTER_ARGS]
     assert main(["submit", *args, "--host", server.url, "--tag", config.IMAGE_TAG, "--no-cache"]) == 0
     assert main(["submit", *args, "--host", server.url, "--cache-lag-days", "5"]) == 0
     first, second = (r.body for r in server.calls("POST", "/apis/v2beta1/runs"))
     assert not any(_caching(first).values())
     assert _caching(second)["extract-training-events"]
-    assert first["runtime_config"]["parameters"]["cache_lag_days"] == config.CACHE_LAG_DAYS
+    assert "cache_lag_days" not in first["runtime_config"]["parameters"]  # the compiled default
     assert second["runtime_config"]["parameters"]["cache_lag_days"] == 5
 
 
 def test_submit_prints_the_run_and_its_ui_link_and_runs_lists_it(server, capsys):
-    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07"]
+    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07", *CLUSTER_ARGS]
     assert main(["submit", *args, "--host", server.url, "--tag", config.IMAGE_TAG]) == 0
     run_id, link = capsys.readouterr().out.strip().splitlines()[-2:]  # kfp.Client prints its own lines first
     assert run_id in server.runs and link == f"UI: {server.url}/#/runs/details/{run_id}"
@@ -60,7 +69,7 @@ def test_submit_prints_the_run_and_its_ui_link_and_runs_lists_it(server, capsys)
 
 
 def test_kfp_host_and_vertex_project_together_is_an_error(server, capsys):
-    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07"]
+    args = ["--pipeline", "training", "--start-date", "2026-09-01", "--end-date", "2026-10-07", *CLUSTER_ARGS]
     assert main(["submit", *args, "--host", server.url, "--vertex-project", "ml-platform"]) == 1
     assert "not both" in capsys.readouterr().err
     assert server.calls("POST", "/apis/v2beta1/runs") == []

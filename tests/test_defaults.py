@@ -4,6 +4,7 @@ has; a default changed in one place and not the others fails here."""
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -32,10 +33,22 @@ def pipeline(graph, param: str) -> tuple[str, object]:
     return f"pipeline {func.__name__}({param})", inspect.signature(func).parameters[param].default
 
 
-def cli(command: str, dest: str, *extra: str) -> tuple[str, object]:
-    args = build_parser().parse_args([command, *extra])
-    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(args, dest)
+@functools.cache
+def _parsed(command: str):
+    return build_parser().parse_args([command])
 
+
+def cli(command: str, dest: str) -> tuple[str, object]:
+    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command), dest)
+
+
+def train_param(field: str) -> tuple[str, object]:
+    from searchrec.stages.train import TrainParams
+
+    return f"TrainParams.{field}", getattr(TrainParams(), field)
+
+
+BACKTEST_ARGS = ("--recommendations", "r", "--warehouse-uri", "w", "--start-date", "2026-10-11")
 
 PLACES = {
     "INDEX_KIND": lambda: [
@@ -104,6 +117,41 @@ PLACES = {
         component("clean_training", "history_length"),
         component("clean_inference", "history_length"),
     ],
+    **{
+        name: (
+            lambda field=field, param=param, extra=extra: [
+                train_param(field),
+                component("train", param),
+                *extra(),
+            ]
+        )
+        for name, field, param, extra in (
+            (
+                "TRAIN_EPOCHS",
+                "epochs",
+                "epochs",
+                lambda: [*(pipeline(p, "epochs") for p in (training, demo)), cli("run", "epochs")],
+            ),
+            (
+                "TRAIN_BATCH_SIZE",
+                "batch_size",
+                "batch_size",
+                lambda: [*(pipeline(p, "batch_size") for p in (training, demo))],
+            ),
+            ("TRAIN_LR", "lr", "learning_rate", list),
+            ("TRAIN_LOSS", "loss", "loss", list),
+            ("TRAIN_TEMPERATURE", "temperature", "temperature", list),
+            ("TRAIN_PADDING", "padding", "padding", list),
+            ("QUERY_TOWER", "query_tower", "query_tower", list),
+            ("SAMPLED_NEGATIVES", "sampled_negatives", "sampled_negatives", list),
+            ("NEGATIVE_SAMPLING", "negative_sampling", "negative_sampling", list),
+            ("VALIDATION_DAYS", "validation_days", "validation_days", list),
+            ("EARLY_STOPPING_PATIENCE", "patience", "patience", list),
+        )
+    },
+    "BACKTEST_DAYS": lambda: [component("backtest", "days"), cli("backtest", "days", *BACKTEST_ARGS)],
+    "DEMO_BACKTEST_DAYS": lambda: [pipeline(demo, "backtest_days")],
+    "DEMO_BACKTEST_START": lambda: [pipeline(demo, "backtest_start_date")],
 }
 
 

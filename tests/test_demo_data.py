@@ -361,3 +361,35 @@ def test_command_line_reports_bad_input_in_one_line(tmp_path, capsys):
     assert main(["--out", str(out), "--size", "tiny"]) == 2  # exists, not empty
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "overwrite" in err and "\n" not in err
+
+
+def test_hard_size_is_a_world_a_better_model_shows_in():
+    """`hard`: long tail, late launches, weak popularity; `demo` keeps its own figures (test above)."""
+    from searchrec.demo_data import _raw_recalls
+
+    t = generate_tables("hard", 0)
+    orders = t.orders.to_pandas()
+    train, holdout = _split(orders)
+    counts = holdout["nm_id"].map(train["nm_id"].value_counts()).fillna(0)
+    # most holdout purchases are of items that training saw fewer than min_item_count times
+    assert (counts < config.DEMO_MIN_ITEM_COUNT).mean() > 0.5
+    assert (counts == 0).mean() > 0.2  # a good share never: late launches and the long tail
+    ceiling, popularity = _raw_recalls(t)
+    assert ceiling > 0.85 and popularity < 0.05  # reachable for a model, out of reach for popularity
+    texts = set(t.search_queries.column("query_text").drop_null().to_pylist())
+    assert any("adidas" in q for q in texts) and any("адидас" in q for q in texts)  # both scripts
+    assert len(texts) / t.search_queries.num_rows > 0.12  # noisier phrasings than demo's
+
+
+def test_mixed_sessions_take_queries_from_another_intent():
+    from dataclasses import replace
+
+    from searchrec.demo_data import SIZES, _Intents, _mix_intents, _Pool
+
+    p = replace(SIZES["tiny"], mixed_intent_share=1.0, mixed_query_share=1.0)
+    it = _Intents(*(np.zeros(3, dtype=np.int64),) * 3, np.array([0.0, 0.0, 1.0]), *(np.zeros(1),) * 3)
+    pool = _Pool([], np.array([0, 100, 200]), np.zeros(1, dtype=np.int64), 300)
+    q_sess, variant = np.array([0, 0, 1]), np.array([1, 2, 3])
+    src = np.array([0.99, 0.0, 0.99])  # the second query is a broad category query: kept
+    out = _mix_intents(np.array([7, 8, 9]), q_sess, src, variant, it, pool, p, np.random.default_rng(0))
+    assert out.tolist() == [201, 8, 203]  # every intent query now reads intent 2

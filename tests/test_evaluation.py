@@ -150,8 +150,9 @@ def test_report_is_self_contained_and_well_formed(tmp_path) -> None:
     assert render_report([], {}, {}).count("no data") == 2
 
 
-def test_ceiling_hook_reads_the_demo_ground_truth(tmp_path) -> None:
-    pytest.importorskip("searchrec.demo_data")
+def test_ceiling_reads_a_ground_truth_folder_as_plain_data(tmp_path) -> None:
+    import math
+
     import pandas as pd
 
     from searchrec.evaluation import ceiling_metrics
@@ -162,4 +163,36 @@ def test_ceiling_hook_reads_the_demo_ground_truth(tmp_path) -> None:
     pd.DataFrame({"intent_id": [0, 1], "nm_ids": [[5, 6], [7]]}).to_parquet(tmp_path / "intents.parquet")
     # popularity from training purchases: 5 bought 3 times, 6 once -> intent 0's oracle list is [5, 6]
     m = ceiling_metrics(tmp_path, holdout, np.array([5, 5, 5, 6, 9]), ks=(1, 2))
-    assert m == {"ceiling_recall_at_1": pytest.approx(2 / 3), "ceiling_recall_at_2": pytest.approx(1.0)}
+    assert m == {
+        "ceiling_recall_at_1": pytest.approx(2 / 3),
+        "ceiling_recall_at_2": pytest.approx(1.0),
+        "ceiling_ndcg_at_200": pytest.approx((2 + 1 / math.log2(3)) / 3),
+        "ceiling_mrr": pytest.approx(2.5 / 3),
+    }
+
+
+def test_evaluation_does_not_import_the_demo_generator() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, searchrec.evaluation; print('searchrec.demo_data' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_report_shows_validation_and_holdout_curves_and_the_kept_epoch() -> None:
+    history = [
+        {"epoch": e, "loss": 3.0 - e / 2, "validation_recall_at_10": v, "validation_recall_at_200": v + 0.3}
+        | {"holdout_recall_at_10": v - 0.05, "holdout_recall_at_200": v + 0.25}
+        for e, v in ((1, 0.2), (2, 0.4), (3, 0.35))
+    ]
+    metrics = {"model_recall_at_200": 0.6, "best_epoch": 2.0, "validation_ndcg_at_200": 0.31}
+    html = render_report(history, metrics, {})
+    assert "Kept epoch: <b>2</b> of 3 run (best validation ndcg_at_200 0.3100)" in html
+    chart = html[html.index('aria-label="Validation and holdout recall per epoch"') :]
+    chart = chart[: chart.index("</svg>")]
+    for name in ("validation recall@10", "validation recall@200", "holdout recall@10", "holdout recall@200"):
+        assert f">{name}</text>" in chart
+    assert chart.count("<polyline") == 4
+    kept_rows = [row for row in html.split("<tr>") if "✓" in row]
+    assert len(kept_rows) == 1 and '<td class="">2</td>' in kept_rows[0]

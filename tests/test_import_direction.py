@@ -47,13 +47,10 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-# evaluation.py still reaches for the demo generator's ceiling; the model-quality branch (issue 12) moves
-# the ceiling beside evaluation. Removed from this list when that branch lands.
-NOT_YET = {"searchrec.evaluation"}
 RUNTIME = sorted(
     p
     for p in [*PACKAGE.rglob("*.py"), *(ROOT / "components").glob("*.py")]
-    if not _is_driver(_module_name(p)) and _module_name(p) not in NOT_YET
+    if not _is_driver(_module_name(p))
 )
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from searchrec.losses import (
+    NegativeSampler,
     accidental_hits,
     cosine_loss,
     multi_margin_loss,
@@ -88,3 +90,34 @@ def test_dispatch_and_gradients() -> None:
         assert torch.isfinite(loss) and q.grad is not None and q.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="unknown loss"):
         retrieval_loss("hinge", q, i)
+
+
+def test_sampled_negatives_join_the_softmax_with_their_own_correction() -> None:
+    neg = torch.tensor([[0.0, 1.0], [1.0, 0.0]])  # sampled items 30 and 10 (10 is row 0's positive)
+    neg_ids, neg_log_q = torch.tensor([30, 10]), torch.log(torch.tensor([0.5, 0.5]))
+    got = sampled_softmax_loss(
+        Q, I, DISTINCT, temperature=1.0, negatives=neg, negative_ids=neg_ids, negative_log_q=neg_log_q
+    ).item()
+    # row 0: in-batch [1.0, 0.6], sampled [0 - ln .5, (hit: removed)]
+    row0 = -1.0 + math.log(math.exp(1.0) + math.exp(0.6) + math.exp(-math.log(0.5)))
+    # row 1: in-batch [0.0, 0.8], sampled [1 - ln .5, 0 - ln .5]
+    row1 = -0.8 + math.log(
+        math.exp(0.0) + math.exp(0.8) + math.exp(1 - math.log(0.5)) + math.exp(-math.log(0.5))
+    )
+    assert got == pytest.approx((row0 + row1) / 2)
+    with pytest.raises(ValueError, match="softmax"):
+        retrieval_loss("cosine", Q, I, DISTINCT, negatives=neg)
+
+
+def test_negative_sampler_reaches_every_item_of_the_snapshot() -> None:
+    counts = np.array([1000.0, 10.0, 0.0, 0.0])  # items 2 and 3 are never a training target
+    generator = torch.Generator().manual_seed(0)
+    uniform = NegativeSampler(counts, "uniform").sample(4000, generator)
+    assert set(uniform.tolist()) == {0, 1, 2, 3}
+    assert abs((uniform >= 2).float().mean().item() - 0.5) < 0.05
+    popular = NegativeSampler(counts, "popularity", alpha=0.5)
+    expected = np.sqrt(counts + 1) / np.sqrt(counts + 1).sum()
+    assert np.allclose(popular.probs.numpy(), expected, atol=1e-6)
+    assert (popular.sample(4000, generator) >= 2).any()  # smoothed popularity still draws them
+    with pytest.raises(ValueError, match="negative sampling"):
+        NegativeSampler(counts, "zipf")

@@ -16,7 +16,7 @@ from searchrec.errors import SearchrecError
 from searchrec.stages.promote import promote_model, score_on_holdout
 from searchrec.stages.train import train_two_tower
 from tests.stages.test_train import FAST, make_inputs
-from tests.vertex_api_server import VertexModelRegistry
+from tests.vertex_model_registry_server import VertexModelRegistry
 
 
 @pytest.fixture(params=["local", "s3", "gs"])

@@ -16,6 +16,12 @@ from tests.kfp_api_server import KfpApiServer
 RUNS = "/apis/v2beta1/runs"
 WINDOW = {"start_date": "2026-10-08", "end_date": "2026-10-14"}
 MODEL = "gs://ml-platform-models/searchrec/2026-10-07/model"
+# What a cluster run needs besides the window (production defaults are empty unless settings give them)
+CLUSTER = {
+    "encoder": "gs://ml-platform-models/encoders/rubert-tiny2",
+    "warehouse_uri": "postgresql://gp-master.internal:5432/dwh",
+    "embeddings_uri": "gs://ml-platform-bert4rec/nm_embeddings",
+}
 
 
 @pytest.fixture()
@@ -26,7 +32,7 @@ def server():
 
 
 def _submit(srv: KfpApiServer, pipeline: str = "recommend", **kwargs) -> str:
-    kwargs.setdefault("params", {"model_uri": MODEL})
+    kwargs["params"] = {**CLUSTER, **kwargs.get("params", {"model_uri": MODEL})}
     window = {**WINDOW, **{k: kwargs.pop(k) for k in ("start_date", "end_date") if k in kwargs}}
     return submit.submit(pipeline, host=srv.url, tag=config.IMAGE_TAG, poll_interval=0.01, **window, **kwargs)
 
@@ -44,7 +50,7 @@ def test_submit_sends_a_valid_run_with_the_window_and_parameters(server):
     body = request.body
     assert body["display_name"].startswith("searchrec-recommend 2026-10-08..2026-10-14 ")
     assert body["runtime_config"] == {
-        "parameters": {**WINDOW, "model_uri": MODEL, "num_shards": 4, "exclude_bought": True},
+        "parameters": {**WINDOW, **CLUSTER, "model_uri": MODEL, "num_shards": 4, "exclude_bought": True},
         "pipeline_root": "gs://ml-platform-pipelines/searchrec",
     }
     assert body["service_account"] == "searchrec-runner"
@@ -159,6 +165,7 @@ def test_wait_exit_code_comes_from_the_final_run_state(states, code, capsys):
         argv = ["submit", "--pipeline", "recommend", "--host", srv.url, "--tag", config.IMAGE_TAG]
         argv += ["--start-date", WINDOW["start_date"], "--end-date", WINDOW["end_date"]]
         argv += ["--param", f"model_uri={MODEL}", "--wait", "--poll-interval", "0.01"]
+        argv += [a for name, value in CLUSTER.items() for a in ("--param", f"{name}={value}")]
         assert main(argv) == code
         (run_id,) = srv.runs
         polls = [r for r in srv.requests if r.method == "GET" and r.path == f"{RUNS}/{run_id}"]
@@ -182,7 +189,7 @@ def test_unreachable_endpoint_is_one_line():
         submit.submit(
             "recommend",
             host=f"http://127.0.0.1:{free_port()}",
-            params={"model_uri": MODEL},
+            params={"model_uri": MODEL, **CLUSTER},
             tag=config.IMAGE_TAG,
             **WINDOW,
         )
@@ -196,13 +203,18 @@ def test_schedule_creates_a_valid_recurring_run(server):
         tag=config.IMAGE_TAG,
         start_date="2026-09-01",
         end_date="2026-10-07",
+        params=CLUSTER,
     )
     (request,) = server.calls("POST", "/apis/v2beta1/recurringruns")
     body = request.body
     assert body["recurring_run_id"] if "recurring_run_id" in body else recurring_id in server.recurring_runs
     assert body["trigger"] == {"cron_schedule": {"cron": "0 0 3 * * 1"}}
     assert body["mode"] == "ENABLE" and body["no_catchup"] is True and int(body["max_concurrency"]) == 1
-    assert body["runtime_config"]["parameters"] == {"start_date": "2026-09-01", "end_date": "2026-10-07"}
+    assert body["runtime_config"]["parameters"] == {
+        "start_date": "2026-09-01",
+        "end_date": "2026-10-07",
+        **CLUSTER,
+    }
     with pytest.raises(SearchrecError, match="5 fields"):
         submit.schedule(
             "training", cron="0 0 3 * * 1", host=server.url, start_date="2026-09-01", end_date="2026-10-07"

@@ -6,6 +6,7 @@ Every command ends bad input with one line naming the problem and exit code 1 (2
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import shutil
@@ -184,12 +185,182 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
-    from pipelines import compile_all
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from searchrec.stages.backtest import backtest
 
-    for path in compile_all(Path(args.out)):
+    result = backtest(Path(args.recommendations), _abs_uri(args.warehouse_uri), args.start_date, args.days)
+    print(json.dumps({"start_date": result.start_date, "end_date": result.end_date, **result.as_metrics()}))
+    return 0
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """YAML per platform: <out>/kfp/<pipeline>.yaml and/or <out>/vertex/<pipeline>.yaml."""
+    import os
+
+    from searchrec.submit import CHECK_PIPELINE_NAMES, PIPELINE_NAMES, compile_platforms
+
+    chosen = args.platform or os.environ.get(config.PLATFORM_ENV) or "all"
+    platforms = config.PLATFORM_NAMES if chosen == "all" else (config.platform_name(chosen),)
+    names = (*PIPELINE_NAMES, *CHECK_PIPELINE_NAMES)
+    for path in compile_platforms(Path(args.out), platforms, tag=config.IMAGE_TAG, pipelines=names):
         print(path)
     return 0
+
+
+def cmd_encoder_publish(args: argparse.Namespace) -> int:
+    from searchrec.encoder import MANIFEST_FILE, publish_encoder
+
+    manifest = publish_encoder(args.src, args.dest, pooling=args.pooling or None)
+    size = sum(f["bytes"] for f in manifest["files"].values())
+    print(
+        f"published {args.src} to {args.dest}: {len(manifest['files'])} files, {size / 1e6:.1f} MB, {MANIFEST_FILE}"
+    )
+    print(f"use it as: --param encoder={args.dest}")
+    return 0
+
+
+def cmd_encoder_verify(args: argparse.Namespace) -> int:
+    from searchrec.encoder import MANIFEST_FILE, check_published
+
+    manifest = check_published(args.path)
+    print(
+        f"{args.path}: {len(manifest['files'])} files match {MANIFEST_FILE} (source {manifest.get('source')})"
+    )
+    return 0
+
+
+def _add_encoder_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "encoder", help="publish a sentence encoder for the cluster, or verify a published one"
+    )
+    commands = p.add_subparsers(dest="encoder_command", required=True)
+    q = commands.add_parser(
+        "publish", help="save_pretrained layout + checksum manifest of a cached HF id or a folder, to DEST"
+    )
+    q.add_argument("src", help="Hugging Face id in the local cache (HF_HOME), or a folder")
+    q.add_argument("dest", help="folder, s3://bucket/prefix or gs://bucket/prefix")
+    q.add_argument(
+        "--pooling", choices=["cls", "mean"], default=None, help="default: the source folder's, else cls"
+    )
+    q.set_defaults(func=cmd_encoder_publish)
+    q = commands.add_parser("verify", help="check a published folder's files against its manifest")
+    q.add_argument("path", help="folder, s3:// or gs://")
+    q.set_defaults(func=cmd_encoder_verify)
+
+
+def _preflight_arguments(args: argparse.Namespace) -> dict:
+    from searchrec.dates import parse_date
+
+    parse_date(args.date, "--date")
+    arguments = {
+        "date": args.date,
+        "snapshot_max_days": args.snapshot_max_days,
+        "allow_no_gpu": args.allow_no_gpu,
+        # required on a cluster; locally the demo's stand-in encoder is not a published folder
+        "require_encoder_manifest": (
+            not args.local if args.require_encoder_manifest is None else args.require_encoder_manifest
+        ),
+    }
+    for name in ("warehouse_uri", "embeddings_uri", "encoder", "warehouse_secret"):
+        value = getattr(args, name)
+        if value:
+            arguments[name] = _abs_uri(value) if args.local and name != "warehouse_secret" else value
+    return arguments
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """The preflight pipeline: locally (kfp.local) with one line per check, or submitted to a cluster."""
+    if not args.local:
+        return _submit_preflight(args)
+    from searchrec.localrun import run_local
+    from searchrec.preflight import parse_report
+
+    defaults = {"warehouse_uri": config.DEMO_WAREHOUSE, "embeddings_uri": config.DEMO_EMBEDDINGS}
+    defaults["encoder"] = config.DEMO_ENCODER_DIR
+    for name, value in defaults.items():
+        setattr(args, name, getattr(args, name) or value)
+    run = run_local("preflight", _preflight_arguments(args), Path(args.runs_dir))
+    report = run.artifact_path("preflight-report", "report")
+    for stage, check, result, detail in parse_report(report.read_text(encoding="utf-8")):
+        print(f"{result} {stage} {check}: {detail}")
+    print(f"preflight report (Markdown artifact): {report}")
+    return 0
+
+
+def _submit_preflight(args: argparse.Namespace) -> int:
+    from searchrec.submit import RunNotSucceeded, parse_params, submit
+
+    params = {k: v for k, v in _preflight_arguments(args).items() if k != "date"}
+    params.update(parse_params(args.param))
+    try:
+        run_id = _submit_preflight_run(args, params, submit)
+    except RunNotSucceeded as error:
+        print(f"searchrec: {error}", file=sys.stderr)
+        return error.exit_code
+    print(run_id)
+    return 0
+
+
+def _submit_preflight_run(args: argparse.Namespace, params: dict, submit) -> str:
+    from searchrec.submit import vertex_network_from_args
+
+    return submit(
+        "preflight",
+        start_date=args.date,
+        end_date=args.date,
+        params=params,
+        host=args.host or None,
+        namespace=args.namespace or None,
+        vertex_project=None if args.host else (args.vertex_project or None),
+        vertex_location=args.vertex_location or None,
+        pipeline_root=args.pipeline_root or None,
+        service_account=args.service_account or None,
+        tag=args.tag,
+        wait=args.wait,
+        timeout=args.timeout,
+        vertex_network=vertex_network_from_args(args),
+    )
+
+
+def _add_preflight_command(sub: argparse._SubParsersAction) -> None:
+    import datetime as dt
+    import os
+
+    p = sub.add_parser("preflight", help="check every stage image on a cluster (or locally with --local)")
+    p.add_argument("--local", action="store_true", help="run with kfp.local here (default: the demo data)")
+    p.add_argument("--date", default=dt.date.today().isoformat(), help="embeddings partition near this date")
+    p.add_argument("--warehouse-uri", dest="warehouse_uri", default="")
+    p.add_argument("--warehouse-secret", dest="warehouse_secret", default="", help="Secret Manager version")
+    p.add_argument("--embeddings-uri", dest="embeddings_uri", default="")
+    p.add_argument("--encoder", default="", help="published encoder folder (searchrec encoder publish)")
+    p.add_argument("--snapshot-max-days", type=int, default=config.SNAPSHOT_MAX_DAYS)
+    p.add_argument("--allow-no-gpu", action="store_true", help="GPU checks pass without a GPU (local runs)")
+    p.add_argument(
+        "--require-encoder-manifest",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: required on a cluster, not locally (the demo's stand-in is not published)",
+    )
+    p.add_argument("--runs-dir", default="runs", help="kfp.local pipeline roots go here (--local)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument(
+        "--host", default=os.environ.get(config.HOST_ENV), help=f"KFP endpoint (${config.HOST_ENV})"
+    )
+    p.add_argument("--namespace", default=os.environ.get(config.NAMESPACE_ENV))
+    p.add_argument("--vertex-project", default=os.environ.get(config.VERTEX_PROJECT_ENV))
+    p.add_argument("--vertex-location", default=os.environ.get(config.VERTEX_LOCATION_ENV))
+    p.add_argument("--pipeline-root", default=os.environ.get(config.PIPELINE_ROOT_ENV))
+    p.add_argument("--service-account", default=os.environ.get(config.SERVICE_ACCOUNT_ENV))
+    p.add_argument("--tag", default=None, help="image tag (default: $SEARCHREC_IMAGE_TAG or the git commit)")
+    p.add_argument("--wait", action="store_true", help="wait for the run; exit code from its final state")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to wait (exit 124 after)")
+    try:
+        from searchrec.submit import add_vertex_network_options
+    except ImportError:  # the submit extra is not installed in this image
+        pass
+    else:
+        add_vertex_network_options(p)
+    p.set_defaults(func=cmd_preflight)
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
@@ -257,7 +428,7 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
 def _add_training_options(p: argparse.ArgumentParser) -> None:
     """What shapes training."""
     opt = p.add_argument
-    opt("--epochs", type=int, default=8, help="training epochs")
+    opt("--epochs", type=int, default=config.TRAIN_EPOCHS, help="training epochs")
     opt("--learning-rate", type=float, default=None, help="training learning rate (None: the pipeline's)")
 
 
@@ -300,17 +471,7 @@ def _add_serving_options(p: argparse.ArgumentParser) -> None:
 HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from searchrec import __version__
-
-    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__, formatter_class=HELP_FORMAT)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; for run: the whole log")
-    parser.add_argument("--version", action="version", version=f"searchrec {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, description=help, formatter_class=HELP_FORMAT)
-
+def _add_demo_data_command(command) -> None:
     p = command("demo-data", "generate the demo warehouse, embeddings and stand-in encoder")
     p.add_argument("--out", default=config.DEMO_DIR, help="folder to write")
     p.add_argument("--size", default="demo", help="tiny, demo or large")
@@ -318,15 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite existing demo data")
     p.set_defaults(func=cmd_demo_data)
 
-    p = command("demo", "demo data if missing, then the demo pipeline locally")
-    _add_run_options(p)
-    p.set_defaults(func=cmd_demo)
 
-    p = command("run", "run a pipeline locally (kfp.local) on any warehouse and window")
-    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo", help="which")
-    _add_run_options(p)
-    p.set_defaults(func=cmd_run)
-
+def _add_runs_commands(command) -> None:
+    """`runs` and `lineage`: past runs and where an output came from."""
     p = command("runs", "list runs: local (kfp.local) runs, or a Kubeflow Pipelines endpoint's")
     p.add_argument("--runs-dir", default="runs", help="local runs folder")
     p.add_argument(
@@ -343,9 +498,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="a file or folder inside a local run, a model folder or a registry root")
     p.set_defaults(func=cmd_lineage)
 
-    p = command("compile", "compile the pipelines to YAML")
-    p.add_argument("--out", default="compiled", help="folder for the YAML files")
+
+def build_parser() -> argparse.ArgumentParser:
+    from searchrec import __version__
+
+    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__, formatter_class=HELP_FORMAT)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; for run: the whole log")
+    parser.add_argument("--version", action="version", version=f"searchrec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HELP_FORMAT)
+
+    _add_demo_data_command(command)
+
+    p = command("demo", "demo data if missing, then the demo pipeline locally")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_demo)
+
+    p = command("run", "run a pipeline locally (kfp.local) on any warehouse and window")
+    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo", help="which")
+    _add_run_options(p)
+    p.set_defaults(func=cmd_run)
+
+    _add_runs_commands(command)
+
+    p = command(
+        "backtest", "served recommendations against the purchases of the following days, any warehouse"
+    )
+    p.add_argument(
+        "--recommendations", required=True, help="an infer output folder (recommendations.parquet)"
+    )
+    p.add_argument("--warehouse-uri", required=True, help="duckdb:///file or postgresql://host/db")
+    p.add_argument("--start-date", required=True, help="first day of the purchases, YYYY-MM-DD")
+    p.add_argument(
+        "--days", type=int, default=config.BACKTEST_DAYS, help="days of purchases after --start-date"
+    )
+    p.set_defaults(func=cmd_backtest)
+
+    p = command("compile", "compile the pipelines to YAML, per platform")
+    p.add_argument("--out", default="compiled", help="YAML goes to <out>/<platform>/<pipeline>.yaml")
+    p.add_argument(
+        "--platform",
+        choices=[*config.PLATFORM_NAMES, "all"],
+        default=None,
+        help=f"kfp (PipelineSpec + PlatformSpec) or vertex (one document); default ${config.PLATFORM_ENV}, else all",
+    )
     p.set_defaults(func=cmd_compile)
+
+    _add_encoder_commands(sub)
+    _add_preflight_command(sub)
 
     try:
         from searchrec.submit import register_cli

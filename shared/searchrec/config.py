@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from searchrec.errors import SearchrecError
 
 # --- model / data defaults (DESIGN.md section 1) ---------------------------------------------
 PRODUCTION_ENCODER_ID = "cointegrated/rubert-tiny2"
@@ -42,6 +45,85 @@ CACHE_LAG_DAYS = 2
 PROMOTE_MIN_LIFT = 1.5  # a new model's holdout Recall@200 must be at least this x popularity's ...
 PROMOTE_MAX_REGRESSION = 0.01  # ... and at most this much (absolute) below the current model's
 LOCAL_MODELS_DIR = "models"  # `searchrec run`'s registry root when --models-uri is not given
+# --- production defaults of the cluster pipelines, read at compile time ---------------------------
+# No host or bucket names in pipeline source: the training/recommend pipelines' defaults for these come
+# from the environment, else from a TOML settings file named by $SEARCHREC_SETTINGS:
+#   [production]
+#   encoder = "gs://ml-models/encoders/rubert-tiny2"        # a folder of `searchrec encoder publish`
+#   warehouse_uri = "postgresql://gp-master.internal:5432/dwh"
+#   embeddings_uri = "gs://ml-bert4rec/nm_embeddings"
+#   warehouse_secret = "projects/ml-platform/secrets/searchrec-greenplum/versions/latest"  # Vertex AI
+
+
+@dataclass(frozen=True)
+class ProductionDefaults:
+    """Defaults of the cluster pipelines' parameters; empty: the run must pass the parameter."""
+
+    encoder: str = PRODUCTION_ENCODER_ID
+    warehouse_uri: str = ""
+    embeddings_uri: str = ""
+    warehouse_secret: str = ""  # Secret Manager secret version (Vertex AI only)
+
+
+def _settings_file(path: str) -> dict[str, str]:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise SearchrecError(f"{SETTINGS_ENV}: reading TOML settings needs Python 3.11+") from None
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SearchrecError(f"{SETTINGS_ENV}: cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise SearchrecError(f"{SETTINGS_ENV}: {path} is not valid TOML: {error}") from None
+    section = data.get("production", {})
+    unknown = sorted(set(section) - set(PRODUCTION_SETTING_ENV)) if isinstance(section, dict) else ["?"]
+    if unknown:
+        raise SearchrecError(
+            f"{SETTINGS_ENV}: {path} [production] has unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(PRODUCTION_SETTING_ENV)}"
+        )
+    return {k: str(v) for k, v in section.items()}
+
+
+def production_defaults(environ: dict[str, str] | None = None) -> ProductionDefaults:
+    """The production defaults: $SEARCHREC_<NAME> over the settings file over ProductionDefaults()."""
+    from urllib.parse import urlsplit
+
+    env = os.environ if environ is None else environ
+    values = _settings_file(env[SETTINGS_ENV]) if env.get(SETTINGS_ENV) else {}
+    values.update({key: env[var] for key, var in PRODUCTION_SETTING_ENV.items() if env.get(var)})
+    for key, value in values.items():
+        try:
+            password = urlsplit(value).password
+        except ValueError:
+            password = None
+        if password:  # a default lands in every compiled YAML: never a credential
+            raise SearchrecError(
+                f"production setting {key} carries a password; give the URI without it "
+                "(the pods read the login from a Secret)"
+            )
+    return ProductionDefaults(**values)
+
+
+BACKTEST_DAYS = 7  # served recommendations against the purchases of the following N days
+
+# --- training defaults (measured: tests/benchmarks/results/train.md) -----------------------------
+TRAIN_EPOCHS = 8  # at most; early stopping on the validation split may end sooner
+TRAIN_BATCH_SIZE = 1024
+TRAIN_LR = 0.002
+TRAIN_TEMPERATURE = 0.05
+TRAIN_LOSS = "softmax"  # in-batch sampled softmax with logQ correction
+TRAIN_PADDING = "mask"  # empty history slots zeroed ("pad": the [PAD] encoding)
+QUERY_TOWER = (
+    "attention"  # shared per-query projection + positions + attention pooling; or "concat" (the original)
+)
+SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
+NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA
+NEGATIVE_SAMPLING_ALPHA = 0.5
+VALIDATION_DAYS = 3  # the last days of the training split: model selection, never trained on
+EARLY_STOPPING_PATIENCE = 2  # epochs without a better validation score before stopping (0: never)
+SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
 
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
@@ -52,7 +134,10 @@ DEMO_TRAIN_START = "2026-09-01"
 DEMO_TRAIN_END = "2026-10-07"
 DEMO_HOLDOUT_START = "2026-10-01"  # purchases on/after this date are the temporal holdout
 DEMO_RECOMMEND_START = "2026-10-08"
-DEMO_RECOMMEND_END = "2026-10-14"
+DEMO_RECOMMEND_END = "2026-10-10"  # the recommendation day: queries up to here ...
+DEMO_BACKTEST_START = "2026-10-11"  # ... are backtested against the purchases of the days after it
+DEMO_BACKTEST_DAYS = 4
+DEMO_DATA_END = "2026-10-14"  # last day of the demo warehouse
 DEMO_MIN_ITEM_COUNT = 3
 DEMO_NUM_SHARDS = 2
 
@@ -66,10 +151,22 @@ GIT_COMMIT_ENV = "SEARCHREC_GIT_COMMIT"  # baked into the images
 CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
 TAG_ENV = "SEARCHREC_IMAGE_TAG"
 REGISTRY_ENV = "SEARCHREC_REGISTRY"
-# Compile target: "kubeflow" (default) adds Kubernetes secrets and tolerations (kfp-kubernetes);
-# "vertex" leaves them out, since Vertex AI Pipelines takes a single-document pipeline spec.
+# Compile target: "kfp" (default) or "vertex"; what differs is PLATFORM_SETTINGS below.
 PLATFORM_ENV = "SEARCHREC_PLATFORM"
-ACCELERATOR_ENV = "SEARCHREC_ACCELERATOR"
+KFP_GPU_RESOURCE_ENV = "SEARCHREC_KFP_GPU_RESOURCE"  # Kubernetes resource name of a GPU
+KFP_GPU_NODE_SELECTOR_ENV = "SEARCHREC_KFP_GPU_NODE_SELECTOR"  # label=value of the GPU node pool
+VERTEX_ACCELERATOR_ENV = "SEARCHREC_VERTEX_ACCELERATOR"  # Vertex AI machine accelerator type
+# Production defaults of the cluster pipelines (see production_defaults)
+SETTINGS_ENV = "SEARCHREC_SETTINGS"
+PRODUCTION_SETTING_ENV = {
+    "encoder": "SEARCHREC_ENCODER",
+    "warehouse_uri": "SEARCHREC_WAREHOUSE_URI",
+    "embeddings_uri": "SEARCHREC_EMBEDDINGS_URI",
+    "warehouse_secret": "SEARCHREC_WAREHOUSE_SECRET_VERSION",
+}
+# The warehouse login where libpq reads it (a Kubernetes Secret on KFP, Secret Manager on Vertex AI)
+PG_USER_ENV = "PGUSER"
+PG_PASSWORD_ENV = "PGPASSWORD"
 WAREHOUSE_SECRET_NAME_ENV = "SEARCHREC_WAREHOUSE_SECRET"
 STORAGE_SECRET_NAME_ENV = "SEARCHREC_STORAGE_SECRET"
 HOST_ENV = "SEARCHREC_KFP_HOST"
@@ -79,6 +176,9 @@ VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
 VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
 PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
 SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
+# Vertex AI private networking of the run (so that extract reaches a private Greenplum)
+VERTEX_NETWORK_ENV = "SEARCHREC_VERTEX_NETWORK"  # VPC peering: projects/<number>/global/networks/<name>
+VERTEX_PSC_ATTACHMENT_ENV = "SEARCHREC_VERTEX_PSC_ATTACHMENT"  # PSC interface: a network attachment
 
 # --- images -------------------------------------------------------------------------------------
 STAGES = ("extract", "clean", "encode", "train", "index", "infer")
@@ -110,7 +210,6 @@ STAGE_RESOURCES = {
     "index": Resources(cpu="8", memory="32G", gpus=1),
     "infer": Resources(cpu="8", memory="32G", gpus=1),
 }
-ACCELERATOR_TYPE = os.environ.get(ACCELERATOR_ENV, "NVIDIA_TESLA_T4")
 
 # Kubernetes Secrets that hold credentials; mapped to env vars in the pods (kfp-kubernetes).
 WAREHOUSE_SECRET = os.environ.get(WAREHOUSE_SECRET_NAME_ENV, "searchrec-greenplum")
@@ -120,3 +219,82 @@ STORAGE_SECRET_ENV = {
     "aws_access_key_id": "AWS_ACCESS_KEY_ID",
     "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
 }
+
+
+# --- platforms: what differs between Kubeflow Pipelines and Vertex AI Pipelines ------------------
+# The compile target is chosen per compilation (`searchrec compile --platform`, $SEARCHREC_PLATFORM as
+# the fallback); every platform-specific setting of a task comes from this one table.
+PLATFORM_NAMES = ("kfp", "vertex")
+PLATFORM_ALIASES = {"kubeflow": "kfp"}
+DEFAULT_PLATFORM = "kfp"
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    """Compile-time settings of one target platform.
+
+    gpu_accelerator: the accelerator string of a GPU task. KFP uses it as the Kubernetes resource name of
+        the container's limit (`nvidia.com/gpu`); Vertex AI as its machine accelerator type (`NVIDIA_L4`).
+    gpu_node_selector: "label=value" that GPU tasks' pods select their node pool by (KFP only; "": none).
+    gpu_toleration_key: taint of GPU node pools that GPU tasks tolerate (KFP only).
+    kubernetes_secrets: credentials reach the pods from Kubernetes Secrets (kfp-kubernetes).
+    secret_manager: the warehouse password is read from Secret Manager at task start.
+    single_document: the compiled YAML is one document (no PlatformSpec).
+    """
+
+    name: str
+    gpu_accelerator: str
+    gpu_node_selector: str
+    gpu_toleration_key: str
+    kubernetes_secrets: bool
+    secret_manager: bool
+    single_document: bool
+
+    def node_selector(self) -> tuple[str, str] | None:
+        """gpu_node_selector as (label, value); None when empty."""
+        if not self.gpu_node_selector.strip():
+            return None
+        key, sep, value = self.gpu_node_selector.partition("=")
+        if not sep or not key.strip():
+            raise SearchrecError(
+                f"GPU node selector of platform {self.name} must be label=value, got {self.gpu_node_selector!r}"
+            )
+        return key.strip(), value.strip()
+
+
+PLATFORM_SETTINGS = {
+    "kfp": PlatformSettings(
+        name="kfp",
+        gpu_accelerator=os.environ.get(KFP_GPU_RESOURCE_ENV, "nvidia.com/gpu"),
+        # Set by NVIDIA GPU feature discovery / the GPU operator; on GKE without it use
+        # cloud.google.com/gke-accelerator=nvidia-tesla-t4; empty: no node selector.
+        gpu_node_selector=os.environ.get(KFP_GPU_NODE_SELECTOR_ENV, "nvidia.com/gpu.present=true"),
+        gpu_toleration_key="nvidia.com/gpu",
+        kubernetes_secrets=True,
+        secret_manager=False,
+        single_document=False,
+    ),
+    "vertex": PlatformSettings(
+        name="vertex",
+        gpu_accelerator=os.environ.get(VERTEX_ACCELERATOR_ENV, "NVIDIA_TESLA_T4"),
+        gpu_node_selector="",
+        gpu_toleration_key="",
+        kubernetes_secrets=False,
+        secret_manager=True,
+        single_document=True,
+    ),
+}
+
+
+def platform_name(name: str | None = None) -> str:
+    """The canonical name of `name` (default: $SEARCHREC_PLATFORM, else kfp); SearchrecError if unknown."""
+    name = (name or os.environ.get(PLATFORM_ENV) or DEFAULT_PLATFORM).strip().lower()
+    name = PLATFORM_ALIASES.get(name, name)
+    if name not in PLATFORM_SETTINGS:
+        raise SearchrecError(f"unknown platform {name!r}; expected one of {', '.join(PLATFORM_NAMES)}")
+    return name
+
+
+def platform(name: str | None = None) -> PlatformSettings:
+    """Settings of the platform `name` (default: $SEARCHREC_PLATFORM, else kfp)."""
+    return PLATFORM_SETTINGS[platform_name(name)]

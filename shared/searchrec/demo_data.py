@@ -16,6 +16,10 @@ morphology, typos, wrong keyboard layout; phrasings follow a Zipf law so texts r
 usually buys one matching item, picked by the item's Zipf popularity. Item embeddings are built from
 category, brand and colour directions plus noise, so they cluster the way bert4rec's would. Dirt that
 the cleaning stage must remove or survive is planted at a few per cent per kind.
+
+Sizes: `tiny` (tests), `demo` (`make demo`), `hard` (benchmarks: a long tail, late launches, both
+scripts for brands, more typos and word-order noise, mixed-intent sessions, weak popularity) and
+`large`. The ceiling is computed from the ground truth in every size.
 """
 
 from __future__ import annotations
@@ -43,22 +47,32 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from searchrec import config, schemas
+from searchrec.ceiling import (  # noqa: F401  (ceiling_recall: re-exported for the demo's users)
+    INTENTS_FILE,
+    PURCHASES_FILE,
+    ceiling_recall,
+    check_holdout,
+    oracle_ranks,
+    popularity_recall,
+    popularity_series,
+)
 from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
 
 # --- timeline -----------------------------------------------------------------------------------
 DATA_START = "2026-08-01"  # first query / order
-DATA_END = config.DEMO_RECOMMEND_END  # last day (inclusive) of queries / orders
+DATA_END = config.DEMO_DATA_END  # last day (inclusive) of queries / orders
 SNAPSHOT_DATES = ("2026-08-31", "2026-09-21", "2026-10-05", "2026-10-12")
 CATALOGUE_START = "2026-01-01"  # launch date of the items that exist before DATA_START
+# `hard`: late launches fall in the last week before the holdout up to the last snapshot, so that
+# the holdout and recommendation windows buy items that training saw rarely or never.
+LATE_LAUNCH_WINDOW = ("2026-09-24", "2026-10-12")
 
 # --- output layout ------------------------------------------------------------------------------
 WAREHOUSE_FILE = "warehouse.duckdb"
 EMBEDDINGS_DIR = "embeddings"
 GROUND_TRUTH_DIR = "ground_truth"
-PURCHASES_FILE = "purchases.parquet"
-INTENTS_FILE = "intents.parquet"
 ITEMS_FILE = "items.parquet"
 SUMMARY_FILE = "summary.json"
 
@@ -142,6 +156,15 @@ class SizeParams:
     dead_item_share: float = 0.05  # never bought, but embedded
     no_embedding_share: float = 0.02  # bought, but in no snapshot
     drift: float = 0.05  # per snapshot step, relative to the embedding scale
+    # --- the `hard` world's knobs; their defaults leave the other sizes exactly as they were --------
+    late_launch_share: float = 0.0  # items launched in LATE_LAUNCH_WINDOW: rare or absent in training
+    late_launch_boost: float = 1.0  # purchase weight of a late item relative to its intent rank
+    cyrillic_brand_share: float = 0.25  # brand typed in Cyrillic (where a transliteration is known)
+    typo_rate: float = 0.3  # a phrasing carries a typo
+    second_typo_rate: float = 0.0  # ... and a second one
+    shuffle_rate: float = 0.0  # a phrasing's words typed in random order
+    mixed_intent_share: float = 0.0  # sessions whose queries mix in a second, unrelated intent
+    mixed_query_share: float = 0.5  # in such a session: the share of queries from the other intent
     dirt_rates: Mapping[str, float] = field(
         default_factory=lambda: {
             "digits": 0.02,
@@ -180,6 +203,30 @@ SIZES: dict[str, SizeParams] = {
         brands_per_category=8,
         variants_per_intent=80,
         variants_per_category=30,
+    ),
+    # A world a better model shows in: a long tail of items with few purchases (flat within-intent
+    # popularity, many items per intent), items launched in the last weeks (rare or absent in the
+    # training window, bought in the holdout and recommendation windows), brands typed in Latin and
+    # Cyrillic, more typos and word-order noise, sessions that mix two intents, and a catalogue in
+    # which global popularity is weak. Used by the benchmarks, not by `make demo`.
+    "hard": SizeParams(
+        users=40_000,
+        items=30_000,
+        categories=30,
+        colours=12,
+        brands_per_category=10,
+        variants_per_intent=120,
+        variants_per_category=40,
+        item_zipf=0.6,
+        intent_zipf=0.0,
+        new_item_share=0.3,
+        late_launch_share=0.08,
+        late_launch_boost=3.0,
+        cyrillic_brand_share=0.5,
+        typo_rate=0.5,
+        second_typo_rate=0.25,
+        shuffle_rate=0.25,
+        mixed_intent_share=0.35,
     ),
     "large": SizeParams(
         users=420_000,
@@ -469,6 +516,10 @@ def _make_catalogue(p: SizeParams, rng: np.random.Generator) -> _Catalogue:
         rng.random(n) < p.new_item_share, rng.integers(start, end, n), _epoch_s(CATALOGUE_START)
     )
     has_embedding = rng.random(n) >= p.no_embedding_share
+    if p.late_launch_share > 0:
+        late = rng.random(n) < p.late_launch_share
+        lo, hi = (_epoch_s(d) for d in LATE_LAUNCH_WINDOW)
+        launch = np.where(late, rng.integers(lo, hi, n), launch)
     # nm_ids grow with launch time, as a marketplace's would
     order = np.argsort(launch, kind="stable")
     nm_id = np.empty(n, dtype=np.int64)
@@ -523,6 +574,9 @@ def _make_intents(c: _Catalogue, p: SizeParams, rng: np.random.Generator) -> _In
     rank = np.empty(len(members), dtype=np.int64)
     rank[by_owner] = np.arange(len(members)) - indptr[owner[by_owner]]
     member_w = (c.weight[members] > 0) / (rank + 1.0) ** p.item_zipf
+    if p.late_launch_boost != 1.0:
+        late = c.launch_s[members] >= _epoch_s(LATE_LAUNCH_WINDOW[0])
+        member_w = np.where(late, member_w * p.late_launch_boost, member_w)
     totals = np.add.reduceat(member_w, indptr[:-1])
     weight = _zipf(len(kind), p.intent_zipf)[rng.permutation(len(kind))] * (totals > 0)
     weight /= weight.sum()
@@ -548,12 +602,18 @@ def _typo(rnd: random.Random, s: str) -> str:
     return s[:i] + _VOWEL_SWAPS.get(s[i], s[i]) + s[i + 1 :]  # phonetic misspelling: "кросовки" / "платте"
 
 
-def _perturb(rnd: random.Random, s: str) -> str:
+def _perturb(rnd: random.Random, s: str, p: SizeParams) -> str:
     if rnd.random() < 0.12:
         for plain, yo in _YO.items():
             s = s.replace(plain, yo)
-    if rnd.random() < 0.3:
+    if p.shuffle_rate > 0 and rnd.random() < p.shuffle_rate:
+        words = s.split(" ")
+        rnd.shuffle(words)  # word-order noise: "nike кроссовки белые мужские"
+        s = " ".join(words)
+    if rnd.random() < p.typo_rate:
         s = _typo(rnd, s)
+        if p.second_typo_rate > 0 and rnd.random() < p.second_typo_rate:
+            s = _typo(rnd, s)
     r = rnd.random()
     if r < 0.015:
         s = "".join(_LAYOUT.get(ch, ch) for ch in s)  # typed in the English layout: "rhfcyjt gkfnmt"
@@ -566,19 +626,25 @@ def _perturb(rnd: random.Random, s: str) -> str:
     return s
 
 
-def _brand_text(rnd: random.Random, brand: str) -> str:
+def _brand_text(rnd: random.Random, brand: str, p: SizeParams) -> str:
     r = rnd.random()
-    if r < 0.25 and brand in _BRAND_CYRILLIC:
+    cyr = p.cyrillic_brand_share
+    if r < cyr and brand in _BRAND_CYRILLIC:
         return _BRAND_CYRILLIC[brand]
-    if r < 0.35:
+    if r < cyr + 0.1:
         return brand.title()
-    if r < 0.4:
+    if r < cyr + 0.15:
         return brand.upper()
     return brand
 
 
 def _phrase(
-    rnd: random.Random, cat: Category, colour: tuple[str, str] | None, brand: str | None, canonical: bool
+    rnd: random.Random,
+    cat: Category,
+    colour: tuple[str, str] | None,
+    brand: str | None,
+    canonical: bool,
+    p: SizeParams,
 ) -> str:
     """One phrasing of an intent: number, agreement, word order and extra words vary."""
     singular = cat.sg is not None and (canonical or rnd.random() < 0.6)
@@ -599,7 +665,7 @@ def _phrase(
         else:
             head = head + [adj]
     if brand is not None:
-        b = brand if canonical else _brand_text(rnd, brand)
+        b = brand if canonical else _brand_text(rnd, brand, p)
         r = 0.0 if canonical else rnd.random()
         if r < 0.05 and not canonical:
             head = [b]  # only the brand: ambiguous across categories
@@ -619,7 +685,7 @@ def _phrase(
         head.append(rnd.choice(_SIZE_WORDS[cat.group]))
     elif r < 0.4:
         head.append(rnd.choice(_TAIL_WORDS))
-    return _perturb(rnd, " ".join(head))
+    return _perturb(rnd, " ".join(head), p)
 
 
 @dataclass
@@ -638,17 +704,13 @@ def _make_pool(c: _Catalogue, it: _Intents, p: SizeParams, rnd: random.Random) -
         colour = COLOURS[it.attr[i]] if it.kind[i] == 0 else None
         brand = c.brand_names[it.attr[i]] if it.kind[i] == 1 else None
         intent_offset[i] = len(texts)
-        texts.append(_phrase(rnd, cat, colour, brand, canonical=True))
-        texts.extend(
-            _phrase(rnd, cat, colour, brand, canonical=False) for _ in range(p.variants_per_intent - 1)
-        )
+        texts.append(_phrase(rnd, cat, colour, brand, True, p))
+        texts.extend(_phrase(rnd, cat, colour, brand, False, p) for _ in range(p.variants_per_intent - 1))
     category_offset = np.zeros(len(c.categories), dtype=np.int64)
     for ci, cat in enumerate(c.categories):
         category_offset[ci] = len(texts)
         texts.append(cat.name)
-        texts.extend(
-            _phrase(rnd, cat, None, None, canonical=False) for _ in range(p.variants_per_category - 1)
-        )
+        texts.extend(_phrase(rnd, cat, None, None, False, p) for _ in range(p.variants_per_category - 1))
     generic_offset = len(texts)
     texts.extend(GENERIC_QUERIES)
     return _Pool(texts, intent_offset, category_offset, generic_offset)
@@ -687,8 +749,27 @@ def _make_embeddings(c: _Catalogue, p: SizeParams, rng: np.random.Generator) -> 
 
 
 # --- users, sessions, queries, purchases ----------------------------------------------------------
-def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator):
-    start, end = _epoch_s(DATA_START), _epoch_s(DATA_END) + 86_399
+def _mix_intents(
+    q_text: np.ndarray,
+    q_sess: np.ndarray,
+    src: np.ndarray,
+    variant: np.ndarray,
+    it: _Intents,
+    pool: _Pool,
+    p: SizeParams,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Some sessions interleave a second, unrelated intent: a share of their intent queries are
+    phrasings of it, so the last five queries before a purchase are not all about what was bought."""
+    n_s = int(q_sess.max()) + 1 if len(q_sess) else 0
+    other = rng.choice(len(it.kind), n_s, p=it.weight)
+    mixed = (rng.random(n_s) < p.mixed_intent_share)[q_sess] & (rng.random(len(q_sess)) < p.mixed_query_share)
+    intent_query = src >= p.category_query_share + p.generic_query_share
+    return np.where(mixed & intent_query, pool.intent_offset[other[q_sess]] + variant, q_text)
+
+
+def _sessions(it: _Intents, p: SizeParams, rng: np.random.Generator, start: int, end: int) -> dict:
+    """Users and their search sessions: intent, start time, whether it ends in a purchase, query count."""
     n_users = p.users
     user_ids = rng.permutation(_unique_ids(rng, n_users, 1_000_000, 2_000))
     search_only = rng.random(n_users) < p.search_only_share
@@ -705,8 +786,16 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
     s_buys = ~search_only[s_user] & (rng.random(n_s) < p.buy_probability)
     n_q = 1 + rng.poisson(p.queries_per_session - 1, n_s)
     n_q[s_buys & (rng.random(n_s) < p.no_query_purchase_share)] = 0
+    return {
+        **{"user_ids": user_ids, "search_only": search_only, "s_user": s_user, "s_intent": s_intent},
+        **{"s_start": s_start, "s_buys": s_buys, "n_q": n_q},
+    }
 
-    # intent queries: one row per typed query, seconds to minutes apart within a session
+
+def _session_queries(s: dict, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator) -> dict:
+    """One row per typed query, seconds to minutes apart within a session; each session's last query time."""
+    n_q, s_start = s["n_q"], s["s_start"]
+    n_s = len(n_q)
     q_sess = np.repeat(np.arange(n_s), n_q)
     gaps = rng.exponential(75.0, len(q_sess)) + 3.0
     first = np.concatenate([[0], np.cumsum(n_q)[:-1]])
@@ -715,7 +804,7 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
     base = np.zeros(n_s)
     base[n_q > 0] = csum[first[n_q > 0]]
     q_ts = s_start[q_sess] + (csum - base[q_sess]).astype(np.int64)
-    q_intent = s_intent[q_sess]
+    q_intent = s["s_intent"][q_sess]
     src = rng.random(len(q_sess))
     variant = rng.choice(p.variants_per_intent, len(q_sess), p=_zipf(p.variants_per_intent, p.phrasing_zipf))
     cat_variant = rng.choice(
@@ -731,25 +820,22 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
             pool.intent_offset[q_intent] + variant,
         ),
     )
-    q_user = s_user[q_sess]
+    if p.mixed_intent_share > 0:
+        q_text = _mix_intents(q_text, q_sess, src, variant, it, pool, p, rng)
     last_ts = s_start.copy()
     has_q = n_q > 0
     last_ts[has_q] = q_ts[first[has_q] + n_q[has_q] - 1]
+    return {"q_user": s["s_user"][q_sess], "q_ts": q_ts, "q_text": q_text, "last_ts": last_ts}
 
-    # purchases: minutes to days after the session's last query
-    b_sess = np.flatnonzero(s_buys)
-    b_sess = np.concatenate([b_sess, b_sess[rng.random(len(b_sess)) < p.second_item_probability]])
-    b_sess.sort(kind="stable")
-    delay = np.clip(np.exp(rng.normal(np.log(900.0), 1.8, len(b_sess))), 20, 5 * 86_400)
-    o_ts = last_ts[b_sess] + delay.astype(np.int64)
-    second = np.zeros(len(b_sess), dtype=bool)
-    second[1:] = b_sess[1:] == b_sess[:-1]
-    o_ts[second] = o_ts[np.flatnonzero(second) - 1]  # a session's items share one order timestamp
-    o_intent = s_intent[b_sess]
-    impulse = rng.random(len(b_sess)) < p.impulse_share
+
+def _draw_items(
+    c: _Catalogue, it: _Intents, o_intent: np.ndarray, o_ts: np.ndarray, impulse: np.ndarray, rng
+) -> tuple[np.ndarray, np.ndarray]:
+    """The bought item of each purchase (its intent's Zipf, or global weight for impulse buys), drawn
+    again where the item was not launched yet; (items, still undrawn)."""
     glob_cdf = np.cumsum(c.weight) / c.weight.sum()
-    nm = np.full(len(b_sess), -1, dtype=np.int64)
-    todo = np.ones(len(b_sess), dtype=bool)
+    nm = np.full(len(o_intent), -1, dtype=np.int64)
+    todo = np.ones(len(o_intent), dtype=bool)
     for _ in range(8):  # an item can only be bought after its launch: redraw the few that are not
         idx = np.flatnonzero(todo)
         if not len(idx):
@@ -760,31 +846,53 @@ def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.r
         ok = c.launch_s[drawn] <= o_ts[idx]
         nm[idx[ok]] = drawn[ok]
         todo[idx[ok]] = False
-    keep = ~todo & (o_ts <= end)
-    keep[1:] &= ~(second[1:] & (nm[1:] == nm[:-1]))  # the second item of an order differs from the first
-    o_user = s_user[b_sess]
-    b_sess, o_ts, o_user, nm, o_intent = (a[keep] for a in (b_sess, o_ts, o_user, nm, o_intent))
-    # does the bought item match the session's intent? (impulse buys mostly do not)
+    return nm, todo
+
+
+def _matches_intent(c: _Catalogue, it: _Intents, o_intent: np.ndarray, nm: np.ndarray) -> np.ndarray:
+    """Does the bought item match the session's intent? (impulse buys mostly do not)"""
     member_key = (
         np.repeat(np.arange(len(it.kind), dtype=np.int64), np.diff(it.indptr)) * len(c.nm_id) + it.members
     )
     member_key.sort()
     key = o_intent.astype(np.int64) * len(c.nm_id) + nm
     found = np.minimum(np.searchsorted(member_key, key), len(member_key) - 1)
-    matches = member_key[found] == key
+    return member_key[found] == key
+
+
+def _purchases(s: dict, q: dict, c: _Catalogue, it: _Intents, p: SizeParams, rng, end: int) -> dict:
+    """Purchases minutes to days after the session's last query; a second item now and then."""
+    b_sess = np.flatnonzero(s["s_buys"])
+    b_sess = np.concatenate([b_sess, b_sess[rng.random(len(b_sess)) < p.second_item_probability]])
+    b_sess.sort(kind="stable")
+    delay = np.clip(np.exp(rng.normal(np.log(900.0), 1.8, len(b_sess))), 20, 5 * 86_400)
+    o_ts = q["last_ts"][b_sess] + delay.astype(np.int64)
+    second = np.zeros(len(b_sess), dtype=bool)
+    second[1:] = b_sess[1:] == b_sess[:-1]
+    o_ts[second] = o_ts[np.flatnonzero(second) - 1]  # a session's items share one order timestamp
+    o_intent = s["s_intent"][b_sess]
+    impulse = rng.random(len(b_sess)) < p.impulse_share
+    nm, todo = _draw_items(c, it, o_intent, o_ts, impulse, rng)
+    keep = ~todo & (o_ts <= end)
+    keep[1:] &= ~(second[1:] & (nm[1:] == nm[:-1]))  # the second item of an order differs from the first
+    o_user = s["s_user"][b_sess]
+    o_ts, o_user, nm, o_intent = (a[keep] for a in (o_ts, o_user, nm, o_intent))
     return {
-        "user_ids": user_ids,
-        "search_only": search_only,
-        "q_user": q_user,
-        "q_ts": q_ts,
-        "q_text": q_text,
-        "o_user": o_user,
-        "o_ts": o_ts,
-        "o_item": nm,
-        "o_intent": o_intent,
-        "o_matches": matches,
-        "start": start,
-        "end": end,
+        **{"o_user": o_user, "o_ts": o_ts, "o_item": nm, "o_intent": o_intent},
+        "o_matches": _matches_intent(c, it, o_intent, nm),
+    }
+
+
+def _simulate(c: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams, rng: np.random.Generator) -> dict:
+    start, end = _epoch_s(DATA_START), _epoch_s(DATA_END) + 86_399
+    s = _sessions(it, p, rng, start, end)
+    q = _session_queries(s, it, pool, p, rng)
+    o = _purchases(s, q, c, it, p, rng, end)
+    return {
+        **{"user_ids": s["user_ids"], "search_only": s["search_only"]},
+        **{k: q[k] for k in ("q_user", "q_ts", "q_text")},
+        **o,
+        **{"start": start, "end": end},
     }
 
 
@@ -811,6 +919,24 @@ def _long_texts(rng: np.random.Generator, pool: _Pool) -> tuple[str, ...]:
     out.append("Состав: 95% хлопок, 5% эластан. " * 120)
     out.append("🔥" * 3_000)
     return tuple(out)
+
+
+def _id_searches(sim: dict, c: _Catalogue, p: SizeParams, rng: np.random.Generator):
+    """The bought item's own id (or its link) typed right before the purchase: (users, ts, texts, flag)."""
+    n_orders = len(sim["o_ts"])
+    pick = rng.random(n_orders) < p.dirt_rates["id_search"]
+    if pick.sum() < p.min_dirt and n_orders >= p.min_dirt:
+        pick[rng.choice(n_orders, p.min_dirt, replace=False)] = True
+    idx = np.flatnonzero(pick)
+    nm = pa.array(c.nm_id[sim["o_item"][idx]]).cast(pa.string())
+    as_link = pa.array(rng.random(len(idx)) < 0.2)
+    link = pc.binary_join_element_wise(WB_CATALOG_URL, nm, "/detail.aspx", "")
+    return (
+        sim["o_user"][idx],
+        sim["o_ts"][idx] - rng.integers(10, 600, len(idx)),
+        pc.if_else(as_link, link, nm),
+        pick,
+    )
 
 
 def _make_dirt(sim: dict, c: _Catalogue, pool: _Pool, p: SizeParams, rng: np.random.Generator):
@@ -858,19 +984,11 @@ def _make_dirt(sim: dict, c: _Catalogue, pool: _Pool, p: SizeParams, rng: np.ran
             t = _choice_strings(rng, _UNICODE, n)
         texts.append(t)
 
-    # the bought item's own id (or its link) typed right before the purchase
-    n_orders = len(sim["o_ts"])
-    pick = rng.random(n_orders) < p.dirt_rates["id_search"]
-    if pick.sum() < p.min_dirt and n_orders >= p.min_dirt:
-        pick[rng.choice(n_orders, p.min_dirt, replace=False)] = True
-    idx = np.flatnonzero(pick)
-    nm = pa.array(c.nm_id[sim["o_item"][idx]]).cast(pa.string())
-    as_link = pa.array(rng.random(len(idx)) < 0.2)
-    link = pc.binary_join_element_wise(WB_CATALOG_URL, nm, "/detail.aspx", "")
-    texts.append(pc.if_else(as_link, link, nm))
-    users.append(sim["o_user"][idx])
-    ts.append(sim["o_ts"][idx] - rng.integers(10, 600, len(idx)))
-    counts["id_search"] = len(idx)
+    u, t, txt, pick = _id_searches(sim, c, p, rng)
+    users.append(u)
+    ts.append(t)
+    texts.append(txt)
+    counts["id_search"] = len(u)
     # clipped into the data period, so every planted row is kept and the counts are exact
     ts_all = np.clip(np.concatenate(ts), sim["start"], sim["end"])
     return np.concatenate(users), ts_all, pa.concat_arrays(texts), counts, pick
@@ -883,30 +1001,15 @@ def _size_params(size: str) -> SizeParams:
     return SIZES[size]
 
 
-def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
-    """The whole demo world in memory; the same (size, seed) always gives the same tables."""
-    p = _size_params(size)
-    if not isinstance(seed, int) or seed < 0:
-        raise SearchrecError(f"seed must be a non-negative integer, got {seed!r}")
-    t0 = time.perf_counter()
-    rng_cat, rng_intent, rng_text, rng_emb, rng_sim, rng_dirt = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 20260801]).spawn(6)
-    )
-    cat = _make_catalogue(p, rng_cat)
-    it = _make_intents(cat, p, rng_intent)
-    pool = _make_pool(cat, it, p, random.Random(int(rng_text.integers(0, 2**63))))
-    embeddings = _make_embeddings(cat, p, rng_emb)
-    sim = _simulate(cat, it, pool, p, rng_sim)
-    d_user, d_ts, d_text, dirt, id_search = _make_dirt(sim, cat, pool, p, rng_dirt)
-
-    # search_queries: intent queries + dirt, inside the data period, ordered by time then user
+def _query_table(sim: dict, pool: _Pool, d_user, d_ts, d_text) -> pa.Table:
+    """search_queries: intent queries + dirt, inside the data period, ordered by time then user."""
     user_idx = np.concatenate([sim["q_user"], d_user])
     ts = np.concatenate([sim["q_ts"], d_ts])
     text = pa.concat_arrays([pa.array(pool.texts, type=pa.string()).take(pa.array(sim["q_text"])), d_text])
     inside = (ts >= sim["start"]) & (ts <= sim["end"])
     user_id = sim["user_ids"][user_idx]
     order = np.flatnonzero(inside)[np.lexsort((user_id[inside], ts[inside]))]
-    queries = pa.table(
+    return pa.table(
         {
             "user_id": pa.array(user_id[order]),
             "query_ts": _ts_array(ts[order]),
@@ -915,6 +1018,9 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
         schema=SEARCH_QUERIES,
     )
 
+
+def _order_tables(sim: dict, cat: _Catalogue, id_search: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """orders (the warehouse table) and purchases (the same rows with their ground truth)."""
     o_order = np.lexsort((sim["o_user"], sim["o_ts"]))
     o_user = sim["user_ids"][sim["o_user"][o_order]]
     o_ts = _ts_array(sim["o_ts"][o_order])
@@ -931,7 +1037,11 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
         },
         schema=PURCHASES,
     )
+    return orders, purchases
 
+
+def _truth_tables(cat: _Catalogue, it: _Intents, pool: _Pool, p: SizeParams) -> tuple[pa.Table, pa.Table]:
+    """The ground truth's intents and items tables."""
     colour_names = np.array([_colour_form(*COLOURS[i], "m") for i in range(p.colours)], dtype=object)
     cat_names = np.array([c.name for c in cat.categories], dtype=object)
     brand_names = np.array(cat.brand_names, dtype=object)
@@ -964,6 +1074,27 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
         },
         schema=ITEMS,
     )
+    return intents, items
+
+
+def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
+    """The whole demo world in memory; the same (size, seed) always gives the same tables."""
+    p = _size_params(size)
+    if not isinstance(seed, int) or seed < 0:
+        raise SearchrecError(f"seed must be a non-negative integer, got {seed!r}")
+    t0 = time.perf_counter()
+    rng_cat, rng_intent, rng_text, rng_emb, rng_sim, rng_dirt = (
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, 20260801]).spawn(6)
+    )
+    cat = _make_catalogue(p, rng_cat)
+    it = _make_intents(cat, p, rng_intent)
+    pool = _make_pool(cat, it, p, random.Random(int(rng_text.integers(0, 2**63))))
+    embeddings = _make_embeddings(cat, p, rng_emb)
+    sim = _simulate(cat, it, pool, p, rng_sim)
+    d_user, d_ts, d_text, dirt, id_search = _make_dirt(sim, cat, pool, p, rng_dirt)
+    queries = _query_table(sim, pool, d_user, d_ts, d_text)
+    orders, purchases = _order_tables(sim, cat, id_search)
+    intents, items = _truth_tables(cat, it, pool, p)
     log.info(
         "demo %s seed %d: %d users, %d items, %d intents, %d query rows, %d orders, %d snapshots in %.1fs",
         size, seed, p.users, p.items, len(it.kind), queries.num_rows, orders.num_rows, len(embeddings),
@@ -972,113 +1103,7 @@ def generate_tables(size: str = "demo", seed: int = 0) -> DemoTables:
     return DemoTables(queries, orders, embeddings, purchases, intents, items, dirt)
 
 
-# --- recall bounds --------------------------------------------------------------------------------
-def _popularity_series(item_popularity: Mapping[int, int] | pd.Series) -> pd.Series:
-    if isinstance(item_popularity, pd.Series):
-        s = item_popularity.copy()
-    else:
-        s = pd.Series(dict(item_popularity), dtype="float64")
-    s.index = s.index.astype("int64")
-    return s.astype("float64")
-
-
-def _check_holdout(holdout: pd.DataFrame, k: int) -> pd.DataFrame:
-    missing = {"user_id", "order_ts", "nm_id"} - set(holdout.columns)
-    if missing:
-        raise SearchrecError(f"holdout lacks column(s) {', '.join(sorted(missing))}")
-    if len(holdout) == 0:
-        raise SearchrecError("holdout is empty: no purchase to compute recall on")
-    if k < 1:
-        raise SearchrecError(f"k must be at least 1, got {k}")
-    out = holdout[["user_id", "order_ts", "nm_id"]].copy()
-    out["user_id"] = out["user_id"].astype("int64")
-    out["nm_id"] = out["nm_id"].astype("int64")
-    out["order_ts"] = pd.to_datetime(out["order_ts"]).astype("datetime64[us]")
-    return out
-
-
-def _oracle_recall(
-    purchases: pd.DataFrame,
-    intents: pd.DataFrame,
-    holdout: pd.DataFrame,
-    popularity: pd.Series,
-    k: int,
-    candidate_items: set[int] | None,
-) -> float:
-    gt = purchases[["user_id", "order_ts", "nm_id", "intent_id"]].copy()
-    gt["order_ts"] = pd.to_datetime(gt["order_ts"]).astype("datetime64[us]")
-    gt = gt.drop_duplicates(["user_id", "order_ts", "nm_id"])
-    rows = holdout.merge(gt, on=["user_id", "order_ts", "nm_id"], how="left")
-    unknown = int(rows["intent_id"].isna().sum())
-    if unknown:
-        log.warning(
-            "ceiling: %d of %d holdout purchases are not in the ground truth; counted as misses",
-            unknown,
-            len(rows),
-        )
-    # each intent's oracle list: its matching items (candidates only), most popular first, then by nm_id
-    lists = intents[["intent_id", "nm_ids"]].explode("nm_ids").dropna()
-    lists = lists.rename(columns={"nm_ids": "nm_id"}).astype({"nm_id": "int64", "intent_id": "int64"})
-    if candidate_items is not None:
-        lists = lists[
-            lists["nm_id"].isin(np.fromiter(candidate_items, dtype=np.int64, count=len(candidate_items)))
-        ]
-    lists["pop"] = lists["nm_id"].map(popularity).fillna(0.0).to_numpy()
-    lists = lists.sort_values(["intent_id", "pop", "nm_id"], ascending=[True, False, True], kind="stable")
-    lists = lists[lists.groupby("intent_id").cumcount() < k]
-    hits = (
-        rows.dropna(subset=["intent_id"])
-        .astype({"intent_id": "int64"})
-        .merge(lists[["intent_id", "nm_id"]], on=["intent_id", "nm_id"], how="inner")
-    )
-    return len(hits) / len(rows)
-
-
-def ceiling_recall(
-    ground_truth_dir: Path,
-    holdout: pd.DataFrame,
-    item_popularity: Mapping[int, int] | pd.Series,
-    k: int = 200,
-    candidate_items: set[int] | None = None,
-) -> float:
-    """Recall@k (share of holdout purchases hit) of an oracle that knows each purchase's true intent
-    and recommends that intent's matching items ranked by `item_popularity` (nm_id -> count).
-
-    It is the best any model reading only queries can hope for: impulse buys, items outside
-    `candidate_items` (e.g. the training items) and items ranked below k within their intent are
-    misses even for it. `holdout` needs user_id, order_ts, nm_id (rows of the demo's orders).
-    """
-    ground_truth_dir = Path(ground_truth_dir)
-    files = [ground_truth_dir / PURCHASES_FILE, ground_truth_dir / INTENTS_FILE]
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise SearchrecError(f"ground truth folder lacks {', '.join(missing)}")
-    holdout = _check_holdout(holdout, k)
-    purchases = pq.read_table(files[0], columns=["user_id", "order_ts", "nm_id", "intent_id"]).to_pandas()
-    intents = pq.read_table(files[1], columns=["intent_id", "nm_ids"]).to_pandas()
-    recall = _oracle_recall(
-        purchases, intents, holdout, _popularity_series(item_popularity), k, candidate_items
-    )
-    log.info("ceiling Recall@%d on %d holdout purchases: %.4f", k, len(holdout), recall)
-    return recall
-
-
-def popularity_recall(
-    holdout: pd.DataFrame,
-    item_popularity: Mapping[int, int] | pd.Series,
-    k: int = 200,
-    candidate_items: set[int] | None = None,
-) -> float:
-    """Recall@k of recommending everyone the k most popular items (ties by nm_id)."""
-    holdout = _check_holdout(holdout, k)
-    pop = _popularity_series(item_popularity)
-    if candidate_items is not None:
-        pop = pop[pop.index.isin(list(candidate_items))]
-    frame = pd.DataFrame({"nm_id": pop.index.to_numpy(), "pop": pop.to_numpy()})
-    top = frame.sort_values(["pop", "nm_id"], ascending=[False, True], kind="stable")["nm_id"].head(k)
-    return float(holdout["nm_id"].isin(top.to_numpy()).mean())
-
-
+# --- recall bounds (the oracle itself lives in searchrec.ceiling, beside evaluation) --------------
 def _raw_recalls(t: DemoTables, k: int = 200) -> tuple[float, float]:
     """Ceiling and popularity Recall@k on the raw orders of the demo's holdout window (a diagnostic)."""
     orders = t.orders.to_pandas()
@@ -1093,16 +1118,15 @@ def _raw_recalls(t: DemoTables, k: int = 200) -> tuple[float, float]:
     target = date.fromisoformat(config.DEMO_TRAIN_END)
     nearest = min(t.embeddings, key=lambda d: abs((date.fromisoformat(d) - target).days))
     candidates = set(t.embeddings[nearest].column("nm_id").to_pylist())
-    holdout = _check_holdout(holdout, k)
-    ceiling = _oracle_recall(
+    holdout = check_holdout(holdout, k)
+    ranks = oracle_ranks(
         t.purchases.to_pandas(),
         t.intents.select(["intent_id", "nm_ids"]).to_pandas(),
         holdout,
-        pop,
-        k,
+        popularity_series(pop),
         candidates,
     )
-    return ceiling, popularity_recall(holdout, pop, k, candidates)
+    return float(((ranks >= 0) & (ranks < k)).mean()), popularity_recall(holdout, pop, k, candidates)
 
 
 # --- writing ---------------------------------------------------------------------------------------

@@ -187,6 +187,8 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
     from transformers import AutoModel, AutoTokenizer
 
     source, local_dir = _resolve_source(spec.name_or_path)
+    if local_dir is not None:
+        verify_manifest(local_dir, spec.name_or_path)  # a published folder: every file as published
     folder_pooling = _folder_pooling(local_dir)
     pooling = spec.pooling or folder_pooling or config.PRODUCTION_ENCODER_POOLING
     if spec.pooling and folder_pooling and spec.pooling != folder_pooling:
@@ -229,6 +231,160 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
         time.perf_counter() - started,
     )
     return encoder
+
+
+# --- publishing: the save_pretrained layout plus a manifest of checksums -------------------------
+
+MANIFEST_FILE = "searchrec_manifest.json"
+MANIFEST_FORMAT = 1
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _folder_files(folder: Path) -> list[str]:
+    """Relative paths of every file under `folder`, the manifest itself left out."""
+    from searchrec.artifacts.folder import MARKERS
+
+    skip = {MANIFEST_FILE, *MARKERS}  # the artifact completion markers are not the encoder's files
+    return sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and p.name not in skip
+    )
+
+
+def folder_manifest(folder: Path, source: str) -> dict[str, Any]:
+    """{format, source, files: {relative path: {bytes, sha256}}} of an encoder folder."""
+    files = {
+        rel: {"bytes": (folder / rel).stat().st_size, "sha256": _sha256(folder / rel)}
+        for rel in _folder_files(folder)
+    }
+    if not files:
+        raise SearchrecError(f"encoder: {folder} holds no files to publish")
+    return {"format": MANIFEST_FORMAT, "source": source, "files": files}
+
+
+def verify_manifest(folder: Path, name: str, *, required: bool = False) -> dict[str, Any] | None:
+    """Check every file of `folder` against its manifest; None when there is none (and not required).
+
+    One line naming the first file that is missing, changed or not in the manifest."""
+    path = Path(folder) / MANIFEST_FILE
+    if not path.is_file():
+        if required:
+            raise SearchrecError(
+                f"encoder: {name} has no {MANIFEST_FILE}: publish it with `searchrec encoder publish`"
+            )
+        log.info("encoder: %s has no %s (not a published folder); not verified", name, MANIFEST_FILE)
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        files = dict(manifest["files"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        raise SearchrecError(f"encoder: {name}: {MANIFEST_FILE} is not a searchrec manifest") from None
+    for rel, want in sorted(files.items()):
+        file = Path(folder) / rel
+        if not file.is_file():
+            raise SearchrecError(f"encoder: {name}: {rel} is listed in {MANIFEST_FILE} but missing")
+        if file.stat().st_size != want.get("bytes") or _sha256(file) != want.get("sha256"):
+            raise SearchrecError(f"encoder: {name}: {rel} does not match its checksum in {MANIFEST_FILE}")
+    extra = sorted(set(_folder_files(Path(folder))) - set(files))
+    if extra:
+        raise SearchrecError(f"encoder: {name}: {extra[0]} is not in {MANIFEST_FILE}")
+    log.info("encoder: %s verified against %s (%d files)", name, MANIFEST_FILE, len(files))
+    return manifest
+
+
+def check_published(name_or_path: str) -> dict[str, Any]:
+    """The manifest of a published encoder folder (local, s3://, gs://), every file verified."""
+    if is_hub_id(name_or_path):
+        raise SearchrecError(
+            f"encoder: {name_or_path} is a Hugging Face id, not a published folder: "
+            f"searchrec encoder publish {name_or_path} gs://<bucket>/encoders/<name>"
+        )
+    _, local_dir = _resolve_source(name_or_path)
+    return verify_manifest(local_dir, name_or_path, required=True)
+
+
+def is_hub_id(name_or_path: str) -> bool:
+    """True for "name" / "org/name" that is no existing local path and no bucket URI."""
+    if name_or_path.startswith(REMOTE_SCHEMES) or "://" in name_or_path:
+        return False
+    if name_or_path.startswith(("/", ".", "~")) or Path(name_or_path).expanduser().exists():
+        return False
+    return name_or_path.count("/") <= 1
+
+
+def _save_layout(source: str, out: Path, pooling: str | None) -> None:
+    """Load `source` offline and write its save_pretrained layout and searchrec_encoder.json to `out`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    resolved, local_dir = _resolve_source(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(resolved, local_files_only=True)
+        model = AutoModel.from_pretrained(resolved, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        if local_dir is None:
+            raise SearchrecError(
+                f"encoder publish: {source} is not in the local Hugging Face cache; download it once on a "
+                "machine with hub access (HF_HOME), or give a folder of its weights"
+            ) from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SearchrecError(f"encoder publish: cannot load {source}: {first}") from None
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    meta = {
+        "pooling": pooling or _folder_pooling(local_dir) or config.PRODUCTION_ENCODER_POOLING,
+        "source": source,
+    }
+    (out / ENCODER_META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def publish_encoder(source: str, dest: str, *, pooling: str | None = None) -> dict[str, Any]:
+    """Publish an encoder (a Hugging Face id in the local cache, or a folder) to `dest` (a folder, s3://
+    or gs://): the save_pretrained layout, searchrec_encoder.json (pooling) and, written last, a manifest
+    of every file's checksum that load_encoder verifies. Returns the manifest."""
+    from searchrec import storage
+
+    if pooling is not None and pooling not in POOLINGS:
+        raise SearchrecError(
+            f"encoder publish: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}"
+        )
+    if not storage.is_remote(dest) and Path(dest).resolve() == Path(source).expanduser().resolve():
+        raise SearchrecError("encoder publish: DEST must differ from SRC")
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="searchrec-encoder-") as tmp:
+        layout, marker = Path(tmp) / "layout", Path(tmp) / "manifest"
+        layout.mkdir()
+        marker.mkdir()
+        _save_layout(source, layout, pooling)
+        manifest = folder_manifest(layout, source)
+        (marker / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+        _upload_then_manifest(layout, marker / MANIFEST_FILE, dest)
+    log.info("encoder: published %s to %s (%d files)", source, dest, len(manifest["files"]))
+    return manifest
+
+
+def _upload_then_manifest(layout: Path, manifest: Path, dest: str) -> None:
+    """Files first, the manifest last: a folder with a manifest is complete."""
+    import shutil
+
+    from searchrec import storage
+
+    if storage.is_remote(dest):
+        storage.upload_tree(layout, dest)
+        storage.upload_tree(manifest.parent, dest)  # one object, after every other
+        return
+    from searchrec.artifacts.folder import publishing
+
+    # in place, no directory rename (Cloud Storage FUSE); an earlier publication of ours is replaced
+    with publishing(Path(dest), "encoder") as target:
+        shutil.copytree(layout, target, dirs_exist_ok=True)
+        shutil.copyfile(manifest, target / MANIFEST_FILE)
 
 
 # --- encoding -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from searchrec import ceiling
 from searchrec.model import TwoTower, gather_history
 
 log = logging.getLogger(__name__)
@@ -167,17 +168,10 @@ def evaluate(
 def ceiling_metrics(
     ground_truth_dir: Path, holdout_df: pd.DataFrame | None, train_nm_ids: np.ndarray, ks: Sequence[int]
 ) -> dict[str, float]:
-    """``ceiling_recall_at_{k}`` from the demo generator's ground truth; empty when it is unavailable."""
-    try:
-        from searchrec.demo_data import ceiling_recall  # lazy: only the demo has a ground truth
-    except ImportError as error:
-        log.warning("no ceiling: searchrec.demo_data.ceiling_recall is unavailable (%s)", error)
+    """``ceiling_*`` metrics from a ground truth folder (the demo generator writes one), popularity
+    counted on ``train_nm_ids``; empty without a holdout."""
+    if holdout_df is None or holdout_df.empty:
         return {}
     ids, counts = np.unique(np.asarray(train_nm_ids, dtype=np.int64), return_counts=True)
-    popularity = pd.Series(counts, index=pd.Index(ids, name="nm_id"), name="count").sort_values(
-        ascending=False, kind="stable"
-    )
-    return {
-        f"ceiling_recall_at_{k}": float(ceiling_recall(ground_truth_dir, holdout_df, popularity, k))
-        for k in ks
-    }
+    popularity = pd.Series(counts, index=pd.Index(ids, name="nm_id"), name="count")
+    return ceiling.ceiling_metrics(Path(ground_truth_dir), holdout_df, popularity, ks, NDCG_K)

@@ -136,7 +136,7 @@ def _pipeline(name: str):
     from searchrec import config
 
     os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
-    from pipelines import PIPELINES
+    from pipelines import ALL_PIPELINES as PIPELINES  # the data pipelines and preflight
 
     if name not in PIPELINES:
         raise SearchrecError(f"unknown pipeline {name!r}; expected one of {', '.join(PIPELINES)}")

@@ -9,14 +9,24 @@
 
 Every loss removes accidental hits: another row of the batch whose item is the same as this row's
 positive is not treated as a negative.
+
+Mixed negative sampling (Yang et al., WWW 2020), softmax only: besides the in-batch items, a shared
+set of negatives is drawn each step from *every* item of the snapshot (:class:`NegativeSampler`,
+uniform or by smoothed popularity), so the item tower also learns to push away items that are never
+(or rarely) a training target. Each source gets its own sampling correction: an in-batch column is
+corrected by log(B * p(item)) with p the training frequency, a sampled column by log(S * q(item))
+with q the sampler's distribution (both: the log of the expected number of times the item is a
+candidate). A sampled negative equal to a row's positive is an accidental hit and removed too.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 LOSSES = ("multi_margin", "cosine", "softmax")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
 _NEG = -1e4  # a logit no positive ever loses to (after scaling by 1/temperature it stays finite)
 
 
@@ -59,15 +69,51 @@ def sampled_softmax_loss(
     *,
     temperature: float = 0.05,
     log_q: torch.Tensor | None = None,
+    negatives: torch.Tensor | None = None,
+    negative_ids: torch.Tensor | None = None,
+    negative_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """In-batch softmax cross-entropy; ``log_q`` [B] is log P(item of column j is sampled)."""
+    """Softmax cross-entropy over the in-batch items [B] plus optional sampled ``negatives`` [S].
+
+    ``log_q`` [B]: log sampling weight of in-batch column j; ``negative_log_q`` [S]: the same for
+    the sampled columns (see the module docstring for the per-source correction).
+    """
     logits = queries @ items.T / temperature
     if log_q is not None:
         logits = logits - log_q.unsqueeze(0)
     if item_ids is not None:
         logits = logits.masked_fill(accidental_hits(item_ids), _NEG / temperature)
+    if negatives is not None:
+        sampled = queries @ negatives.T / temperature
+        if negative_log_q is not None:
+            sampled = sampled - negative_log_q.unsqueeze(0)
+        if item_ids is not None and negative_ids is not None:
+            hit = item_ids.unsqueeze(1) == negative_ids.unsqueeze(0)
+            sampled = sampled.masked_fill(hit, _NEG / temperature)
+        logits = torch.cat([logits, sampled], dim=1)
     target = torch.arange(len(logits), device=logits.device)
     return nn.functional.cross_entropy(logits, target)
+
+
+class NegativeSampler:
+    """Draws shared negatives (rows of the snapshot) from every item: ``uniform``, or ``popularity``
+    with q(item) proportional to (training count + 1) ** alpha (alpha < 1 smooths toward uniform;
+    the +1 keeps every item of the snapshot drawable)."""
+
+    def __init__(
+        self, counts: np.ndarray, mode: str, *, alpha: float = 0.5, device: str | torch.device = "cpu"
+    ):
+        if mode not in NEGATIVE_SAMPLING:
+            raise ValueError(f"negative sampling must be one of {', '.join(NEGATIVE_SAMPLING)}, got {mode!r}")
+        counts = np.asarray(counts, dtype=np.float64)
+        weights = np.ones_like(counts) if mode == "uniform" else (counts + 1.0) ** float(alpha)
+        probs = weights / weights.sum()
+        self.probs = torch.as_tensor(probs, dtype=torch.float32, device=device)
+        self.log_probs = torch.log(self.probs)
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` snapshot rows, drawn with replacement."""
+        return torch.multinomial(self.probs, n, replacement=True, generator=generator)
 
 
 def retrieval_loss(
@@ -79,10 +125,24 @@ def retrieval_loss(
     temperature: float = 0.05,
     log_q: torch.Tensor | None = None,
     margin: float | None = None,
+    negatives: torch.Tensor | None = None,
+    negative_ids: torch.Tensor | None = None,
+    negative_log_q: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Dispatch by loss name (one of LOSSES)."""
+    """Dispatch by loss name (one of LOSSES); sampled ``negatives`` are for ``softmax`` only."""
     if name == "softmax":
-        return sampled_softmax_loss(queries, items, item_ids, temperature=temperature, log_q=log_q)
+        return sampled_softmax_loss(
+            queries,
+            items,
+            item_ids,
+            temperature=temperature,
+            log_q=log_q,
+            negatives=negatives,
+            negative_ids=negative_ids,
+            negative_log_q=negative_log_q,
+        )
+    if negatives is not None:
+        raise ValueError(f"sampled negatives need the softmax loss, not {name!r}")
     if name == "multi_margin":
         return multi_margin_loss(queries, items, item_ids, margin=1.0 if margin is None else margin)
     if name == "cosine":

@@ -18,6 +18,7 @@ from searchrec import schemas
 from searchrec.errors import SearchrecError
 
 PADDING_MODES = ("pad", "mask")
+QUERY_TOWERS = ("concat", "attention")
 
 
 @dataclass
@@ -29,6 +30,9 @@ class TwoTowerConfig:
     hidden_dim: int = 512
     dropout: float = 0.1
     padding: str = "pad"  # "pad": padded slots hold the [PAD] encoding; "mask": padded slots are zeroed
+    # "concat": one MLP over the concatenated slots (the original); "attention": a shared per-query
+    # projection plus position (recency) embeddings, pooled by attention over the real queries
+    query_tower: str = "concat"
     # lineage, filled by train: encoder id/pooling, training window, item count, metrics ...
     extra: dict = field(default_factory=dict)
 
@@ -42,6 +46,10 @@ class TwoTowerConfig:
         if self.padding not in PADDING_MODES:
             raise SearchrecError(
                 f"model config: padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}"
+            )
+        if self.query_tower not in QUERY_TOWERS:
+            raise SearchrecError(
+                f"model config: query_tower must be one of {', '.join(QUERY_TOWERS)}, got {self.query_tower!r}"
             )
 
     def save(self, path: Path) -> None:
@@ -75,6 +83,11 @@ def _mlp(in_dim: int, hidden_dim: int, out_dim: int, dropout: float) -> nn.Seque
     )
 
 
+def _check_history(history: torch.Tensor, length: int, dim: int) -> None:
+    if history.dim() != 3 or history.shape[1:] != (length, dim):
+        raise SearchrecError(f"query tower expects [B, {length}, {dim}] histories, got {list(history.shape)}")
+
+
 class QueryTower(nn.Module):
     """[B, L, Dq] query encodings (+ [B, L] bool mask of real queries) -> [B, out] unit vectors.
 
@@ -90,14 +103,36 @@ class QueryTower(nn.Module):
         self.mlp = _mlp(cfg.history_length * cfg.query_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if history.dim() != 3 or history.shape[1:] != (self.history_length, self.query_dim):
-            raise SearchrecError(
-                f"query tower expects [B, {self.history_length}, {self.query_dim}] histories, "
-                f"got {list(history.shape)}"
-            )
+        _check_history(history, self.history_length, self.query_dim)
         if self.padding == "mask" and mask is not None:
             history = history * mask.unsqueeze(-1).to(history.dtype)
         return nn.functional.normalize(self.mlp(history.flatten(1)), dim=-1)
+
+
+class AttentionQueryTower(nn.Module):
+    """[B, L, Dq] (+ [B, L] mask) -> [B, out] unit vectors: each query through one shared projection,
+    plus a learned embedding of its position (slot L-1 is the most recent query), then attention
+    pooling over the real queries (padded slots get no weight) and an output MLP."""
+
+    def __init__(self, cfg: TwoTowerConfig):
+        super().__init__()
+        self.padding = cfg.padding
+        self.history_length = cfg.history_length
+        self.query_dim = cfg.query_dim
+        self.project = nn.Sequential(nn.Linear(cfg.query_dim, cfg.hidden_dim), nn.LayerNorm(cfg.hidden_dim))
+        self.position = nn.Parameter(torch.zeros(cfg.history_length, cfg.hidden_dim))
+        self.attend = nn.Linear(cfg.hidden_dim, 1)
+        self.out = _mlp(cfg.hidden_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+
+    def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        _check_history(history, self.history_length, self.query_dim)
+        h = nn.functional.gelu(self.project(history) + self.position)
+        scores = self.attend(h).squeeze(-1)
+        if mask is not None:
+            real = mask | ~mask.any(dim=1, keepdim=True)  # a history without queries: attend to all
+            scores = scores.masked_fill(~real, float("-inf"))
+        pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * h).sum(dim=1)
+        return nn.functional.normalize(self.out(pooled), dim=-1)
 
 
 class ItemTower(nn.Module):
@@ -120,7 +155,7 @@ class TwoTower(nn.Module):
     def __init__(self, cfg: TwoTowerConfig):
         super().__init__()
         self.cfg = cfg
-        self.query_tower = QueryTower(cfg)
+        self.query_tower = AttentionQueryTower(cfg) if cfg.query_tower == "attention" else QueryTower(cfg)
         self.item_tower = ItemTower(cfg)
 
     def forward(

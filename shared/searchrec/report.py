@@ -48,6 +48,31 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _series_svg(
+    series: Mapping[str, Sequence[tuple[float, float]]], sx, sy, legend_x: float, top: float
+) -> list[str]:
+    """Polyline, points and legend entry of each series (baselines dashed)."""
+    parts: list[str] = []
+    for i, (name, pts) in enumerate(series.items()):
+        colour = COLOURS[i % len(COLOURS)]
+        good = [(x, y) for x, y in pts if y is not None and math.isfinite(y)]
+        if len(good) > 1:
+            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in good)
+            dash = ' stroke-dasharray="6 4"' if name.startswith(("popularity", "ceiling")) else ""
+            parts.append(
+                f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
+            )
+        for x, y in good:
+            parts.append(
+                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"><title>{y:.4f}</title></circle>'
+            )
+        parts.append(
+            f'<rect x="{legend_x + 10}" y="{top + 8 + 16 * i}" width="10" height="10" fill="{colour}"/>'
+            f'<text x="{legend_x + 24}" y="{top + 17 + 16 * i}" font-size="11">{html.escape(name)}</text>'
+        )
+    return parts
+
+
 def line_chart(title: str, series: Mapping[str, Sequence[tuple[float, float]]], *, y_label: str = "") -> str:
     """An inline SVG line chart of one or more (x, y) series."""
     width, height, left, right, top, bottom = 560, 280, 64, 150, 32, 44
@@ -99,23 +124,7 @@ def line_chart(title: str, series: Mapping[str, Sequence[tuple[float, float]]], 
             f'<text x="14" y="{top + ph / 2}" text-anchor="middle" font-size="12" '
             f'transform="rotate(-90 14 {top + ph / 2})">{esc(y_label)}</text>'
         )
-    for i, (name, pts) in enumerate(series.items()):
-        colour = COLOURS[i % len(COLOURS)]
-        good = [(x, y) for x, y in pts if y is not None and math.isfinite(y)]
-        if len(good) > 1:
-            coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in good)
-            dash = ' stroke-dasharray="6 4"' if name.startswith(("popularity", "ceiling")) else ""
-            parts.append(
-                f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="2"{dash}/>'
-            )
-        for x, y in good:
-            parts.append(
-                f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{colour}"><title>{y:.4f}</title></circle>'
-            )
-        parts.append(
-            f'<rect x="{left + pw + 10}" y="{top + 8 + 16 * i}" width="10" height="10" fill="{colour}"/>'
-            f'<text x="{left + pw + 24}" y="{top + 17 + 16 * i}" font-size="11">{esc(name)}</text>'
-        )
+    parts += _series_svg(series, sx, sy, left + pw, top)
     parts.append("</svg>")
     return "".join(parts)
 
@@ -133,6 +142,55 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+CURVE_KS = (10, 200)  # recall cut-offs drawn per epoch, for the validation and the holdout split
+
+
+def _recall_curves(history: Sequence[Mapping[str, Any]], metrics: Mapping[str, float]) -> dict:
+    """Validation (selects the epoch) and holdout (reports only) recall per epoch, plus baselines."""
+    curves = {}
+    for split in ("validation", "holdout"):
+        for k in CURVE_KS:
+            key = f"{split}_recall_at_{k}"
+            points = [(float(r["epoch"]), r.get(key)) for r in history if key in r]
+            if points:
+                curves[f"{split} recall@{k}"] = points
+    for source in ("popularity", "ceiling"):
+        if f"{source}_recall_at_200" in metrics and history:
+            value = float(metrics[f"{source}_recall_at_200"])
+            curves[f"{source} recall@200"] = [
+                (float(history[0]["epoch"]), value),
+                (float(history[-1]["epoch"]), value),
+            ]
+    return curves
+
+
+def _metric_rows(metrics: Mapping[str, float]) -> list[list[Any]]:
+    rows = []
+    for label, key in METRIC_ROWS:
+        values = [metrics.get(f"{s}_{key}") for s in SOURCES]
+        if all(v is None for v in values):
+            continue
+        model, pop = values[0], values[1]
+        rows.append([label, *values, model / pop if model is not None and pop else None])
+    return rows
+
+
+def _kept_epoch(history: Sequence[Mapping[str, Any]], metrics: Mapping[str, float]) -> str:
+    best = metrics.get("best_epoch")
+    if best is None or not history:
+        return ""
+    scores = [k for k in metrics if k.startswith("validation_")]
+    how = (
+        f"best validation {scores[0].removeprefix('validation_')} {_fmt(metrics[scores[0]])}"
+        if scores
+        else "last epoch"
+    )
+    return (
+        f'<p class="kept">Kept epoch: <b>{int(best)}</b> of {len(history)} run ({html.escape(how)}); '
+        "the holdout never chose it.</p>"
+    )
+
+
 def render_report(
     history: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, float],
@@ -145,30 +203,10 @@ def render_report(
     info = dict(info or {})
     info.pop("metrics", None)
     loss = {"training loss": [(float(r["epoch"]), r.get("loss")) for r in history]}
-    recall_keys = sorted(
-        {k for r in history for k in r if k.startswith("holdout_recall_at_")},
-        key=lambda k: int(k.rsplit("_", 1)[1]),
-    )
-    recall = {
-        k.replace("holdout_recall_at_", "recall@"): [(float(r["epoch"]), r.get(k)) for r in history if k in r]
-        for k in recall_keys
-    }
-    for source in ("popularity", "ceiling"):
-        if f"{source}_recall_at_200" in metrics and history:
-            value = float(metrics[f"{source}_recall_at_200"])
-            recall[f"{source} recall@200"] = [
-                (float(history[0]["epoch"]), value),
-                (float(history[-1]["epoch"]), value),
-            ]
-    metric_rows = []
-    for label, key in METRIC_ROWS:
-        values = [metrics.get(f"{s}_{key}") for s in SOURCES]
-        if all(v is None for v in values):
-            continue
-        model, pop = values[0], values[1]
-        lift = model / pop if model is not None and pop else None
-        metric_rows.append([label, *values, lift])
-    epoch_cols = ["epoch", "loss", "examples", "seconds", "examples_per_s", *recall_keys]
+    metric_rows = _metric_rows(metrics)
+    curve_cols = sorted({k for r in history for k in r if k.startswith(("validation_", "holdout_"))})
+    epoch_cols = ["epoch", "loss", "examples", "seconds", "examples_per_s", *curve_cols]
+    kept = metrics.get("best_epoch")
     sections = [
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Holdout metrics (full snapshot catalogue)</h2>",
@@ -177,25 +215,32 @@ def render_report(
         else '<p class="muted">no holdout metrics (empty holdout)</p>',
         f'<p class="muted">holdout examples: {_fmt(metrics.get("holdout_examples"))}, '
         f"catalogue items: {_fmt(metrics.get('catalogue_items'))}</p>",
+        _kept_epoch(history, metrics),
         "<h2>Training curves</h2>",
         '<div class="charts">',
         line_chart("Training loss per epoch", loss, y_label="loss"),
-        line_chart("Holdout recall per epoch", recall, y_label="recall"),
+        line_chart(
+            "Validation and holdout recall per epoch", _recall_curves(history, metrics), y_label="recall"
+        ),
         "</div>",
         "<h2>Epochs</h2>",
         _table(
-            [c.replace("holdout_recall_at_", "recall@").replace("_", " ") for c in epoch_cols],
-            [[r.get(c) for c in epoch_cols] for r in history],
+            ["kept", *(c.replace("_recall_at_", " recall@").replace("_", " ") for c in epoch_cols)],
+            [
+                ["✓" if kept is not None and r.get("epoch") == kept else "", *(r.get(c) for c in epoch_cols)]
+                for r in history
+            ],
         ),
         "<h2>Parameters</h2>",
         _table(["parameter", "value"], [[k, v] for k, v in params.items()]),
     ]
     if info:
         sections += ["<h2>Model and data</h2>", _table(["field", "value"], [[k, v] for k, v in info.items()])]
-    body = "\n".join(sections)
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+        f"<title>{html.escape(title)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + "\n".join(sections)
+        + "\n</body>\n</html>\n"
     )
 
 

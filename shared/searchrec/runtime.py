@@ -29,22 +29,32 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.getLogger().setLevel(level)
 
 
+def _fail(name: str, reason: str) -> SystemExit:
+    """One line on stderr (and in the local run's errors file), exit code 1, no traceback after it."""
+    message = " ".join(f"searchrec {name} failed: {reason}".split())
+    errors_file = os.environ.get(ERRORS_FILE_ENV)
+    if errors_file:
+        with contextlib.suppress(OSError), open(errors_file, "a", encoding="utf-8") as out:
+            out.write(message + "\n")
+    return SystemExit(message)
+
+
 @contextlib.contextmanager
 def stage(name: str) -> Iterator[None]:
-    """Run a stage body: log its duration; bad input ends the process with one line and exit code 1."""
+    """Run a stage body: log its duration; any failure ends the process with one line naming the stage
+    and the cause, exit code 1. Bad input (SearchrecError) is the project's own line; anything else is
+    logged with its traceback first (the task log keeps it) and summarised as its type and first line."""
     setup_logging()
     started = time.perf_counter()
     log.info("%s: started", name)
     try:
         yield
     except SearchrecError as error:
-        # SystemExit with a message: printed as one line on stderr, exit code 1, no traceback.
-        message = f"searchrec {name} failed: {error}"
-        errors_file = os.environ.get(ERRORS_FILE_ENV)
-        if errors_file:
-            with contextlib.suppress(OSError), open(errors_file, "a", encoding="utf-8") as out:
-                out.write(" ".join(message.split()) + "\n")
-        raise SystemExit(message) from None
+        raise _fail(name, str(error)) from None
+    except Exception as error:  # a bug or an environment fault: the traceback goes to the log above the line
+        log.exception("%s: unexpected error", name)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise _fail(name, f"{type(error).__name__}: {first}" if first else type(error).__name__) from None
     log.info("%s: done in %.1f s", name, time.perf_counter() - started)
 
 

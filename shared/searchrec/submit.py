@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +48,10 @@ from searchrec.errors import SearchrecError
 log = logging.getLogger("searchrec.submit")
 
 PIPELINE_NAMES = ("training", "recommend", "demo")
-PLATFORMS = ("kubeflow", "vertex")
+# The first run on a new cluster (`searchrec preflight`); its "window" is the one date it checks against.
+CHECK_PIPELINE_NAMES = ("preflight",)
+# Compile targets: "kfp" (default; "kubeflow" is an alias) or "vertex"; see config.PLATFORM_SETTINGS.
+PLATFORMS = config.PLATFORM_NAMES
 DEFAULT_EXPERIMENT = "searchrec"
 
 # scheme://user:password@host  -- a password in a parameter would land in the run's record.
@@ -61,6 +65,7 @@ WINDOW_PARAMETERS = {
     "training": ("start_date", "end_date"),
     "recommend": ("start_date", "end_date"),
     "demo": ("train_start_date", "train_end_date"),
+    "preflight": ("date", "date"),
 }
 
 
@@ -203,13 +208,15 @@ def build_images(
 
 
 def _check_pipeline(pipeline: str) -> None:
-    if pipeline not in PIPELINE_NAMES:
+    if pipeline not in (*PIPELINE_NAMES, *CHECK_PIPELINE_NAMES):
         raise SearchrecError(f"unknown pipeline {pipeline!r}; expected one of {', '.join(PIPELINE_NAMES)}")
 
 
-def _check_platform(platform: str) -> None:
-    if platform not in PLATFORMS:
-        raise SearchrecError(f"unknown platform {platform!r}; expected one of {', '.join(PLATFORMS)}")
+def _check_platform(platform: str) -> str:
+    """The canonical platform name ("kubeflow" is an alias of "kfp"); one line if unknown."""
+    if not platform:
+        raise SearchrecError(f"no platform given; expected one of {', '.join(PLATFORMS)}")
+    return config.platform_name(platform)
 
 
 def _yaml_docs(path: Path) -> list[dict]:
@@ -228,7 +235,9 @@ def _matches(path: Path, tag: str, platform: str) -> bool:
     docs = _yaml_docs(path)
     single = len(docs) == 1
     images = compiled_images(path)
-    return bool(images) and all(i.endswith(f":{tag}") for i in images) and (single or platform != "vertex")
+    # KFP: PipelineSpec + PlatformSpec (every pipeline has Secrets); Vertex AI: one document
+    platform_ok = single == config.platform(platform).single_document
+    return bool(images) and all(i.endswith(f":{tag}") for i in images) and platform_ok
 
 
 def compile_pipelines(
@@ -236,7 +245,7 @@ def compile_pipelines(
     out_dir: Path,
     *,
     tag: str | None = None,
-    platform: str = "kubeflow",
+    platform: str = config.DEFAULT_PLATFORM,
     env: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """Compile `pipelines` to out_dir/<name>.yaml in a fresh interpreter whose images carry `tag`.
@@ -246,7 +255,7 @@ def compile_pipelines(
     """
     for name in pipelines:
         _check_pipeline(name)
-    _check_platform(platform)
+    platform = _check_platform(platform)
     tag = tag or image_tag()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -269,18 +278,36 @@ def compile_pipelines(
     return [out_dir / f"{name}.yaml" for name in pipelines]
 
 
+def compile_platforms(
+    out_dir: Path,
+    platforms: Sequence[str],
+    *,
+    tag: str | None = None,
+    pipelines: Sequence[str] = PIPELINE_NAMES,
+) -> list[Path]:
+    """Every pipeline compiled per platform: out_dir/<platform>/<pipeline>.yaml (`searchrec compile`)."""
+    written: list[Path] = []
+    for platform in platforms:
+        platform = _check_platform(platform)
+        written += compile_pipelines(pipelines, Path(out_dir) / platform, tag=tag, platform=platform)
+        for path in written[-len(pipelines) :]:
+            if not _matches(path, tag or image_tag(), platform):
+                raise SearchrecError(f"{path} is not a {platform} pipeline spec of images tagged {tag}")
+    return written
+
+
 def compile_for_cluster(
-    pipeline: str, out_file: Path, *, tag: str | None = None, platform: str = "kubeflow"
+    pipeline: str, out_file: Path, *, tag: str | None = None, platform: str = config.DEFAULT_PLATFORM
 ) -> Path:
     """Compile one pipeline for a cluster: every image tagged `tag`, the target's platform settings.
 
     In this process when the already imported pipelines fit (fast), else in a fresh one.
     """
     _check_pipeline(pipeline)
-    _check_platform(platform)
+    platform = _check_platform(platform)
     tag = tag or image_tag()
     out_file = Path(out_file)
-    if config.IMAGE_TAG == tag and os.environ.get(PLATFORM_ENV, "kubeflow") == platform:
+    if config.IMAGE_TAG == tag and config.platform_name() == platform:
         from pipelines import compile_pipeline
 
         compile_pipeline(pipeline, out_file)
@@ -457,7 +484,57 @@ def _prepare(
     arguments = build_arguments(
         pipeline, pipeline_parameters(spec_file), start_date=start_date, end_date=end_date, params=params
     )
+    check_cluster_arguments(spec_file, arguments)
     return spec_file, arguments
+
+
+def _effective(spec_file: Path, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value in the run: the given argument, else the compiled default."""
+    params = pipeline_parameters(spec_file)
+    return {n: arguments.get(n, p.get("defaultValue", "")) for n, p in params.items()} | dict(arguments)
+
+
+def check_cluster_arguments(spec_file: Path, arguments: Mapping[str, Any]) -> None:
+    """What a cluster run cannot work without: a published encoder in a bucket, a warehouse, embeddings."""
+    from searchrec.encoder import REMOTE_SCHEMES, is_hub_id
+
+    values = _effective(spec_file, arguments)
+    encoder = str(values.get("encoder", "gs://"))
+    if not encoder.startswith(REMOTE_SCHEMES):
+        kind = "a Hugging Face id (nothing is downloaded from a model hub at run time)"
+        if not is_hub_id(encoder):
+            kind = "not a bucket folder the cluster can read"
+        raise SearchrecError(
+            f"encoder {encoder} is {kind}: publish it once with `searchrec encoder publish {encoder} "
+            f"gs://<bucket>/encoders/<name>` and pass --param encoder=gs://<bucket>/encoders/<name> "
+            f"(or set encoder in ${config.SETTINGS_ENV} / ${config.PRODUCTION_SETTING_ENV['encoder']})"
+        )
+    for name in ("warehouse_uri", "embeddings_uri"):
+        if name in values and not str(values[name]).strip():
+            raise SearchrecError(
+                f"no {name}: pass --param {name}=... or set it at compile time in ${config.SETTINGS_ENV} "
+                f"or ${config.PRODUCTION_SETTING_ENV[name]}"
+            )
+
+
+def check_vertex_login(spec_file: Path, arguments: Mapping[str, Any]) -> None:
+    """On Vertex AI a PostgreSQL warehouse needs `warehouse_secret` (there are no Kubernetes Secrets)."""
+    from searchrec.secrets import version_name
+
+    params = pipeline_parameters(spec_file)
+    if "warehouse_secret" not in params:
+        return
+
+    def value(name: str) -> str:
+        return str(arguments.get(name, params.get(name, {}).get("defaultValue", "")) or "")
+
+    if value("warehouse_secret"):
+        version_name(value("warehouse_secret"))  # one line if it names no secret version
+    elif value("warehouse_uri").startswith(("postgresql://", "postgres://")):
+        raise SearchrecError(
+            "Vertex AI has no Kubernetes Secrets: give the warehouse login as "
+            "--param warehouse_secret=projects/<project>/secrets/<name>/versions/<version> (Secret Manager)"
+        )
 
 
 def _target(host: str | None, vertex_project: str | None) -> str:
@@ -468,7 +545,7 @@ def _target(host: str | None, vertex_project: str | None) -> str:
             f"no target: give --host (or ${HOST_ENV}) for Kubeflow Pipelines, "
             f"or --vertex-project (or ${VERTEX_PROJECT_ENV}) for Vertex AI Pipelines"
         )
-    return "kubeflow" if host else "vertex"
+    return "kfp" if host else "vertex"
 
 
 def submit(
@@ -491,6 +568,7 @@ def submit(
     tag: str | None = None,
     credentials: Any = None,
     enable_caching: bool | None = None,
+    vertex_network: VertexNetwork | None = None,
 ) -> str:
     """Compile `pipeline` for the target, check the parameters, submit one run; returns the run id.
 
@@ -498,10 +576,12 @@ def submit(
     enable_caching: None keeps each task's compiled cache setting; False runs every task.
     """
     target = _target(host, vertex_project)
+    network = _vertex_network(target, vertex_network)
     run_name = run_name or default_run_name(pipeline, start_date, end_date)
     with tempfile.TemporaryDirectory(prefix="searchrec-submit-") as tmp:
         spec_file, arguments = _prepare(pipeline, start_date, end_date, params, Path(tmp), target, tag)
         if target == "vertex":
+            check_vertex_login(spec_file, arguments)
             job = vertex_job(
                 spec_file,
                 arguments,
@@ -512,8 +592,14 @@ def submit(
                 credentials=credentials,
                 enable_caching=enable_caching,
             )
+            peering = network.apply(job)
             try:
-                job.submit(service_account=service_account, experiment=experiment or None)
+                job.submit(
+                    service_account=service_account,
+                    experiment=experiment or None,
+                    reserved_ip_ranges=list(network.reserved_ip_ranges) or None,
+                    **peering,
+                )
             except Exception as error:
                 raise SearchrecError(f"Vertex AI refused the run: {str(error).splitlines()[0]}") from None
             run_id = job.resource_name
@@ -558,6 +644,82 @@ def _api_error(error: Exception) -> str:
 
 
 # --- Vertex AI -----------------------------------------------------------------------------------
+
+
+NETWORK_RE = re.compile(r"projects/[^/\s]+/global/networks/[^/\s]+")
+ATTACHMENT_RE = re.compile(r"projects/[^/\s]+/regions/[^/\s]+/networkAttachments/[^/\s]+")
+
+
+@dataclass(frozen=True)
+class VertexNetwork:
+    """Private networking of a Vertex AI run: VPC peering (`network`, with optional reserved IP ranges) or
+    a Private Service Connect interface (`psc_network_attachment`); extract then reaches a private host."""
+
+    network: str | None = None
+    psc_network_attachment: str | None = None
+    reserved_ip_ranges: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.network or self.psc_network_attachment or self.reserved_ip_ranges)
+
+    def check(self) -> VertexNetwork:
+        if self.network and self.psc_network_attachment:
+            raise SearchrecError("give either --network (VPC peering) or --psc-network-attachment, not both")
+        if self.network and not NETWORK_RE.fullmatch(self.network):
+            raise SearchrecError(
+                f"--network must be projects/<project number>/global/networks/<name>, got {self.network!r}"
+            )
+        if self.psc_network_attachment and not ATTACHMENT_RE.fullmatch(self.psc_network_attachment):
+            raise SearchrecError(
+                "--psc-network-attachment must be projects/<project>/regions/<region>/networkAttachments/<name>, "
+                f"got {self.psc_network_attachment!r}"
+            )
+        if self.reserved_ip_ranges and not self.network:
+            raise SearchrecError("--reserved-ip-range needs --network (ranges of the peered VPC)")
+        return self
+
+    def apply(self, job) -> dict[str, Any]:
+        """Set the PSC interface on the job; returns the peering arguments of submit()/create_schedule()."""
+        if self.psc_network_attachment:
+            from google.cloud.aiplatform_v1.types import PscInterfaceConfig
+
+            job._gca_resource.psc_interface_config = PscInterfaceConfig(
+                network_attachment=self.psc_network_attachment
+            )
+        return {"network": self.network} if self.network else {}
+
+
+def _vertex_network(target: str, vertex_network: VertexNetwork | None) -> VertexNetwork:
+    net = (vertex_network or VertexNetwork()).check()
+    if net and target != "vertex":
+        raise SearchrecError(
+            "--network / --psc-network-attachment are Vertex AI settings; Kubeflow Pipelines tasks run in the "
+            "cluster's own network"
+        )
+    return net
+
+
+def _vertex_schedule(job, network: VertexNetwork, *, cron: str, name: str, service_account: str | None):
+    """job.create_schedule(), with the PSC interface too (the SDK copies only some fields of the job)."""
+    from google.cloud import aiplatform
+
+    if network.reserved_ip_ranges:
+        job._gca_resource.reserved_ip_ranges = list(network.reserved_ip_ranges)
+    made = aiplatform.PipelineJobSchedule(
+        pipeline_job=job,
+        display_name=name,
+        credentials=job.credentials,
+        project=job.project,
+        location=job.location,
+    )
+    if network.psc_network_attachment:
+        from google.cloud.aiplatform_v1.types import PscInterfaceConfig
+
+        made._gca_resource.create_pipeline_job_request.pipeline_job.psc_interface_config = PscInterfaceConfig(
+            network_attachment=network.psc_network_attachment
+        )
+    made.create(cron=cron, service_account=service_account, network=network.network)
+    return made
 
 
 def vertex_job(
@@ -621,6 +783,7 @@ def schedule(
     tag: str | None = None,
     credentials: Any = None,
     enable_caching: bool | None = None,
+    vertex_network: VertexNetwork | None = None,
 ) -> str:
     """A recurring run of `pipeline` on `cron` (5 fields, UTC) with fixed parameters; returns its id.
 
@@ -628,11 +791,13 @@ def schedule(
     CI compute the window and call submit() on its own schedule (.github/workflows/ci.yml).
     """
     target = _target(host, vertex_project)
+    network = _vertex_network(target, vertex_network)
     fields = _check_cron(cron)
     name = name or f"searchrec-{pipeline} {start_date}..{end_date} every {cron}"
     with tempfile.TemporaryDirectory(prefix="searchrec-schedule-") as tmp:
         spec_file, arguments = _prepare(pipeline, start_date, end_date, params, Path(tmp), target, tag)
         if target == "vertex":
+            check_vertex_login(spec_file, arguments)
             job = vertex_job(
                 spec_file,
                 arguments,
@@ -644,7 +809,7 @@ def schedule(
                 enable_caching=enable_caching,
             )
             try:
-                made = job.create_schedule(cron=cron, display_name=name, service_account=service_account)
+                made = _vertex_schedule(job, network, cron=cron, name=name, service_account=service_account)
             except Exception as error:
                 raise SearchrecError(
                     f"Vertex AI refused the schedule: {str(error).splitlines()[0]}"
@@ -702,6 +867,32 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     from searchrec.cli_options import add_cache_options
 
     add_cache_options(p)
+    add_vertex_network_options(p)
+
+
+def add_vertex_network_options(p: argparse.ArgumentParser) -> None:
+    """--network / --reserved-ip-range (VPC peering) or --psc-network-attachment, for Vertex AI runs."""
+    p.add_argument(
+        "--network",
+        default=os.environ.get(config.VERTEX_NETWORK_ENV),
+        help=f"Vertex AI: peer the run with this VPC, projects/<number>/global/networks/<name> (${config.VERTEX_NETWORK_ENV})",
+    )
+    p.add_argument(
+        "--reserved-ip-range", action="append", default=[], help="Vertex AI: a reserved range of --network"
+    )
+    p.add_argument(
+        "--psc-network-attachment",
+        default=os.environ.get(config.VERTEX_PSC_ATTACHMENT_ENV),
+        help=f"Vertex AI: Private Service Connect interface, projects/<p>/regions/<r>/networkAttachments/<name> (${config.VERTEX_PSC_ATTACHMENT_ENV})",
+    )
+
+
+def vertex_network_from_args(args: argparse.Namespace) -> VertexNetwork:
+    return VertexNetwork(
+        network=args.network or None,
+        psc_network_attachment=args.psc_network_attachment or None,
+        reserved_ip_ranges=tuple(args.reserved_ip_range or ()),
+    )
 
 
 def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -710,7 +901,9 @@ def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     check_window(args.start_date, args.end_date)
     from searchrec.cli_options import enable_caching
 
-    params = {"cache_lag_days": str(args.cache_lag_days), **parse_params(args.param)}
+    params = parse_params(args.param)
+    if args.cache_lag_days != config.CACHE_LAG_DAYS:  # the compiled default otherwise
+        params.setdefault("cache_lag_days", str(args.cache_lag_days))
     return dict(
         start_date=args.start_date,
         end_date=args.end_date,
@@ -724,6 +917,7 @@ def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         service_account=args.service_account or None,
         experiment=args.experiment,
         tag=args.tag,
+        vertex_network=vertex_network_from_args(args),
     )
 
 

@@ -288,6 +288,16 @@ def _csv_options(schema: pa.Schema, block_bytes: int) -> dict[str, Any]:
     }
 
 
+def _conversion_error(message: str, schema: pa.Schema) -> str:
+    """A column of the wrong type, named: 'column query_ts does not hold timestamp[us] values: ...'."""
+    first = message.splitlines()[0]
+    m = re.search(r"CSV column #(\d+)", first)
+    if m and int(m.group(1)) < len(schema):
+        field = schema.field(int(m.group(1)))
+        return f"column {field.name} does not hold {field.type} values: {first}"
+    return f"cannot read the query's rows: {first}"
+
+
 def _pg_batches(
     conn: Any, sql: str, params: dict[str, Any], schema: pa.Schema, chunk_rows: int
 ) -> Iterator[pa.RecordBatch]:
@@ -325,9 +335,7 @@ def _pg_batches(
         except (pa.ArrowInvalid, OSError) as exc:
             thread.join()  # the writer's own error, if any, is the one to report
             if not failure and "Empty CSV file" not in str(exc):  # no rows: nothing to yield
-                raise SearchrecError(
-                    f"cannot parse the warehouse's COPY output: {str(exc).splitlines()[0]}"
-                ) from exc
+                raise SearchrecError(_conversion_error(str(exc), schema)) from exc
     finally:
         reader_end.close()  # a writer still pumping gets EPIPE and ends
         thread.join()
@@ -346,7 +354,20 @@ def _duckdb_batches(
         reader = relation.fetch_record_batch(chunk_rows)
     for batch in reader:
         if batch.num_rows:
-            yield batch.rename_columns(schema.names).cast(schema)
+            yield _cast(batch.rename_columns(schema.names), schema)
+
+
+def _cast(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` as ``schema``; a column that cannot be converted is named in one line."""
+    for field, column in zip(schema, batch.columns, strict=True):
+        if not column.type.equals(field.type):
+            try:
+                column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SearchrecError(
+                    f"column {field.name} is {column.type}, not convertible to {field.type}: {str(exc).splitlines()[0]}"
+                ) from None
+    return batch.cast(schema)
 
 
 def rechunk(batches: Iterator[pa.RecordBatch], schema: pa.Schema, chunk_rows: int) -> Iterator[pa.Table]:
@@ -495,6 +516,54 @@ def stream_to_parquet(
     )
 
 
+# The source contract (DESIGN.md section 2): column -> accepted type families, per table.
+CONTRACT = {
+    "search_queries": {"user_id": "integer", "query_ts": "timestamp", "query_text": "text"},
+    "orders": {"user_id": "integer", "order_ts": "timestamp", "nm_id": "integer"},
+}
+_FAMILIES = {
+    "integer": ("bigint", "integer", "smallint", "int8", "int4", "int2", "hugeint", "ubigint", "uinteger"),
+    "timestamp": ("timestamp",),
+    "text": ("text", "character varying", "varchar", "character", "char", "string"),
+}
+
+
+def _column_types(conn: Any, engine: str, table: str) -> dict[str, str]:
+    """column -> declared type of ``table`` as the session sees it (empty if there is no such table)."""
+    if engine == "duckdb":
+        rows = conn.execute(
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_name = ?", [table]
+        ).fetchall()
+    else:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = %s AND table_schema = ANY (current_schemas(false))",
+                (table,),
+            )
+            rows = cur.fetchall()
+    return {name.lower(): str(kind).lower() for name, kind in rows}
+
+
+def check_source_columns(conn: Any, engine: str, uri: str, raw_sql: str) -> None:
+    """The contract's columns and types in every source table the query reads; one line naming the
+    table and column otherwise (a missing table is left to the query's own error)."""
+    for table, columns in CONTRACT.items():
+        if not re.search(rf"\b{table}\b", raw_sql):
+            continue
+        declared = _column_types(conn, engine, table)
+        if not declared:
+            continue
+        for column, family in columns.items():
+            kind = declared.get(column)
+            if kind is None:
+                raise SearchrecError(f"warehouse {display_uri(uri)}: table {table} has no column {column}")
+            if not kind.startswith(_FAMILIES[family]):
+                raise SearchrecError(
+                    f"warehouse {display_uri(uri)}: column {table}.{column} is {kind}, the contract says {family}"
+                )
+
+
 def _end_read_only(conn: Any, uri: str) -> None:
     """Roll back the read-only session (drops the TEMP table). Every row has arrived by then, so a
     connection lost at this point costs nothing but a warning."""
@@ -521,6 +590,7 @@ def _run_streaming(
 ) -> None:
     """The query's rows, re-chunked, into ``parts``; driver errors become one line."""
     try:
+        check_source_columns(conn, engine, uri, raw)
         if USERS_TABLE in raw:
             prepare_users_table(conn, engine, user_ids)
         batches = (_duckdb_batches if engine == "duckdb" else _pg_batches)(
@@ -528,8 +598,10 @@ def _run_streaming(
         )
         for batch in rechunk(batches, schema, chunk_rows):
             parts.write(batch)
-    except SearchrecError:
-        raise
+    except SearchrecError as error:
+        if str(error).startswith("warehouse "):
+            raise
+        raise SearchrecError(f"warehouse {display_uri(uri)}: sql/{query}.sql: {error}") from None
     except Exception as exc:
         if engine == "postgresql" and conn.closed:
             raise SearchrecError(

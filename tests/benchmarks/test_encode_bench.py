@@ -39,7 +39,8 @@ from searchrec import config  # noqa: E402
 from searchrec.artifacts import encoded as encoded_artifact  # noqa: E402
 from searchrec.artifacts import examples  # noqa: E402
 from searchrec.encoder import EncoderSpec, EncodeTiming, build_standin_encoder, encode_texts, load_encoder  # noqa: E402
-from searchrec.stages.encode import encode_histories, original_layout  # noqa: E402
+from searchrec.stages.encode import encode_histories  # noqa: E402
+from tests.reference import original_layout  # noqa: E402
 
 pytestmark = pytest.mark.benchmark
 

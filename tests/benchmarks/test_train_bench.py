@@ -26,12 +26,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
+from variants import compare_variants, variants_markdown
 
 from searchrec import schemas
-from searchrec.stages.train import TrainParams, compare_variants, variants_markdown
+from searchrec.artifacts import encoded as encoded_artifact
+from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import snapshot as snapshot_artifact
+from searchrec.stages.train import TrainParams
 
 RESULTS = Path(__file__).parent / "results" / "train.md"
 DQ, SLOTS, N_QUERIES, N_ITEMS, DI = 312, 5, 200_000, 100_000, 64
@@ -55,58 +58,57 @@ def _update_results(section: str, text: str) -> None:
 
 
 def _embeddings(folder: Path, ids: np.ndarray, emb: np.ndarray) -> None:
-    folder.mkdir(parents=True)
     offsets = pa.array(np.arange(0, emb.size + 1, emb.shape[1], dtype=np.int32))
     lists = pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1), pa.float32()))
-    pq.write_table(
-        pa.table({"nm_id": pa.array(ids), "embedding": lists}, schema=schemas.EMBEDDINGS),
-        folder / "part-0.parquet",
+    table = pa.table({"nm_id": pa.array(ids), "embedding": lists}, schema=schemas.EMBEDDINGS)
+    dim = int(emb.shape[1])
+    info = snapshot_artifact.SnapshotInfo(
+        "bench://", "2026-09-30", "2026-09-30", dim, len(ids), ["part-0.parquet"]
     )
-    (folder / schemas.SNAPSHOT_INFO).write_text(
-        json.dumps({"snapshot_date": "2026-09-30", "dim": int(emb.shape[1])})
-    )
+    snapshot_artifact.write(folder, table, info)
 
 
-def _split(encoded: Path, name: str, nm: np.ndarray, hist: np.ndarray, start: str) -> None:
+def _split(name: str, nm: np.ndarray, hist: np.ndarray, start: str) -> encoded_artifact.EncodedSplit:
     n = len(nm)
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array(np.arange(n, dtype=np.int64)),
-                "order_ts": pa.array(
-                    pd.Timestamp(start).value // 1000 + np.arange(n, dtype=np.int64), pa.timestamp("us")
-                ),
-                "nm_id": pa.array(nm),
-            }
-        ),
-        encoded / schemas.rows_file(name),
+    rows = pa.table(
+        {
+            "user_id": pa.array(np.arange(n, dtype=np.int64)),
+            # spread over four weeks, so that the last days make a validation split
+            "order_ts": pa.array(
+                pd.Timestamp(start).value // 1000
+                + np.arange(n, dtype=np.int64) * (28 * 86_400_000_000 // max(n, 1)),
+                pa.timestamp("us"),
+            ),
+            "nm_id": pa.array(nm),
+        }
     )
-    np.save(encoded / schemas.hist_file(name), hist)
+    return encoded_artifact.EncodedSplit(name, rows, hist)
+
+
+def _publish(root: Path, table: np.ndarray, splits: list, encoder: str, items: pa.Table) -> tuple[Path, Path]:
+    """The encode and clean outputs as artifacts (query texts are placeholders: only indices matter)."""
+    encoded, examples = root / "encoded", root / "examples"
+    info = {"encoder": encoder, "pooling": "cls", "dim": DQ}
+    encoded_artifact.write(encoded, table, [f"q{i}" for i in range(1, len(table))], splits, info)
+    examples_artifact.write(examples, {examples_artifact.ITEMS_FILE: items}, [])
+    return encoded, examples
 
 
 def _write_scale_inputs(root: Path, n: int, seed: int = 0) -> tuple[Path, Path, Path]:
     """Random data with the production shapes: only speed and memory are measured on it."""
     rng = np.random.default_rng(seed)
-    encoded, examples = root / "encoded", root / "examples"
-    encoded.mkdir(parents=True)
-    examples.mkdir()
     table = rng.standard_normal((N_QUERIES + 1, DQ), dtype=np.float32)
     table /= np.linalg.norm(table, axis=1, keepdims=True)
-    np.save(encoded / schemas.TABLE_FILE, table)
-    del table
-    (encoded / schemas.ENCODER_INFO).write_text(
-        json.dumps({"encoder": "bench/random", "pooling": "cls", "dim": DQ})
-    )
     ids = np.arange(1, N_ITEMS + 1, dtype=np.int64) * 11
+    splits = []
     for name, rows, start in (("train", n, "2026-09-01"), ("holdout", 2000, "2026-10-01")):
         hist = rng.integers(1, N_QUERIES + 1, size=(rows, SLOTS), dtype=np.int32)
         short = rng.integers(0, SLOTS, size=rows)  # leading padding slots
         hist[np.arange(SLOTS)[None, :] < short[:, None]] = 0
         nm = ids[np.minimum(rng.zipf(1.3, size=rows) - 1, N_ITEMS - 1)]
-        _split(encoded, name, nm, hist, start)
-    pd.DataFrame({"nm_id": ids, "count": np.ones(N_ITEMS, dtype=np.int64)}).to_parquet(
-        examples / "items.parquet"
-    )
+        splits.append(_split(name, nm, hist, start))
+    items = pa.table({"nm_id": ids, "count": np.ones(N_ITEMS, dtype=np.int64)})
+    encoded, examples = _publish(root, table, splits, "bench/random", items)
     _embeddings(root / "embeddings", ids, rng.standard_normal((N_ITEMS, DI), dtype=np.float32))
     return encoded, examples, root / "embeddings"
 
@@ -136,10 +138,12 @@ print(json.dumps({"wall_s": wall, "epoch": r.history[0], "device": r.device, "ma
 
 
 def _flops_per_example(p: TrainParams) -> float:
-    """Forward + backward (x3) of both towers plus the [B, B] in-batch score matrix."""
+    """Forward + backward (x3) of both towers, the [B, B] in-batch scores and the shared sampled negatives
+    (their item-tower pass, amortised over the batch, and the [B, S] scores)."""
     query = SLOTS * DQ * p.hidden_dim + p.hidden_dim * p.output_dim
     item = DI * p.hidden_dim + p.hidden_dim * p.output_dim
-    return 3 * 2 * (query + item + p.batch_size * p.output_dim)
+    sampled = p.sampled_negatives * (item / p.batch_size + p.output_dim)
+    return 3 * 2 * (query + item + p.batch_size * p.output_dim + sampled)
 
 
 def test_train_throughput_and_memory(tmp_path: Path) -> None:
@@ -212,24 +216,17 @@ def _write_learnable_inputs(
     related = np.argsort(-(z[:n_items] @ v.T), axis=1)[:, :8] + 1
     pop = 1.0 / np.arange(1, n_items + 1) ** 1.0
     pop /= pop.sum()
-    encoded, examples = root / "encoded", root / "examples"
-    encoded.mkdir(parents=True)
-    examples.mkdir()
-    np.save(encoded / schemas.TABLE_FILE, table)
-    (encoded / schemas.ENCODER_INFO).write_text(
-        json.dumps({"encoder": "bench/learnable", "pooling": "cls", "dim": DQ})
-    )
+    splits = []
     for name, n, start in (("train", n_train, "2026-09-01"), ("holdout", n_holdout, "2026-10-01")):
         items = rng.choice(n_items, size=n, p=pop)
         rel = related[items[:, None], rng.integers(0, 8, size=(n, SLOTS))]
         noise = rng.integers(1, n_q + 1, size=(n, SLOTS))
         hist = np.where(rng.random((n, SLOTS)) < 0.7, rel, noise).astype(np.int32)
         hist[np.arange(SLOTS)[None, :] < rng.integers(0, SLOTS, size=n)[:, None]] = 0
-        _split(encoded, name, ids[items], hist, start)
-    bought = pd.read_parquet(encoded / schemas.rows_file("train"))["nm_id"].value_counts()
-    pd.DataFrame({"nm_id": bought.index.to_numpy(np.int64), "count": bought.to_numpy(np.int64)}).to_parquet(
-        examples / "items.parquet"
-    )
+        splits.append(_split(name, ids[items], hist, start))
+    bought = pd.Series(splits[0].rows.column("nm_id").to_numpy()).value_counts()
+    counts = pa.table({"nm_id": bought.index.to_numpy(np.int64), "count": bought.to_numpy(np.int64)})
+    encoded, examples = _publish(root, table, splits, "bench/learnable", counts)
     _embeddings(root / "embeddings", ids, emb)
     return encoded, examples, root / "embeddings"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -150,6 +151,34 @@ def test_demo_prints_the_metrics_of_the_metrics_artifact(demo_run):
     assert float(_printed(result.stdout, "Recall@200 popularity")) == pytest.approx(
         metrics["popularity_recall_at_200"], abs=5e-5
     )
+
+
+def test_demo_backtest_agrees_with_the_ground_truth(demo_run):
+    """The backtest task (warehouse orders after the recommendation day) against the same figures counted
+    on the generator's ground-truth purchases. Stated tolerance: 1e-6 (Metrics are rounded to 6 places);
+    the warehouse's orders are the generator's purchases, so any larger gap is a bug in the window or joins."""
+    result, data = demo_run
+    run_dir = Path(_printed(result.stdout, "local run"))
+    [out] = [p for p in run_dir.glob("*/*/executor_output.json") if p.parent.name.startswith("backtest")]
+    metrics = json.loads(out.read_text())["artifacts"]["metrics"]["artifacts"][0]["metadata"]
+    recs = pq.read_table(_printed(result.stdout, "recommendations")).to_pandas()
+    lists = {int(u): list(n) for u, n in zip(recs["user_id"], recs["nm_ids"], strict=True)}
+    truth = pq.read_table(data / "ground_truth" / "purchases.parquet").to_pandas()
+    start = pd.Timestamp(config.DEMO_BACKTEST_START)
+    window = truth[
+        (truth["order_ts"] >= start)
+        & (truth["order_ts"] < start + pd.Timedelta(days=config.DEMO_BACKTEST_DAYS))
+    ]
+    pairs = {
+        (int(u), int(i)) for u, i in zip(window["user_id"], window["nm_id"], strict=True) if int(u) in lists
+    }
+    assert pairs and metrics["purchases"] == len(pairs)
+    for k in (10, 200):
+        hits = {(u, i) for u, i in pairs if i in lists[u][:k]}
+        assert metrics[f"recall_at_{k}"] == pytest.approx(len(hits) / len(pairs), abs=1e-6)
+        users = {u for u, _ in pairs}
+        assert metrics[f"hit_rate_at_{k}"] == pytest.approx(len({u for u, _ in hits}) / len(users), abs=1e-6)
+    assert 0 < metrics["users_served_share"] <= 1 and 0 < metrics["coverage_at_200"] <= 1
 
 
 def test_demo_report_is_html(demo_run):

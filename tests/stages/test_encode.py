@@ -23,6 +23,7 @@ from searchrec.artifacts import folder as artifact_folder  # noqa: E402
 from searchrec.encoder import EncoderSpec, build_standin_encoder, encode_texts, load_encoder  # noqa: E402
 from searchrec.errors import SearchrecError  # noqa: E402
 from searchrec.stages.encode import EncodeStats, encode_histories  # noqa: E402
+from tests.reference import original_layout  # noqa: E402
 
 H = config.HISTORY_LENGTH
 VOCAB = [
@@ -64,13 +65,6 @@ def _examples(n: int, seed: int, *, max_len: int = H) -> pa.Table:
         },
         schema=examples_artifact.EXAMPLES,
     )
-
-
-def original_layout(table: np.ndarray, hist: np.ndarray) -> np.ndarray:
-    """The reference implementation's features: [rows, HISTORY_LENGTH * dim], slot encodings side by side
-    (oldest first, missing slots holding the [PAD] encoding, table row 0): what the stage's table and
-    indices stand for."""
-    return table[hist].reshape(hist.shape[0], hist.shape[1] * table.shape[1])
 
 
 @pytest.fixture(scope="module")

@@ -683,3 +683,79 @@ def test_parameters_are_bound_not_pasted(pg_load, pg_dsn, hostile):
             assert cur.fetchone()[0] == len(o)
     finally:
         conn.close()
+
+
+def test_source_columns_of_the_wrong_type_are_named(pg_dsn, tmp_path):
+    """A query_ts stored as text (or an id as a float) is refused before the query, naming table and column."""
+    with psycopg2.connect(pg_dsn) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE search_queries (user_id BIGINT NOT NULL, query_ts TEXT NOT NULL, query_text TEXT);"
+            "CREATE TABLE orders (user_id BIGINT NOT NULL, order_ts TIMESTAMP NOT NULL, nm_id DOUBLE PRECISION NOT NULL);"
+            "INSERT INTO search_queries VALUES (1, 'yesterday', 'q')"
+        )
+    with pytest.raises(
+        SearchrecError, match=r"column search_queries.query_ts is text, the contract says timestamp"
+    ):
+        extract.extract_inference_events(pg_dsn, "2026-03-10", "2026-03-12", tmp_path / "a")
+    with pytest.raises(
+        SearchrecError, match=r"column orders.nm_id is double precision, the contract says integer"
+    ):
+        extract.extract_orders(pg_dsn, "2026-03-10", "2026-03-12", tmp_path / "b")
+    path = tmp_path / "w.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE search_queries (user_id BIGINT, query_ts VARCHAR, query_text VARCHAR)")
+    con.execute("CREATE TABLE orders (user_id BIGINT, order_ts TIMESTAMP, nm_id BIGINT)")
+    con.close()
+    with pytest.raises(
+        SearchrecError, match=r"column search_queries.query_ts is varchar, the contract says timestamp"
+    ):
+        extract.extract_training_events(f"duckdb:///{path}", "2026-03-10", "2026-03-12", tmp_path / "c")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.duckdb"]
+
+
+@pytest.mark.parametrize(
+    ("vectors", "message"),
+    [
+        (
+            lambda v: v.__setitem__((3, 1), np.nan),
+            r"part-0.parquet has NaN or infinite values in 1 row\(s\), first at row 3",
+        ),
+        (lambda v: v.__setitem__((slice(None), slice(None)), 0.0), "every vector is zero"),
+        (lambda v: v.__setitem__((slice(None), slice(None)), 0.25), "all 8 items have the same vector"),
+    ],
+)
+def test_snapshot_vectors_no_model_can_use_are_refused_at_extract(tmp_path, vectors, message):
+    v = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    vectors(v)
+    part = tmp_path / "emb" / "dt=2026-10-01"
+    part.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {"nm_id": np.arange(8, dtype=np.int64), "embedding": pa.array(list(v), pa.list_(pa.float32()))}
+        ),
+        part / "part-0.parquet",
+    )
+    with pytest.raises(SearchrecError, match=message) as error:
+        extract.fetch_snapshot(tmp_path / "emb", "2026-10-01", tmp_path / "out")
+    assert "\n" not in str(error.value) and not (tmp_path / "out").exists()
+
+
+def test_snapshot_profile_is_recorded_as_metrics(tmp_path):
+    v = np.ones((6, 3), np.float32) * np.arange(1, 7, dtype=np.float32)[:, None]
+    v[2] = 0.0  # one zero vector: a warning, not a refusal
+    part = tmp_path / "emb" / "dt=2026-10-01"
+    part.mkdir(parents=True)
+    pq.write_table(
+        pa.table(
+            {"nm_id": np.arange(6, dtype=np.int64), "embedding": pa.array(list(v), pa.list_(pa.float32()))}
+        ),
+        part / "part-0.parquet",
+    )
+    info = extract.fetch_snapshot(tmp_path / "emb", "2026-10-02", tmp_path / "out")
+    metrics = info.as_metrics()
+    norms = np.linalg.norm(v, axis=1)
+    assert metrics["zero_vectors"] == 1 and metrics["distinct_ids"] == 6 and metrics["days_off"] == -1
+    assert metrics["norm_max"] == pytest.approx(norms.max()) and metrics["norm_mean"] == pytest.approx(
+        norms.mean()
+    )
+    assert metrics["norm_min"] == 0.0 and info.as_metadata()["zero_vectors"] == 1

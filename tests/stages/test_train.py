@@ -10,21 +10,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from searchrec import schemas
+from searchrec.artifacts import encoded as encoded_artifact
+from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import folder
+from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
-from searchrec.stages.train import (
-    TrainParams,
-    compare_variants,
-    latest_checkpoint,
-    train_two_tower,
-    variants_markdown,
-)
+from searchrec.stages.train import TrainParams, latest_checkpoint, train_two_tower
 
 DQ, DI, LATENT = 24, 16, 8
 
@@ -82,38 +79,71 @@ def make_inputs(
         return rows, hist
 
     encoded, examples, embeddings = root / "encoded", root / "examples", root / "embeddings"
-    for d in (encoded, examples, embeddings):
-        d.mkdir(parents=True)
-    np.save(encoded / schemas.TABLE_FILE, table)
-    (encoded / schemas.ENCODER_INFO).write_text(
-        json.dumps({"encoder": "test/synthetic", "pooling": "cls", "dim": DQ, "max_length": 32})
-    )
-    for name, n, start in (("train", n_train, "2026-09-01"), ("holdout", n_holdout, "2026-10-01")):
-        rows, hist = split(n, start)
-        rows.to_parquet(encoded / schemas.rows_file(name), index=False)
-        np.save(encoded / schemas.hist_file(name), hist)
-    train_nm = pd.read_parquet(encoded / "train.parquet")["nm_id"]
-    counts = train_nm.value_counts()
-    pd.DataFrame(
-        {"nm_id": counts.index.astype(np.int64), "count": counts.to_numpy().astype(np.int64)}
-    ).to_parquet(examples / "items.parquet", index=False)
-    half = total_items // 2
-    for i, sl in enumerate((slice(0, half), slice(half, None))):
-        pq.write_table(
-            pa.table(
-                {
-                    "nm_id": pa.array(nm_ids[sl]),
-                    "embedding": pa.array(list(item_emb[sl]), pa.list_(pa.float32())),
-                },
-                schema=schemas.EMBEDDINGS,
-            ),
-            embeddings / f"part-{i}.parquet",
-        )
-    (embeddings / schemas.SNAPSHOT_INFO).write_text(json.dumps({"snapshot_date": "2026-09-30", "dim": DI}))
+    splits = {
+        name: split(n, start)
+        for name, n, start in (("train", n_train, "2026-09-01"), ("holdout", n_holdout, "2026-10-01"))
+    }
+    write_encoded(encoded, table, splits)
+    counts = splits["train"][0]["nm_id"].value_counts()
+    items = pa.table({"nm_id": counts.index.to_numpy(np.int64), "count": counts.to_numpy().astype(np.int64)})
+    examples_artifact.write(examples, {examples_artifact.ITEMS_FILE: items}, [])
+    write_snapshot(embeddings, nm_ids, item_emb)
     return encoded, examples, embeddings
 
 
-FAST = TrainParams(epochs=3, batch_size=128, hidden_dim=64, output_dim=32, lr=3e-3, eval_max_examples=300)
+def write_encoded(
+    folder: Path,
+    table: np.ndarray,
+    splits: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    info: dict | None = None,
+) -> None:
+    """An encode output artifact (published the one way, completion marker last)."""
+    parts = [
+        encoded_artifact.EncodedSplit(name, pa.Table.from_pandas(rows, preserve_index=False), hist)
+        for name, (rows, hist) in splits.items()
+    ]
+    texts = [f"q{i}" for i in range(1, len(table))]
+    info = info or {
+        "encoder": "test/synthetic",
+        "pooling": "cls",
+        "dim": int(table.shape[1]),
+        "max_length": 32,
+    }
+    encoded_artifact.write(folder, table, texts, parts, info)
+
+
+def write_snapshot(folder: Path, nm_ids: np.ndarray, emb: np.ndarray | list) -> None:
+    embedding = pa.array([list(map(float, e)) for e in emb], pa.list_(pa.float32()))
+    table = pa.table(
+        {"nm_id": pa.array(nm_ids, pa.int64()), "embedding": embedding}, schema=schemas.EMBEDDINGS
+    )
+    dim = len(emb[0])
+    info = snapshot_artifact.SnapshotInfo(
+        "test://snapshot", "2026-09-30", "2026-09-30", dim, len(nm_ids), ["part-0.parquet"]
+    )
+    snapshot_artifact.write(folder, table, info)
+
+
+def read_encoded(folder: Path) -> tuple[np.ndarray, dict[str, tuple[pd.DataFrame, np.ndarray]]]:
+    table = np.load(folder / schemas.TABLE_FILE)
+    splits = {
+        name: (pd.read_parquet(folder / schemas.rows_file(name)), np.load(folder / schemas.hist_file(name)))
+        for name in ("train", "holdout")
+    }
+    return table, splits
+
+
+FAST = TrainParams(
+    epochs=3,
+    batch_size=128,
+    hidden_dim=64,
+    output_dim=32,
+    lr=3e-3,
+    eval_max_examples=300,
+    sampled_negatives=64,
+    validation_days=2,
+    patience=0,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -172,7 +202,12 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
 
     meta = result.as_metadata()
     assert meta["model_recall_at_200"] == pytest.approx(m["model_recall_at_200"], abs=1e-6)
-    assert meta["train_examples"] == 3000 and meta["param_loss"] == "softmax"
+    assert meta["param_loss"] == "softmax"
+    # the last 2 days of the train split are the validation split: never trained on
+    assert (
+        meta["train_examples"] + extra["validation_examples"] == 3000 and extra["validation_examples"] > 500
+    )
+    assert extra["validation_start"] == "2026-09-06" and meta["validation_start"] == "2026-09-06"
     assert all(isinstance(v, (int, float, str, bool)) or v is None for v in meta.values())
 
     # The artifact loads without pickle and ranks like the training-time evaluation did.
@@ -212,18 +247,21 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
     assert _same(_weights(tmp_path / "full"), _weights(part))
     assert resumed.history[-1]["loss"] == full.history[-1]["loss"]
     ckpts = sorted(p.name for p in (part / "checkpoints").iterdir())
-    assert ckpts == ["epoch-0002.json", "epoch-0002.safetensors", "epoch-0003.json", "epoch-0003.safetensors"]
+    assert ckpts == [
+        "best.safetensors",
+        "epoch-0002.json",
+        "epoch-0002.safetensors",
+        "epoch-0003.json",
+        "epoch-0003.safetensors",
+    ]
 
 
 def test_checkpoint_from_other_dimensions_is_refused(inputs, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))
     other = tmp_path / "other"
-    shutil.copytree(inputs[0], other / "encoded")
-    table = np.load(other / "encoded" / schemas.TABLE_FILE)
-    np.save(other / "encoded" / schemas.TABLE_FILE, table[:, :20])
-    info = json.loads((other / "encoded" / schemas.ENCODER_INFO).read_text())
-    (other / "encoded" / schemas.ENCODER_INFO).write_text(json.dumps({**info, "dim": 20}))
+    table, splits = read_encoded(inputs[0])
+    write_encoded(other / "encoded", np.ascontiguousarray(table[:, :20]), splits)
     with pytest.raises(SearchrecError, match="query_dim=24.*20"):
         train_two_tower(other / "encoded", inputs[1], inputs[2], model_dir, params=replace(FAST, epochs=2))
     with pytest.raises(SearchrecError, match="other parameters"):
@@ -248,10 +286,9 @@ def test_each_objective_trains(inputs, tmp_path: Path, loss: str, padding: str, 
 
 
 def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
-    train_two_tower(*inputs, tmp_path / "mask", params=replace(FAST, epochs=1, eval_every_epoch=False))
-    train_two_tower(
-        *inputs, tmp_path / "pad", params=replace(FAST, epochs=1, eval_every_epoch=False, padding="pad")
-    )
+    concat = replace(FAST, epochs=1, eval_every_epoch=False, query_tower="concat")  # padding: concat only
+    train_two_tower(*inputs, tmp_path / "mask", params=concat)
+    train_two_tower(*inputs, tmp_path / "pad", params=replace(concat, padding="pad"))
     table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
     other = table.clone()
     other[0] = torch.randn(DQ)
@@ -260,17 +297,6 @@ def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
     mask_model, pad_model = TwoTower.load(tmp_path / "mask"), TwoTower.load(tmp_path / "pad")
     assert torch.equal(mask_model.encode_indices(table, hist), mask_model.encode_indices(other, hist))
     assert not torch.allclose(pad_model.encode_indices(table, hist), pad_model.encode_indices(other, hist))
-
-
-def test_compare_variants_records_each(inputs, tmp_path: Path) -> None:
-    variants = {"multi_margin/pad": {"loss": "multi_margin", "padding": "pad"}, "softmax+logQ/mask": {}}
-    rows = compare_variants(
-        *inputs, tmp_path, base=replace(FAST, epochs=1, eval_every_epoch=False), variants=variants
-    )
-    assert [r["variant"] for r in rows] == list(variants)
-    assert all(0 < r["model_recall_at_200"] <= 1 for r in rows)
-    table = variants_markdown(rows)
-    assert table.count("\n") == 3 and "softmax+logQ/mask" in table
 
 
 def _no_model(model_dir: Path) -> bool:
@@ -282,9 +308,9 @@ def _no_model(model_dir: Path) -> bool:
 
 def test_empty_train_split_is_refused(inputs, tmp_path: Path) -> None:
     encoded = tmp_path / "encoded"
-    shutil.copytree(inputs[0], encoded)
-    pd.read_parquet(encoded / "train.parquet").iloc[:0].to_parquet(encoded / "train.parquet", index=False)
-    np.save(encoded / "train_hist.npy", np.zeros((0, 5), dtype=np.int32))
+    table, splits = read_encoded(inputs[0])
+    splits["train"] = (splits["train"][0].iloc[:0], np.zeros((0, 5), dtype=np.int32))
+    write_encoded(encoded, table, splits)
     with pytest.raises(SearchrecError, match="train split .* is empty"):
         train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=FAST)
     assert _no_model(tmp_path / "model")
@@ -293,44 +319,44 @@ def test_empty_train_split_is_refused(inputs, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("breakage", "message"),
     [
-        ("missing_hist", "lacks train_hist.npy"),
+        ("half_written", "encoded queries artifact .* was never finished"),
+        ("missing_hist", "incomplete: train_hist.npy is missing"),
         ("index_out_of_range", "outside the encoding table"),
-        ("rows_mismatch", "has 2999 rows but its parquet has 3000"),
-        ("no_embeddings", "holds no \\*.parquet files"),
-        ("ragged_embeddings", "one length"),
+        ("rows_mismatch", "has 2999 rows but train.parquet has 3000"),
+        ("ragged_embeddings", "1 embeddings have length 3 .*expected 16"),
+        ("non_finite_embeddings", "NaN or infinite"),
         ("missing_items", "lacks items.parquet"),
-        ("encoder_dim", "dimension 24 but encoder.json says 99"),
+        ("encoder_dim", "dimension 24, expected 99"),
     ],
 )
 def test_bad_input_gives_one_clear_error(inputs, tmp_path: Path, breakage: str, message: str) -> None:
     encoded, examples, embeddings = tmp_path / "encoded", tmp_path / "examples", tmp_path / "embeddings"
     for src, dst in zip(inputs, (encoded, examples, embeddings), strict=True):
         shutil.copytree(src, dst)
-    hist = np.load(encoded / "train_hist.npy")
-    if breakage == "missing_hist":
+    table, splits = read_encoded(inputs[0])
+    rows, hist = splits["train"]
+    snapshot = pd.read_parquet(inputs[2] / "part-0.parquet")
+    if breakage == "half_written":
+        (encoded / folder.COMPLETE_MARKER).unlink()
+        (encoded / folder.IN_PROGRESS_MARKER).write_text("encoded queries\n")
+    elif breakage == "missing_hist":
         (encoded / "train_hist.npy").unlink()
-    elif breakage == "index_out_of_range":
-        hist[0, 4] = 10**6
-        np.save(encoded / "train_hist.npy", hist)
-    elif breakage == "rows_mismatch":
-        np.save(encoded / "train_hist.npy", hist[1:])
-    elif breakage == "no_embeddings":
-        for p in embeddings.glob("*.parquet"):
-            p.unlink()
-    elif breakage == "ragged_embeddings":
-        pq.write_table(
-            pa.table(
-                {
-                    "nm_id": pa.array([1], pa.int64()),
-                    "embedding": pa.array([[0.5] * 3], pa.list_(pa.float32())),
-                }
-            ),
-            embeddings / "part-9.parquet",
-        )
+    elif breakage in ("index_out_of_range", "rows_mismatch", "encoder_dim"):
+        if breakage == "index_out_of_range":
+            hist = hist.copy()
+            hist[0, 4] = 10**6
+        splits["train"] = (rows, hist[1:] if breakage == "rows_mismatch" else hist)
+        info = {"encoder": "x", "dim": 99} if breakage == "encoder_dim" else None
+        write_encoded(encoded, table, splits, info)
+    elif breakage in ("ragged_embeddings", "non_finite_embeddings"):
+        emb = [list(e) for e in snapshot["embedding"]]
+        if breakage == "ragged_embeddings":
+            emb[-1] = emb[-1][:3]
+        else:
+            emb[0][0] = float("nan")
+        write_snapshot(embeddings, snapshot["nm_id"].to_numpy(), emb)
     elif breakage == "missing_items":
-        (examples / "items.parquet").unlink()
-    elif breakage == "encoder_dim":
-        (encoded / schemas.ENCODER_INFO).write_text(json.dumps({"encoder": "x", "dim": 99}))
+        examples_artifact.write(examples, {}, [])
     with pytest.raises(SearchrecError, match=message) as info:
         train_two_tower(encoded, examples, embeddings, tmp_path / "model", params=FAST)
     assert "\n" not in str(info.value)
@@ -353,3 +379,78 @@ def test_saved_config_that_does_not_match_the_weights_is_refused(inputs, tmp_pat
     (model_dir / schemas.MODEL_CONFIG).write_text(json.dumps({**cfg, "query_dim": 312}))
     with pytest.raises(SearchrecError, match="does not match config.json"):
         TwoTower.load(model_dir)
+
+
+def _noisy_validation(inputs, root: Path, seed: int = 0) -> Path:
+    """A copy of the encoded folder whose validation rows (the train split's last 2 days) bought random
+    items: their score wanders from epoch to epoch, so the best epoch is not simply the last one."""
+    encoded = root / "encoded"
+    table, splits = read_encoded(inputs[0])
+    rows, hist = splits["train"]
+    val = rows["order_ts"] >= pd.Timestamp("2026-09-06")
+    snapshot = pd.read_parquet(inputs[2] / "part-0.parquet")["nm_id"].to_numpy()
+    rows.loc[val, "nm_id"] = np.random.default_rng(seed).choice(snapshot, int(val.sum()))
+    splits["train"] = (rows, hist)
+    write_encoded(encoded, table, splits)
+    return encoded
+
+
+def test_saved_model_is_the_best_validation_epoch(inputs, tmp_path: Path) -> None:
+    encoded = _noisy_validation(inputs, tmp_path)
+    params = replace(
+        FAST, epochs=5, eval_every_epoch=True, keep_checkpoints=5, selection_metric="recall_at_200"
+    )
+    result = train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=params)
+    scores = [row["validation_recall_at_200"] for row in result.history]
+    best = int(np.argmax(scores)) + 1
+    assert result.best_epoch == best and best != len(scores), scores  # not just the last epoch
+    checkpoint = load_file(str(tmp_path / "model" / "checkpoints" / f"epoch-{best:04d}.safetensors"))
+    saved = TwoTower.load(tmp_path / "model").state_dict()
+    assert all(torch.equal(saved[k], checkpoint[f"model.{k}"]) for k in saved)
+    last = load_file(str(tmp_path / "model" / "checkpoints" / f"epoch-{len(scores):04d}.safetensors"))
+    assert not all(torch.equal(saved[k], last[f"model.{k}"]) for k in saved)
+    assert result.metrics["best_epoch"] == best and "holdout_recall_at_200" in result.history[0]
+    assert json.loads((tmp_path / "model" / schemas.MODEL_CONFIG).read_text())["extra"]["best_epoch"] == best
+
+
+def test_early_stopping_ends_after_patience_epochs_without_improvement(inputs, tmp_path: Path) -> None:
+    encoded = _noisy_validation(inputs, tmp_path)
+    params = replace(FAST, epochs=8, eval_every_epoch=False, patience=1, selection_metric="recall_at_200")
+    result = train_two_tower(encoded, inputs[1], inputs[2], tmp_path / "model", params=params)
+    scores = [row["validation_recall_at_200"] for row in result.history]
+    assert len(scores) < 8 and scores[-1] <= max(
+        scores[:-1]
+    )  # stopped at the first epoch that did not improve
+    assert all(b > a for a, b in zip(scores[:-2], scores[1:-1], strict=True))
+    assert result.best_epoch == len(scores) - 1
+
+
+def test_mixed_negatives_draw_items_outside_the_training_targets(inputs, tmp_path: Path) -> None:
+    """The snapshot holds 100 items nobody bought: the shared negatives reach them, in-batch ones never do."""
+    for sampling in ("uniform", "popularity"):
+        params = replace(FAST, epochs=1, eval_every_epoch=False, negative_sampling=sampling)
+        result = train_two_tower(*inputs, tmp_path / sampling, params=params)
+        row = result.history[0]
+        drawn = row["examples"] // FAST.batch_size * FAST.sampled_negatives
+        assert 0 < row["sampled_outside_targets"] < drawn, row
+        assert result.metrics["model_recall_at_50"] > result.metrics["popularity_recall_at_50"]
+    no_sampling = train_two_tower(*inputs, tmp_path / "none", params=replace(params, sampled_negatives=0))
+    assert "sampled_outside_targets" not in no_sampling.history[0]
+
+
+def test_both_query_towers_train_and_load(inputs, tmp_path: Path) -> None:
+    concat = train_two_tower(*inputs, tmp_path / "c", params=replace(FAST, epochs=2, query_tower="concat"))
+    assert concat.metrics["model_recall_at_10"] > concat.metrics["popularity_recall_at_10"] + 0.2
+    assert TwoTower.load(tmp_path / "c").cfg.query_tower == "concat"
+    params = replace(FAST, epochs=2, eval_every_epoch=False, query_tower="attention")
+    result = train_two_tower(*inputs, tmp_path / "m", params=params)
+    assert result.metrics["model_recall_at_10"] > result.metrics["popularity_recall_at_10"] + 0.2, (
+        result.metrics
+    )
+    model = TwoTower.load(tmp_path / "m")
+    assert model.cfg.query_tower == "attention"
+    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))[:8]
+    other = table.clone()
+    other[0] = torch.randn_like(other[0])  # padded slots get no attention: the [PAD] row does not matter
+    assert torch.allclose(model.encode_indices(table, hist), model.encode_indices(other, hist), atol=1e-6)

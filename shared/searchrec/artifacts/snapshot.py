@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class SnapshotInfo:
     bytes: int = 0
     seconds: float = 0.0
     pinned: bool = False  # the user named the dt= partition instead of letting extract pick the nearest
+    profile: dict[str, float] = field(default_factory=dict)  # :func:`profile` of the vectors
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -70,6 +71,16 @@ class SnapshotInfo:
             "files": len(self.files),
             "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
+            **self.profile,
+        }
+
+    def as_metrics(self) -> dict[str, float]:
+        """The data-validation view for a KFP Metrics artifact: sizes, distinct ids, vector norms."""
+        return {
+            "rows": float(self.rows),
+            "dim": float(self.dim),
+            "days_off": float(self.as_metadata()["days_off"]),
+            **{k: float(v) for k, v in self.profile.items()},
         }
 
 
@@ -132,6 +143,48 @@ def matrix(column: pa.Array | pa.ChunkedArray, dim: int, where: str) -> np.ndarr
     if not np.isfinite(out).all():
         raise SearchrecError(f"{where}: embeddings hold NaN or infinite values")
     return out
+
+
+def profile(files: list[tuple[Path, str]], dim: int) -> dict[str, float]:
+    """Streaming statistics of the vectors (bounded memory), refusing what no model can learn from:
+    NaN or infinite values (naming the file and row), only zero vectors, or one vector repeated for
+    every item. Returns distinct ids, zero vectors and the norms' min / mean / max."""
+    rows = zeros = 0
+    norm_sum, norm_min, norm_max = 0.0, float("inf"), 0.0
+    first, varies = None, False
+    for path, shown in files:
+        offset = 0
+        for batch in pq.ParquetFile(path).iter_batches(columns=["embedding"], batch_size=65_536):
+            values = batch.column(0).flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+            vectors = values.reshape(batch.num_rows, dim)
+            bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+            if bad.size:
+                raise SearchrecError(
+                    f"embeddings file {shown} has NaN or infinite values in {bad.size} row(s), first at row {offset + bad[0]}"
+                )
+            norms = np.linalg.norm(vectors, axis=1)
+            zeros += int((norms == 0).sum())
+            norm_sum += float(norms.sum(dtype=np.float64))
+            norm_min, norm_max = min(norm_min, float(norms.min())), max(norm_max, float(norms.max()))
+            first = vectors[0].copy() if first is None else first
+            varies = varies or bool((vectors != first).any())
+            rows += batch.num_rows
+            offset += batch.num_rows
+    where = ", ".join(shown for _, shown in files[:2]) + (" ..." if len(files) > 2 else "")
+    if rows and zeros == rows:
+        raise SearchrecError(
+            f"embeddings snapshot {where}: every vector is zero; nothing to learn items from"
+        )
+    if rows > 1 and not varies:
+        raise SearchrecError(f"embeddings snapshot {where}: all {rows} items have the same vector")
+    if zeros:
+        log.warning("embeddings snapshot %s: %d of %d vectors are zero", where, zeros, rows)
+    return {
+        "zero_vectors": float(zeros),
+        "norm_min": round(norm_min, 6) if rows else 0.0,
+        "norm_mean": round(norm_sum / rows, 6) if rows else 0.0,
+        "norm_max": round(norm_max, 6),
+    }
 
 
 # --- the artifact ----------------------------------------------------------------------------------

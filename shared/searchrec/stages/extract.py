@@ -402,5 +402,7 @@ def _copy_partition(partition: str, out: Path) -> SnapshotInfo:
         raise SearchrecError(f"embeddings snapshot {partition} has no rows")
     ids = [pq.read_table(out / f, columns=["nm_id"]).column("nm_id").to_numpy() for f in files]
     snapshot.require_unique(np.concatenate(ids), f"embeddings snapshot {partition}")
+    stats = snapshot.profile([(out / f, storage.join_uri(partition, f)) for f in files], dims[0])
+    stats["distinct_ids"] = float(total_rows)
     nbytes = sum((out / f).stat().st_size for f in files)
-    return SnapshotInfo(partition, "", "", dims[0], total_rows, files, bytes=nbytes)
+    return SnapshotInfo(partition, "", "", dims[0], total_rows, files, bytes=nbytes, profile=stats)

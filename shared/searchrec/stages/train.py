@@ -11,65 +11,87 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from searchrec import schemas
+from searchrec import config, schemas
+from searchrec.artifacts import encoded as encoded_artifact
+from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import folder
 from searchrec.artifacts import model as model_artifact
+from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
-from searchrec.evaluation import RECALL_KS, evaluate
-from searchrec.losses import LOSSES, retrieval_loss
-from searchrec.model import PADDING_MODES, TwoTower, TwoTowerConfig, gather_history, pick_device
+from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate
+from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, retrieval_loss
+from searchrec.model import (
+    PADDING_MODES,
+    QUERY_TOWERS,
+    TwoTower,
+    TwoTowerConfig,
+    gather_history,
+    pick_device,
+)
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
-ITEMS_FILE = "items.parquet"  # examples_dir: the training items with their counts (schemas.TRAIN_ITEMS)
+BEST_WEIGHTS = "best.safetensors"  # in CHECKPOINTS_DIR: the best validation epoch's weights
+SELECTION_METRICS = (*(f"recall_at_{k}" for k in RECALL_KS), f"ndcg_at_{NDCG_K}", "mrr")
 
 
 @dataclass
 class TrainParams:
-    """Everything that shapes a training run. Defaults: the variant that measured best on the holdout
-    (in-batch sampled softmax with logQ correction, masked padding; see tests/benchmarks/results)."""
+    """Everything that shapes a training run. Defaults: searchrec.config (measured on the validation
+    split of the demo and hard worlds; see tests/benchmarks/results/train.md)."""
 
-    epochs: int = 5
-    batch_size: int = 1024
-    lr: float = 1e-3
+    epochs: int = config.TRAIN_EPOCHS
+    batch_size: int = config.TRAIN_BATCH_SIZE
+    lr: float = config.TRAIN_LR
     weight_decay: float = 1e-4
     output_dim: int = 128
     hidden_dim: int = 512
     dropout: float = 0.1
-    loss: str = "softmax"  # one of losses.LOSSES
-    temperature: float = 0.05  # softmax only
+    loss: str = config.TRAIN_LOSS  # one of losses.LOSSES
+    temperature: float = config.TRAIN_TEMPERATURE  # softmax only
     logq_correction: bool = True  # softmax only: subtract log sampling probability (Yi et al. 2019)
     margin: float | None = None  # multi_margin (default 1.0) / cosine (default 0.0)
-    padding: str = "mask"  # "pad": [PAD] encoding in empty slots; "mask": empty slots zeroed
+    padding: str = config.TRAIN_PADDING  # "pad": [PAD] encoding in empty slots; "mask": zeroed
+    query_tower: str = config.QUERY_TOWER  # one of model.QUERY_TOWERS
+    sampled_negatives: int = config.SAMPLED_NEGATIVES  # per step, from the whole snapshot (softmax only)
+    negative_sampling: str = config.NEGATIVE_SAMPLING  # one of losses.NEGATIVE_SAMPLING
+    sampling_alpha: float = config.NEGATIVE_SAMPLING_ALPHA  # popularity sampling: (count + 1) ** alpha
+    validation_days: int = config.VALIDATION_DAYS  # last days of the train split held out for selection
+    patience: int = config.EARLY_STOPPING_PATIENCE  # 0: run every epoch
+    selection_metric: str = config.SELECTION_METRIC  # e.g. ndcg_at_200, recall_at_10
     seed: int = 0
     max_examples: int = 0  # 0: all training examples; else the most recent N
     max_steps_per_epoch: int = 0  # 0: whole epochs; else at most this many batches per epoch
-    eval_every_epoch: bool = True  # holdout recall per epoch (for the training curve)
-    eval_max_examples: int = 20_000  # per-epoch evaluation on at most this many holdout rows
-    keep_checkpoints: int = 3  # the newest N epoch checkpoints are kept
+    eval_every_epoch: bool = True  # holdout recall per epoch (a curve for the report; never selects)
+    eval_max_examples: int = 20_000  # per-epoch evaluation on at most this many rows per split
+    keep_checkpoints: int = 3  # the newest N epoch checkpoints are kept (and the best epoch's weights)
     train_start: str = ""  # lineage only: the training window
     train_end: str = ""
     device: str = ""  # "": CUDA when present, else CPU
 
     def validate(self) -> None:
-        if self.loss not in LOSSES:
-            raise SearchrecError(f"loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.padding not in PADDING_MODES:
-            raise SearchrecError(f"padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}")
+        choices = (
+            ("loss", LOSSES),
+            ("padding", PADDING_MODES),
+            ("query_tower", QUERY_TOWERS),
+            ("negative_sampling", NEGATIVE_SAMPLING),
+        )
+        for name, allowed in choices:
+            if getattr(self, name) not in allowed:
+                raise SearchrecError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
         for name in ("epochs", "output_dim", "hidden_dim", "keep_checkpoints"):
             if int(getattr(self, name)) < 1:
                 raise SearchrecError(f"{name} must be at least 1, got {getattr(self, name)!r}")
@@ -77,12 +99,18 @@ class TrainParams:
             raise SearchrecError(f"batch_size must be at least 2 (in-batch negatives), got {self.batch_size}")
         if self.temperature <= 0 or self.lr <= 0:
             raise SearchrecError("temperature and lr must be positive")
-        if self.max_examples < 0 or self.max_steps_per_epoch < 0 or self.eval_max_examples < 0:
-            raise SearchrecError("max_examples, max_steps_per_epoch and eval_max_examples must be >= 0")
+        counts = ("max_examples", "max_steps_per_epoch", "eval_max_examples", "sampled_negatives")
+        for name in counts + ("validation_days", "patience"):
+            if int(getattr(self, name)) < 0:
+                raise SearchrecError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.selection_metric.removeprefix("model_") not in SELECTION_METRICS:
+            raise SearchrecError(
+                f"selection_metric must be one of {', '.join(SELECTION_METRICS)}, got {self.selection_metric!r}"
+            )
 
     def fingerprint(self) -> dict:
         """What must match for a checkpoint to be resumed (not epochs: a longer run continues)."""
-        skip = {"epochs", "eval_every_epoch", "eval_max_examples", "keep_checkpoints", "device"}
+        skip = {"epochs", "eval_every_epoch", "eval_max_examples", "keep_checkpoints", "device", "patience"}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -90,9 +118,10 @@ class TrainParams:
 class TrainResult:
     model_dir: Path
     metrics: dict[str, float]
-    history: list[dict]  # one row per epoch: epoch, loss, examples, seconds, examples_per_s, recall
+    history: list[dict]  # one row per epoch: loss, speed, validation_* and holdout_* metrics
     examples: int
-    epochs: int
+    epochs: int  # epochs run (early stopping may end before params.epochs)
+    best_epoch: int  # the epoch whose weights were saved: best validation score (else the last)
     resumed_from_epoch: int
     device: str
     seconds: float
@@ -104,13 +133,17 @@ class TrainResult:
         meta: dict = {
             "train_examples": self.examples,
             "epochs": self.epochs,
+            "best_epoch": self.best_epoch,
             "resumed_from_epoch": self.resumed_from_epoch,
             "device": self.device,
             "train_seconds": round(self.seconds, 2),
             "final_loss": self.history[-1]["loss"] if self.history else None,
             **self.lineage,
         }
-        for key in ("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"):
+        for key in (
+            *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
+            *("query_tower", "sampled_negatives", "negative_sampling", "validation_days"),
+        ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
         meta.update({k: round(float(v), 6) for k, v in self.metrics.items()})
@@ -123,6 +156,8 @@ class TrainingData:
     train_hist: np.ndarray  # int32 [n, L]
     train_rows: np.ndarray  # int64 [n]: row of each example's item in item_emb
     train_nm_ids: np.ndarray  # int64 [n]
+    val_hist: np.ndarray  # int32 [v, L]: the validation split (last validation_days of the train split)
+    val_nm_ids: np.ndarray  # int64 [v]
     holdout_hist: np.ndarray  # int32 [h, L]
     holdout: pd.DataFrame  # user_id, order_ts, nm_id
     item_ids: np.ndarray  # int64 [m], sorted: the whole snapshot
@@ -130,138 +165,60 @@ class TrainingData:
     encoder: dict
     snapshot: dict
     training_items: int
+    validation_start: str = ""  # first day of the validation split, "" without one
 
 
 # --- inputs ---------------------------------------------------------------------------------------
 
 
-def _require(folder: Path, names: list[str], what: str) -> None:
-    if not Path(folder).is_dir():
-        raise SearchrecError(f"{what} folder {folder} does not exist")
-    missing = [n for n in names if not (Path(folder) / n).is_file()]
-    if missing:
-        raise SearchrecError(f"{what} folder {folder} lacks {', '.join(missing)}")
-
-
-def _load_hist(path: Path, rows: int, table_rows: int, history_length: int | None) -> np.ndarray:
-    try:
-        hist = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise SearchrecError(f"cannot read {path}: {error}") from None
-    if hist.ndim != 2 or not np.issubdtype(hist.dtype, np.integer):
-        raise SearchrecError(
-            f"{path} must be an integer matrix [rows, history], got {hist.dtype} {hist.shape}"
-        )
-    if len(hist) != rows:
-        raise SearchrecError(f"{path} has {len(hist)} rows but its parquet has {rows}")
-    if history_length is not None and hist.shape[1] != history_length:
-        raise SearchrecError(f"{path} has {hist.shape[1]} history slots, expected {history_length}")
-    if hist.size and (hist.min() < 0 or hist.max() >= table_rows):
-        raise SearchrecError(f"{path} holds indices outside the encoding table [0, {table_rows})")
-    return np.ascontiguousarray(hist, dtype=np.int32)
-
-
 def load_item_embeddings(embeddings_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
-    """The snapshot's nm_ids (sorted, unique), their embeddings [m, D] and snapshot.json (if any)."""
-    embeddings_dir = Path(embeddings_dir)
-    files = sorted(embeddings_dir.glob("*.parquet")) if embeddings_dir.is_dir() else []
-    if not files:
-        raise SearchrecError(f"embeddings folder {embeddings_dir} holds no *.parquet files")
-    ids_parts, emb_parts, dim = [], [], None
-    for path in files:
-        try:
-            table = pq.read_table(path, columns=["nm_id", "embedding"])
-        except (OSError, pa.ArrowException, KeyError) as error:
-            raise SearchrecError(f"cannot read embeddings {path}: {error}") from None
-        emb = table.column("embedding").combine_chunks()
-        if not pa.types.is_list(emb.type) and not pa.types.is_large_list(emb.type):
-            raise SearchrecError(f"{path}: column embedding must be a list of floats, got {emb.type}")
-        if emb.null_count or table.column("nm_id").null_count:
-            raise SearchrecError(f"{path}: null nm_id or embedding")
-        lengths = pc.list_value_length(emb).to_numpy(zero_copy_only=False)
-        if len(lengths) == 0:
-            continue
-        file_dim = int(lengths[0])
-        if file_dim == 0 or (lengths != file_dim).any() or (dim is not None and file_dim != dim):
-            raise SearchrecError(
-                f"{path}: embeddings must all have one length (got {sorted(set(lengths))[:5]})"
-            )
-        dim = file_dim
-        values = emb.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        emb_parts.append(values.reshape(len(lengths), dim))
-        ids_parts.append(table.column("nm_id").to_numpy().astype(np.int64))
-    if dim is None:
-        raise SearchrecError(f"embeddings folder {embeddings_dir} holds no rows")
-    ids = np.concatenate(ids_parts)
-    emb = np.concatenate(emb_parts)
-    total = len(ids)
-    ids, first = np.unique(ids, return_index=True)
-    if len(ids) < total:
-        log.warning("embeddings: %d duplicate nm_id rows dropped (first kept)", total - len(ids))
-    emb = np.ascontiguousarray(emb[first])
+    """The snapshot's nm_ids (sorted, unique), their embeddings [m, D] and snapshot.json."""
+    ids, emb, info = snapshot_artifact.read(Path(embeddings_dir))
     if not np.isfinite(emb).all():
         raise SearchrecError(f"embeddings folder {embeddings_dir} holds NaN or infinite values")
-    info_path = embeddings_dir / schemas.SNAPSHOT_INFO
-    info = schemas.read_json(info_path) if info_path.is_file() else {}
     return ids, emb, info
 
 
-def load_training_data(
-    encoded_dir: Path, examples_dir: Path, embeddings_dir: Path, *, max_examples: int = 0
-) -> TrainingData:
-    """Read and check the encode, clean and snapshot folders; map items to snapshot rows."""
-    encoded_dir, examples_dir = Path(encoded_dir), Path(examples_dir)
-    split_files = [f(s) for s in schemas.TRAIN_SPLITS for f in (schemas.rows_file, schemas.hist_file)]
-    _require(encoded_dir, [schemas.TABLE_FILE, schemas.ENCODER_INFO, *split_files], "encoded")
-    _require(examples_dir, [ITEMS_FILE], "examples")
-    encoder = schemas.read_json(encoded_dir / schemas.ENCODER_INFO)
-    try:
-        table = np.load(encoded_dir / schemas.TABLE_FILE, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise SearchrecError(f"cannot read {encoded_dir / schemas.TABLE_FILE}: {error}") from None
-    if table.ndim != 2 or len(table) < 1 or table.shape[1] < 1:
-        raise SearchrecError(f"{schemas.TABLE_FILE} must be a matrix [queries + 1, dim], got {table.shape}")
-    if "dim" in encoder and int(encoder["dim"]) != table.shape[1]:
-        raise SearchrecError(
-            f"{schemas.TABLE_FILE} has dimension {table.shape[1]} but {schemas.ENCODER_INFO} says {encoder['dim']}"
-        )
-    table = np.ascontiguousarray(table, dtype=np.float32)
-
-    def rows(split: str) -> pd.DataFrame:
-        path = encoded_dir / schemas.rows_file(split)
-        try:
-            df = pd.read_parquet(path, columns=["user_id", "order_ts", "nm_id"])
-        except (OSError, ValueError, KeyError, pa.ArrowException) as error:
-            raise SearchrecError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-        return df.reset_index(drop=True)
-
-    train = rows("train")
-    if train.empty:
-        raise SearchrecError(f"the train split in {encoded_dir} is empty: nothing to train on")
-    train_hist = _load_hist(encoded_dir / schemas.hist_file("train"), len(train), len(table), None)
-    holdout = rows("holdout")
-    holdout_hist = _load_hist(
-        encoded_dir / schemas.hist_file("holdout"), len(holdout), len(table), train_hist.shape[1]
+def _read_split(encoded_dir: Path, split: str, table_rows: int, history_length: int | None):
+    rows, hist = encoded_artifact.read_split(
+        encoded_dir,
+        split,
+        columns=["user_id", "order_ts", "nm_id"],
+        table_rows=table_rows,
+        history_length=history_length,
     )
-    try:
-        items = pd.read_parquet(examples_dir / ITEMS_FILE, columns=["nm_id"])
-    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
-        raise SearchrecError(
-            f"cannot read {examples_dir / ITEMS_FILE}: {str(error).splitlines()[0]}"
-        ) from None
-    training_items = items["nm_id"].to_numpy(dtype=np.int64)
-    if len(training_items) == 0:
-        raise SearchrecError(f"{examples_dir / ITEMS_FILE} lists no training items")
+    return rows.to_pandas().reset_index(drop=True), hist
 
-    item_ids, item_emb, snapshot = load_item_embeddings(Path(embeddings_dir))
+
+def validation_mask(order_ts: np.ndarray, days: int) -> tuple[np.ndarray, str]:
+    """Rows of the train split in its last ``days`` calendar days, and that window's first day."""
+    order_ts = np.asarray(order_ts, dtype="datetime64[us]")
+    if days <= 0 or not len(order_ts):
+        return np.zeros(len(order_ts), dtype=bool), ""
+    start = order_ts.max().astype("datetime64[D]") - np.timedelta64(days - 1, "D")
+    mask = order_ts >= start
+    if mask.all():
+        raise SearchrecError(
+            f"validation_days={days} covers the whole train split (from {start}); lower it or widen the window"
+        )
+    return mask, str(start)
+
+
+def _train_index(
+    train: pd.DataFrame,
+    in_snapshot: np.ndarray,
+    training_items: np.ndarray,
+    val: np.ndarray,
+    max_examples: int,
+) -> np.ndarray:
+    """Rows that are trained on: not validation, item a training item in the snapshot; newest N."""
     nm = train["nm_id"].to_numpy(dtype=np.int64)
-    pos = np.minimum(np.searchsorted(item_ids, nm), len(item_ids) - 1)
-    keep = (item_ids[pos] == nm) & np.isin(nm, training_items)
-    if not keep.all():
+    keep = in_snapshot & np.isin(nm, training_items) & ~val
+    if not keep[~val].all():
         log.warning(
             "train: %d of %d examples dropped (item not a training item or not in the snapshot)",
-            int((~keep).sum()),
-            len(nm),
+            int((~keep[~val]).sum()),
+            int((~val).sum()),
         )
     if not keep.any():
         raise SearchrecError(
@@ -272,20 +229,50 @@ def load_training_data(
         order_ts = train["order_ts"].to_numpy()[index]
         index = np.sort(index[np.argsort(order_ts, kind="stable")[-max_examples:]])
         log.info("train: kept the %d most recent examples (max_examples)", len(index))
-    if len(index) < len(nm):  # otherwise no copies: 10M examples are 200 MB of indices, kept once
-        train_hist, pos, nm = np.ascontiguousarray(train_hist[index]), pos[index], nm[index]
+    return index
+
+
+def load_training_data(
+    encoded_dir: Path,
+    examples_dir: Path,
+    embeddings_dir: Path,
+    *,
+    max_examples: int = 0,
+    validation_days: int = 0,
+) -> TrainingData:
+    """Read the encode, clean and snapshot artifacts (complete ones only); map items to snapshot rows;
+    carve the validation split (the train split's last ``validation_days``, every snapshot item) out."""
+    encoded_dir, examples_dir = Path(encoded_dir), Path(examples_dir)
+    encoder = encoded_artifact.read_info(encoded_dir)
+    table = encoded_artifact.read_table(encoded_dir, dim=int(encoder["dim"]) if "dim" in encoder else None)
+    train, hist = _read_split(encoded_dir, "train", len(table), None)
+    if train.empty:
+        raise SearchrecError(f"the train split in {encoded_dir} is empty: nothing to train on")
+    holdout, holdout_hist = _read_split(encoded_dir, "holdout", len(table), hist.shape[1])
+    training_items = np.unique(examples_artifact.read_items(examples_dir))
+    item_ids, item_emb, snapshot = load_item_embeddings(Path(embeddings_dir))
+    nm = train["nm_id"].to_numpy(dtype=np.int64)
+    pos = np.minimum(np.searchsorted(item_ids, nm), len(item_ids) - 1)
+    in_snapshot = item_ids[pos] == nm
+    val, val_start = validation_mask(train["order_ts"].to_numpy(), validation_days)
+    index = _train_index(train, in_snapshot, training_items, val, max_examples)
+    val_index = np.flatnonzero(val & in_snapshot)
+    log.info("train: validation split from %s: %d examples", val_start or "-", len(val_index))
     return TrainingData(
         table=table,
-        train_hist=train_hist,
-        train_rows=pos.astype(np.int64, copy=False),
-        train_nm_ids=nm,
+        train_hist=hist if len(index) == len(nm) else np.ascontiguousarray(hist[index]),
+        train_rows=pos[index].astype(np.int64, copy=False),
+        train_nm_ids=nm[index],
+        val_hist=np.ascontiguousarray(hist[val_index]),
+        val_nm_ids=nm[val_index],
         holdout_hist=holdout_hist,
         holdout=holdout,
         item_ids=item_ids,
         item_emb=item_emb,
         encoder=encoder,
         snapshot=snapshot,
-        training_items=int(len(np.unique(training_items))),
+        training_items=int(len(training_items)),
+        validation_start=val_start,
     )
 
 
@@ -295,12 +282,6 @@ def load_training_data(
 def _checkpoint_paths(model_dir: Path, epoch: int) -> tuple[Path, Path]:
     base = Path(model_dir) / CHECKPOINTS_DIR / f"epoch-{epoch:04d}"
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
-
-
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def save_checkpoint(
@@ -314,9 +295,9 @@ def save_checkpoint(
     for pid, slots in opt_state["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{pid}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
-    _atomic_write(tensors_path, lambda p: save_file(tensors, str(p)))
+    folder.write_atomic(tensors_path, lambda p: save_file(tensors, str(p)))
     meta = {**state, "epoch": epoch, "optimizer_param_groups": opt_state["param_groups"]}
-    _atomic_write(json_path, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
+    folder.write_atomic(json_path, lambda p: p.write_text(json.dumps(meta, indent=1, default=str)))
     for old in sorted((Path(model_dir) / CHECKPOINTS_DIR).glob("epoch-*.json"))[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".safetensors").unlink(missing_ok=True)
@@ -325,9 +306,9 @@ def save_checkpoint(
 
 def latest_checkpoint(model_dir: Path) -> int:
     """The newest complete checkpoint epoch in model_dir, 0 when there is none."""
-    folder = Path(model_dir) / CHECKPOINTS_DIR
+    ckpt_dir = Path(model_dir) / CHECKPOINTS_DIR
     epochs = []
-    for path in folder.glob("epoch-*.json") if folder.is_dir() else []:
+    for path in ckpt_dir.glob("epoch-*.json") if ckpt_dir.is_dir() else []:
         try:
             epoch = int(path.stem.split("-", 1)[1])
         except ValueError:
@@ -370,6 +351,7 @@ def _model_config(data: TrainingData, params: TrainParams) -> TwoTowerConfig:
         hidden_dim=int(params.hidden_dim),
         dropout=float(params.dropout),
         padding=params.padding,
+        query_tower=params.query_tower,
     )
 
 
@@ -377,8 +359,16 @@ def _check_resumable(
     meta: dict, cfg: TwoTowerConfig, params: TrainParams, n_examples: int, model_dir: Path
 ) -> None:
     saved = meta.get("config", {})
-    for name in ("query_dim", "item_dim", "history_length", "output_dim", "hidden_dim", "padding"):
-        if saved.get(name) != getattr(cfg, name):
+    for name in (
+        "query_dim",
+        "item_dim",
+        "history_length",
+        "output_dim",
+        "hidden_dim",
+        "padding",
+        "query_tower",
+    ):
+        if saved.get(name, "concat" if name == "query_tower" else None) != getattr(cfg, name):
             raise SearchrecError(
                 f"checkpoint in {model_dir} has {name}={saved.get(name)!r} but the inputs/params give "
                 f"{getattr(cfg, name)!r}; use an empty model folder"
@@ -398,6 +388,246 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return (int(seed) * 1_000_003 + epoch) % (2**63)
 
 
+@dataclass
+class _EvalSplit:
+    hist: torch.Tensor  # int [n, L] on the device
+    true_ids: np.ndarray  # int64 [n]
+
+
+@dataclass
+class _Run:
+    """Everything the batches index, on the device, plus the evaluation splits."""
+
+    device: torch.device
+    table: torch.Tensor
+    hist: torch.Tensor
+    rows: torch.Tensor  # snapshot row of each example's item
+    item_emb: torch.Tensor
+    log_q: torch.Tensor  # per snapshot row: log training frequency (in-batch sampling probability)
+    sampler: NegativeSampler | None
+    is_target: torch.Tensor  # bool per snapshot row: a training target
+    steps: int
+    validation: _EvalSplit | None
+    holdout_curve: _EvalSplit | None  # a sample of the holdout, for the report's curve only
+
+
+def _eval_split(hist: np.ndarray, true_ids: np.ndarray, limit: int, seed: int, device) -> _EvalSplit | None:
+    idx = np.arange(len(true_ids))
+    if not len(idx):
+        return None
+    if limit and len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+    return _EvalSplit(torch.from_numpy(np.ascontiguousarray(hist[idx])).to(device), true_ids[idx])
+
+
+def _prepare_run(data: TrainingData, params: TrainParams, device: torch.device) -> _Run:
+    n = len(data.train_hist)
+    steps = math.ceil(n / params.batch_size) - (1 if n % params.batch_size == 1 else 0)  # no batch of one
+    if params.max_steps_per_epoch:
+        steps = min(steps, params.max_steps_per_epoch)
+    if steps < 1:
+        raise SearchrecError(f"{n} training example(s): need at least 2 for in-batch negatives")
+    counts = np.bincount(data.train_rows, minlength=len(data.item_ids)).astype(np.float64)
+    sampler = None
+    if params.sampled_negatives and params.loss != "softmax":
+        log.warning(
+            "train: sampled_negatives apply to the softmax loss only; %s uses in-batch ones", params.loss
+        )
+    elif params.sampled_negatives:
+        sampler = NegativeSampler(
+            counts, params.negative_sampling, alpha=params.sampling_alpha, device=device
+        )
+    holdout_true = data.holdout["nm_id"].to_numpy(dtype=np.int64)
+    limit, seed = params.eval_max_examples, params.seed
+    return _Run(
+        device=device,
+        table=torch.from_numpy(data.table).to(device),
+        hist=torch.from_numpy(data.train_hist).to(device),
+        rows=torch.from_numpy(data.train_rows).to(device),
+        item_emb=torch.from_numpy(data.item_emb).to(device),
+        log_q=torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32)).to(device),
+        sampler=sampler,
+        is_target=torch.from_numpy(counts > 0).to(device),
+        steps=steps,
+        validation=_eval_split(data.val_hist, data.val_nm_ids, limit, seed, device),
+        holdout_curve=_eval_split(data.holdout_hist, holdout_true, limit, seed, device)
+        if params.eval_every_epoch
+        else None,
+    )
+
+
+def _batch_loss(
+    model: TwoTower, run: _Run, batch: torch.Tensor, params: TrainParams, negatives: torch.Generator
+) -> tuple[torch.Tensor, int]:
+    """The loss of one batch, and how many of its sampled negatives are not training targets."""
+    item_rows = run.rows[batch]
+    history_t, mask = gather_history(run.table, run.hist[batch])
+    queries = model.query_tower(history_t, mask)
+    items = model.item_tower(run.item_emb[item_rows])
+    correct = params.logq_correction
+    extra: dict = {}
+    outside = 0
+    if run.sampler is not None:
+        sampled = run.sampler.sample(params.sampled_negatives, negatives)
+        extra = {"negatives": model.item_tower(run.item_emb[sampled]), "negative_ids": sampled}
+        if correct:  # per source: log of the expected number of times an item is a candidate
+            extra["negative_log_q"] = run.sampler.log_probs[sampled] + math.log(len(sampled))
+        outside = int((~run.is_target[sampled]).sum())
+    loss = retrieval_loss(
+        params.loss,
+        queries,
+        items,
+        item_rows,
+        temperature=params.temperature,
+        log_q=run.log_q[item_rows] + math.log(len(batch)) if correct else None,
+        margin=params.margin,
+        **extra,
+    )
+    return loss, outside
+
+
+def _train_epoch(
+    model: TwoTower, optimizer: torch.optim.Optimizer, run: _Run, params: TrainParams, epoch: int
+) -> dict:
+    model.train()
+    generator = torch.Generator().manual_seed(_epoch_seed(params.seed, epoch))
+    torch.manual_seed(_epoch_seed(params.seed, epoch))  # dropout: same stream on a resumed run
+    negatives = torch.Generator(device=run.device).manual_seed(_epoch_seed(params.seed + 1, epoch))
+    perm = torch.randperm(len(run.hist), generator=generator).to(run.device)
+    loss_sum = torch.zeros((), device=run.device)
+    seen = outside = 0
+    t0 = time.perf_counter()
+    bar = tqdm(
+        range(run.steps), desc=f"epoch {epoch}/{params.epochs}", unit="batch", mininterval=5, leave=False
+    )
+    for step in bar:
+        batch = perm[step * params.batch_size : (step + 1) * params.batch_size]
+        loss, out = _batch_loss(model, run, batch, params, negatives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.detach() * len(batch)
+        seen += len(batch)
+        outside += out
+        if step % 100 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+    if run.device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    epoch_loss = float(loss_sum) / max(seen, 1)
+    if not math.isfinite(epoch_loss):
+        raise SearchrecError(f"training diverged at epoch {epoch} (loss {epoch_loss}); lower lr")
+    row = {"epoch": epoch, "loss": round(epoch_loss, 6), "examples": seen, "seconds": round(seconds, 3)}
+    row["examples_per_s"] = round(seen / seconds, 1) if seconds > 0 else None
+    if run.sampler is not None:
+        row["sampled_outside_targets"] = outside  # sampled negatives that are never a training target
+    return row
+
+
+def _curve_metrics(model: TwoTower, run: _Run, data: TrainingData) -> dict:
+    """Validation metrics (they select the epoch) and the holdout sample's recall (a curve only)."""
+    out = {}
+    for prefix, split in (("validation", run.validation), ("holdout", run.holdout_curve)):
+        if split is None:
+            continue
+        m = evaluate(
+            model, run.table, split.hist, split.true_ids, data.item_ids, run.item_emb, data.train_nm_ids
+        )
+        keys = [f"recall_at_{k}" for k in RECALL_KS] + (
+            [f"ndcg_at_{NDCG_K}", "mrr"] if prefix == "validation" else []
+        )
+        out.update({f"{prefix}_{k}": round(m[f"model_{k}"], 6) for k in keys})
+    return out
+
+
+@dataclass
+class _Selection:
+    """Best validation epoch so far, and epochs since it (early stopping)."""
+
+    metric: str
+    best_epoch: int = 0
+    best_score: float = float("-inf")
+    bad_epochs: int = 0
+
+    def update(self, row: dict) -> bool:
+        """True when this epoch is the best so far (always, without a validation split)."""
+        score = row.get(f"validation_{self.metric}")
+        if score is None or score > self.best_score:
+            self.best_epoch, self.bad_epochs = row["epoch"], 0
+            self.best_score = float("-inf") if score is None else float(score)
+            return True
+        self.bad_epochs += 1
+        return False
+
+
+def _save_best(model_dir: Path, model: TwoTower) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path = Path(model_dir) / CHECKPOINTS_DIR / BEST_WEIGHTS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_atomic(path, lambda p: save_file(tensors, str(p)))
+
+
+def _load_best(model_dir: Path, model: TwoTower) -> None:
+    path = Path(model_dir) / CHECKPOINTS_DIR / BEST_WEIGHTS
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except (OSError, ValueError, RuntimeError) as error:
+        raise SearchrecError(f"cannot read the best epoch's weights {path}: {error}") from None
+
+
+def _resume(
+    model_dir: Path, model: TwoTower, optimizer, cfg: TwoTowerConfig, params: TrainParams, n: int
+) -> tuple[int, list[dict], _Selection]:
+    selection = _Selection(params.selection_metric.removeprefix("model_"))
+    start_epoch = latest_checkpoint(model_dir)
+    if not start_epoch:
+        return 0, [], selection
+    meta = schemas.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
+    _check_resumable(meta, cfg, params, n, model_dir)
+    if start_epoch > params.epochs:
+        raise SearchrecError(
+            f"{model_dir} holds a checkpoint of epoch {start_epoch}, beyond epochs={params.epochs}"
+        )
+    load_checkpoint(model_dir, start_epoch, model, optimizer)
+    for key, value in meta.get("selection", {}).items():
+        setattr(selection, key, value)
+    log.info("train: resumed from checkpoint epoch %d in %s", start_epoch, model_dir)
+    return start_epoch, list(meta.get("history", [])), selection
+
+
+def _fit(
+    model: TwoTower, run: _Run, data: TrainingData, params: TrainParams, model_dir: Path, cfg: TwoTowerConfig
+) -> tuple[list[dict], _Selection, int]:
+    """The epoch loop: train, evaluate, keep the best validation epoch, checkpoint, stop early.
+    Leaves the best epoch's weights in ``model``; returns history, selection and the resumed epoch."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    n = len(data.train_hist)
+    start_epoch, history, selection = _resume(model_dir, model, optimizer, cfg, params, n)
+    state_base = {
+        "fingerprint": params.fingerprint(),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "train_examples": n,
+    }
+    stopped = params.patience and selection.bad_epochs >= params.patience
+    for epoch in range(start_epoch + 1, params.epochs + 1):
+        if stopped:
+            break
+        row = _train_epoch(model, optimizer, run, params, epoch)
+        row.update(_curve_metrics(model, run, data))
+        history.append(row)
+        if selection.update(row):
+            _save_best(model_dir, model)
+        log.info("epoch %d/%d: %s", epoch, params.epochs, {k: v for k, v in row.items() if k != "epoch"})
+        state = {**state_base, "history": history, "selection": asdict(selection)}
+        save_checkpoint(model_dir, epoch, model, optimizer, state, params.keep_checkpoints)
+        stopped = params.patience and selection.bad_epochs >= params.patience
+    if stopped:
+        log.info("train: early stop after epoch %d (best %d)", history[-1]["epoch"], selection.best_epoch)
+    if history and selection.best_epoch != history[-1]["epoch"]:
+        _load_best(model_dir, model)
+    return history, selection, start_epoch
+
+
 def train_two_tower(
     encoded_dir: Path,
     examples_dir: Path,
@@ -408,162 +638,55 @@ def train_two_tower(
     report_path: Path | None = None,
     ground_truth_dir: Path | None = None,
 ) -> TrainResult:
-    """Train the two towers on the encode output; write the model folder (and the HTML report)."""
+    """Train the two towers on the encode output; keep the best validation epoch; write the model
+    folder (and the HTML report). The holdout is used only for the final metrics and the curve."""
     params = params or TrainParams()
     params.validate()
     started = time.perf_counter()
     model_dir = Path(model_dir)
-    data = load_training_data(encoded_dir, examples_dir, embeddings_dir, max_examples=params.max_examples)
-    device = pick_device(params.device or None)
-    n = len(data.train_hist)
-    log.info(
-        "train: %d examples, %d holdout, table %s, %d snapshot items (dim %d), %d training items, device %s",
-        n,
-        len(data.holdout),
-        data.table.shape,
-        len(data.item_ids),
-        data.item_emb.shape[1],
-        data.training_items,
-        device,
+    data = load_training_data(
+        encoded_dir,
+        examples_dir,
+        embeddings_dir,
+        max_examples=params.max_examples,
+        validation_days=params.validation_days,
     )
-
-    # Everything the batches index lives on the device: table, indices, item matrix, item rows.
-    table = torch.from_numpy(data.table).to(device)
-    hist = torch.from_numpy(data.train_hist).to(device)
-    rows = torch.from_numpy(data.train_rows).to(device)
-    item_emb = torch.from_numpy(data.item_emb).to(device)
-    counts = np.bincount(data.train_rows, minlength=len(data.item_ids)).astype(np.float64)
-    log_q = torch.from_numpy(np.log(np.maximum(counts, 1.0) / counts.sum()).astype(np.float32)).to(device)
-    holdout_hist = torch.from_numpy(data.holdout_hist).to(device)
-    holdout_true = data.holdout["nm_id"].to_numpy(dtype=np.int64)
-
+    device = pick_device(params.device or None)
+    log.info(
+        "train: %d examples, %d validation, %d holdout, %d snapshot items, %d training items, device %s",
+        *(len(data.train_hist), len(data.val_hist), len(data.holdout), len(data.item_ids)),
+        *(data.training_items, device),
+    )
+    run = _prepare_run(data, params, device)
     cfg = _model_config(data, params)
     torch.manual_seed(int(params.seed))
     model = TwoTower(cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=params.lr, weight_decay=params.weight_decay)
+    history, selection, start_epoch = _fit(model, run, data, params, model_dir, cfg)
+    metrics = _final_metrics(model, run, data, ground_truth_dir)
+    return _finish(
+        model, cfg, data, params, history, selection, metrics, start_epoch, started, model_dir, report_path
+    )
 
-    history: list[dict] = []
-    start_epoch = latest_checkpoint(model_dir)
-    if start_epoch:
-        meta = schemas.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
-        _check_resumable(meta, cfg, params, n, model_dir)
-        if start_epoch > params.epochs:
-            raise SearchrecError(
-                f"{model_dir} holds a checkpoint of epoch {start_epoch}, beyond epochs={params.epochs}"
-            )
-        load_checkpoint(model_dir, start_epoch, model, optimizer)
-        history = list(meta.get("history", []))
-        log.info("train: resumed from checkpoint epoch %d in %s", start_epoch, model_dir)
 
-    eval_idx = np.arange(len(holdout_true))
-    if params.eval_max_examples and len(eval_idx) > params.eval_max_examples:
-        eval_idx = np.sort(
-            np.random.default_rng(params.seed).choice(eval_idx, params.eval_max_examples, False)
-        )
-
-    steps = math.ceil(n / params.batch_size)
-    if n % params.batch_size == 1:
-        steps -= 1  # a batch of one has no negatives
-    if params.max_steps_per_epoch:
-        steps = min(steps, params.max_steps_per_epoch)
-    if steps < 1:
-        raise SearchrecError(f"{n} training example(s): need at least 2 for in-batch negatives")
-    state_base = {
-        "fingerprint": params.fingerprint(),
-        "config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-        "train_examples": n,
-    }
-    for epoch in range(start_epoch + 1, params.epochs + 1):
-        model.train()
-        generator = torch.Generator().manual_seed(_epoch_seed(params.seed, epoch))
-        torch.manual_seed(_epoch_seed(params.seed, epoch))  # dropout: same stream on a resumed run
-        perm = torch.randperm(n, generator=generator).to(device)
-        loss_sum = torch.zeros((), device=device)
-        seen = 0
-        t0 = time.perf_counter()
-        bar = tqdm(
-            range(steps), desc=f"epoch {epoch}/{params.epochs}", unit="batch", mininterval=5, leave=False
-        )
-        for step in bar:
-            batch = perm[step * params.batch_size : (step + 1) * params.batch_size]
-            item_rows = rows[batch]
-            history_t, mask = gather_history(table, hist[batch])
-            queries = model.query_tower(history_t, mask)
-            items = model.item_tower(item_emb[item_rows])
-            loss = retrieval_loss(
-                params.loss,
-                queries,
-                items,
-                item_rows,
-                temperature=params.temperature,
-                log_q=log_q[item_rows] if params.logq_correction else None,
-                margin=params.margin,
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(batch)
-            seen += len(batch)
-            if step % 100 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds = time.perf_counter() - t0
-        epoch_loss = float(loss_sum) / max(seen, 1)
-        if not math.isfinite(epoch_loss):
-            raise SearchrecError(f"training diverged at epoch {epoch} (loss {epoch_loss}); lower lr")
-        row = {
-            "epoch": epoch,
-            "loss": round(epoch_loss, 6),
-            "examples": seen,
-            "seconds": round(seconds, 3),
-            "examples_per_s": round(seen / seconds, 1) if seconds > 0 else None,
-        }
-        if params.eval_every_epoch and len(eval_idx):
-            m = evaluate(
-                model,
-                table,
-                holdout_hist[torch.from_numpy(eval_idx).to(device)],
-                holdout_true[eval_idx],
-                data.item_ids,
-                item_emb,
-                data.train_nm_ids,
-            )
-            row.update({f"holdout_recall_at_{k}": round(m[f"model_recall_at_{k}"], 6) for k in RECALL_KS})
-        history.append(row)
-        log.info(
-            "epoch %d/%d: loss %.4f, %d examples in %.1f s (%.0f examples/s)%s",
-            epoch,
-            params.epochs,
-            epoch_loss,
-            seen,
-            seconds,
-            row["examples_per_s"] or 0,
-            f", holdout recall@200 {row['holdout_recall_at_200']:.4f}"
-            if "holdout_recall_at_200" in row
-            else "",
-        )
-        save_checkpoint(
-            model_dir, epoch, model, optimizer, {**state_base, "history": history}, params.keep_checkpoints
-        )
-
-    metrics: dict[str, float] = {}
-    if len(holdout_true):
-        metrics = evaluate(
-            model,
-            table,
-            holdout_hist,
-            holdout_true,
-            data.item_ids,
-            item_emb,
-            data.train_nm_ids,
-            ground_truth_dir=ground_truth_dir,
-            holdout_df=data.holdout,
-        )
-    else:
+def _final_metrics(model: TwoTower, run: _Run, data: TrainingData, ground_truth_dir: Path | None) -> dict:
+    if data.holdout.empty:
         log.warning("train: the holdout split is empty; no holdout metrics")
+        return {}
+    return evaluate(
+        model,
+        run.table,
+        torch.from_numpy(data.holdout_hist).to(run.device),
+        data.holdout["nm_id"].to_numpy(dtype=np.int64),
+        data.item_ids,
+        run.item_emb,
+        data.train_nm_ids,
+        ground_truth_dir=ground_truth_dir,
+        holdout_df=data.holdout,
+    )
 
-    cfg.extra = {
+
+def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metrics: dict, best: int) -> dict:
+    return {
         "encoder": data.encoder.get("encoder"),
         "pooling": data.encoder.get("pooling"),
         "encoder_dim": int(data.table.shape[1]),
@@ -571,31 +694,47 @@ def train_two_tower(
         "history_length": cfg.history_length,
         "train_start": params.train_start or None,
         "train_end": params.train_end or None,
+        "validation_start": data.validation_start or None,
         "snapshot_date": data.snapshot.get("snapshot_date"),
         "training_items": data.training_items,
         "catalogue_items": int(len(data.item_ids)),
-        "train_examples": n,
+        "train_examples": len(data.train_hist),
+        "validation_examples": len(data.val_hist),
         "epochs": params.epochs,
+        "best_epoch": best,
         "loss": params.loss,
         "temperature": params.temperature,
         "logq_correction": params.logq_correction,
+        "sampled_negatives": params.sampled_negatives,
+        "negative_sampling": params.negative_sampling,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
+
+
+def _finish(
+    model, cfg, data, params, history, selection, metrics, start_epoch, started, model_dir, report_path
+):
+    """Publish the model (the best validation epoch's weights), build the result, write the report."""
+    metrics = {**metrics, "best_epoch": float(selection.best_epoch)}
+    if selection.best_score > float("-inf"):
+        metrics[f"validation_{selection.metric}"] = selection.best_score
+    cfg.extra = _lineage(cfg, data, params, metrics, selection.best_epoch)
     _publish_model(model, model_dir)
     result = TrainResult(
         model_dir=model_dir,
         metrics=metrics,
         history=history,
-        examples=n,
-        epochs=params.epochs,
+        examples=len(data.train_hist),
+        epochs=len(history),
+        best_epoch=selection.best_epoch,
         resumed_from_epoch=start_epoch,
-        device=str(device),
+        device=str(run_device(model)),
         seconds=time.perf_counter() - started,
         params=asdict(params),
         lineage={
             key: cfg.extra[key]
-            for key in ("encoder", "pooling", "train_start", "train_end", "snapshot_date")
+            for key in ("encoder", "pooling", "train_start", "train_end", "validation_start", "snapshot_date")
             + ("training_items", "catalogue_items")
         },
     )
@@ -603,8 +742,18 @@ def train_two_tower(
         from searchrec.report import write_report
 
         write_report(Path(report_path), result, cfg.extra)
-    log.info("train: model written to %s in %.1f s", model_dir, result.seconds)
+    log.info(
+        "train: best epoch %d of %d written to %s in %.1f s",
+        result.best_epoch,
+        result.epochs,
+        model_dir,
+        result.seconds,
+    )
     return result
+
+
+def run_device(model: TwoTower) -> torch.device:
+    return next(model.parameters()).device
 
 
 def _publish_model(model: TwoTower, model_dir: Path) -> None:
@@ -613,81 +762,13 @@ def _publish_model(model: TwoTower, model_dir: Path) -> None:
         model.save(path)
 
 
-# --- comparison of objectives ---------------------------------------------------------------------
-
-VARIANTS: dict[str, dict] = {
-    "multi_margin/pad (original)": {"loss": "multi_margin", "padding": "pad"},
-    "cosine/pad": {"loss": "cosine", "padding": "pad"},
-    "softmax/pad": {"loss": "softmax", "padding": "pad", "logq_correction": False},
-    "softmax+logQ/pad": {"loss": "softmax", "padding": "pad", "logq_correction": True},
-    "softmax/mask": {"loss": "softmax", "padding": "mask", "logq_correction": False},
-    "softmax+logQ/mask": {"loss": "softmax", "padding": "mask", "logq_correction": True},
-    "multi_margin/mask": {"loss": "multi_margin", "padding": "mask"},
-}
-
-
-def compare_variants(
-    encoded_dir: Path,
-    examples_dir: Path,
-    embeddings_dir: Path,
-    work_dir: Path,
-    *,
-    base: TrainParams | None = None,
-    variants: dict[str, dict] | None = None,
-) -> list[dict]:
-    """Train each variant on the same data and seed; one row of holdout metrics per variant."""
-    base = base or TrainParams()
-    out = []
-    for i, (name, overrides) in enumerate((variants or VARIANTS).items()):
-        params = replace(base, **overrides)
-        result = train_two_tower(
-            encoded_dir, examples_dir, embeddings_dir, Path(work_dir) / f"variant-{i}", params=params
-        )
-        out.append(
-            {
-                "variant": name,
-                **{
-                    k: v
-                    for k, v in result.metrics.items()
-                    if k.startswith(("model_", "popularity_recall_at_200"))
-                },
-                "final_loss": result.history[-1]["loss"],
-                "seconds": round(result.seconds, 1),
-            }
-        )
-    return out
-
-
-def variants_markdown(rows: list[dict]) -> str:
-    cols = [
-        "model_recall_at_10",
-        "model_recall_at_50",
-        "model_recall_at_200",
-        "model_ndcg_at_200",
-        "model_mrr",
-    ]
-    lines = [
-        "| variant | "
-        + " | ".join(c.removeprefix("model_") for c in cols)
-        + " | popularity recall@200 | seconds |",
-        "|---" * (len(cols) + 3) + "|",
-    ]
-    for r in rows:
-        vals = " | ".join(f"{r.get(c, float('nan')):.4f}" for c in cols)
-        lines.append(
-            f"| {r['variant']} | {vals} | {r.get('popularity_recall_at_200', float('nan')):.4f} | {r['seconds']} |"
-        )
-    return "\n".join(lines)
-
-
 __all__ = [
     "TrainParams",
     "TrainResult",
     "TrainingData",
-    "compare_variants",
     "latest_checkpoint",
     "load_item_embeddings",
     "load_training_data",
     "train_two_tower",
-    "variants_markdown",
+    "validation_mask",
 ]
