@@ -37,6 +37,14 @@ SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from th
 EXTRACT_CHUNK_ROWS = 100_000
 TRANSFER_THREADS = 16  # objects copied at once to and from s3:// / gs://
 
+# Extract is served from the cache only for windows that ended at least this many days ago (UTC): the
+# warehouse still receives late events for recent days.
+CACHE_LAG_DAYS = 2
+
+# --- model registry (promote) -----------------------------------------------------------------
+PROMOTE_MIN_LIFT = 1.5  # a new model's holdout Recall@200 must be at least this x popularity's ...
+PROMOTE_MAX_REGRESSION = 0.01  # ... and at most this much (absolute) below the current model's
+LOCAL_MODELS_DIR = "models"  # `searchrec run`'s registry root when --models-uri is not given
 # --- production defaults of the cluster pipelines, read at compile time ---------------------------
 # No host or bucket names in pipeline source: the training/recommend pipelines' defaults for these come
 # from the environment, else from a TOML settings file named by $SEARCHREC_SETTINGS:
