@@ -30,9 +30,9 @@ import pytest
 import torch
 from variants import compare_variants, variants_markdown
 
-from searchrec import schemas
 from searchrec.artifacts import encoded as encoded_artifact
 from searchrec.artifacts import examples as examples_artifact
+from searchrec.artifacts import snapshot
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.stages.train import TrainParams
 
@@ -60,7 +60,7 @@ def _update_results(section: str, text: str) -> None:
 def _embeddings(folder: Path, ids: np.ndarray, emb: np.ndarray) -> None:
     offsets = pa.array(np.arange(0, emb.size + 1, emb.shape[1], dtype=np.int32))
     lists = pa.ListArray.from_arrays(offsets, pa.array(emb.reshape(-1), pa.float32()))
-    table = pa.table({"nm_id": pa.array(ids), "embedding": lists}, schema=schemas.EMBEDDINGS)
+    table = pa.table({"nm_id": pa.array(ids), "embedding": lists}, schema=snapshot.EMBEDDINGS)
     dim = int(emb.shape[1])
     info = snapshot_artifact.SnapshotInfo(
         "bench://", "2026-09-30", "2026-09-30", dim, len(ids), ["part-0.parquet"]

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from searchrec import config, schemas
+from searchrec import config
 from searchrec.artifacts import encoded as encoded_artifact
 from searchrec.artifacts import examples as examples_artifact
 from searchrec.artifacts import folder
@@ -320,7 +320,7 @@ def latest_checkpoint(model_dir: Path) -> int:
 
 def load_checkpoint(model_dir: Path, epoch: int, model: TwoTower, optimizer: torch.optim.Optimizer) -> dict:
     tensors_path, json_path = _checkpoint_paths(model_dir, epoch)
-    meta = schemas.read_json(json_path)
+    meta = folder.read_json(json_path)
     try:
         tensors = load_file(str(tensors_path))
     except (OSError, ValueError, RuntimeError) as error:
@@ -582,7 +582,7 @@ def _resume(
     start_epoch = latest_checkpoint(model_dir)
     if not start_epoch:
         return 0, [], selection
-    meta = schemas.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
+    meta = folder.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
     _check_resumable(meta, cfg, params, n, model_dir)
     if start_epoch > params.epochs:
         raise SearchrecError(
