@@ -112,6 +112,7 @@ PLACES = {
         component("extract_training_events", "history_length"),
         component("extract_inference_events", "history_length"),
     ],
+    "EVAL_SAMPLE": lambda: [train_param("eval_max_examples")],
     "HISTORY_LENGTH": lambda: [
         stage(clean.clean_training_events, "history_length"),
         stage(clean.clean_inference_events, "history_length"),

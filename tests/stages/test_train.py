@@ -190,6 +190,10 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.history[-1]["holdout_recall_at_10"] > result.history[0]["holdout_recall_at_10"] - 0.05
+    # per-epoch evaluation is timed, and its share of the run is what the metadata says
+    assert all(r["eval_seconds"] > 0 for r in result.history)
+    spent = sum(r["eval_seconds"] for r in result.history)
+    assert result.as_metadata()["eval_share"] == pytest.approx(spent / result.seconds, abs=1e-4)
 
     cfg = json.loads((model_dir / model_artifact.CONFIG_FILE).read_text())
     assert (cfg["query_dim"], cfg["item_dim"], cfg["history_length"], cfg["padding"]) == (DQ, DI, 5, "mask")

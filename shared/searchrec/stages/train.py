@@ -74,7 +74,7 @@ class TrainParams:
     max_examples: int = 0  # 0: all training examples; else the most recent N
     max_steps_per_epoch: int = 0  # 0: whole epochs; else at most this many batches per epoch
     eval_every_epoch: bool = True  # holdout recall per epoch (a curve for the report; never selects)
-    eval_max_examples: int = 20_000  # per-epoch evaluation on at most this many rows per split
+    eval_max_examples: int = config.EVAL_SAMPLE  # per-epoch evaluation on a fixed sample per split
     keep_checkpoints: int = 3  # the newest N epoch checkpoints are kept (and the best epoch's weights)
     train_start: str = ""  # lineage only: the training window
     train_end: str = ""
@@ -128,6 +128,12 @@ class TrainResult:
     params: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)  # encoder, pooling, window, snapshot date, item counts
 
+    @property
+    def eval_share(self) -> float:
+        """Share of the run's wall time spent on per-epoch evaluation (the sampled curves)."""
+        spent = sum(float(row.get("eval_seconds") or 0.0) for row in self.history)
+        return spent / self.seconds if self.seconds > 0 else 0.0
+
     def as_metadata(self) -> dict:
         """Flat scalars for the KFP artifact metadata."""
         meta: dict = {
@@ -137,6 +143,7 @@ class TrainResult:
             "resumed_from_epoch": self.resumed_from_epoch,
             "device": self.device,
             "train_seconds": round(self.seconds, 2),
+            "eval_share": round(self.eval_share, 4),
             "final_loss": self.history[-1]["loss"] if self.history else None,
             **self.lineage,
         }
@@ -613,7 +620,9 @@ def _fit(
         if stopped:
             break
         row = _train_epoch(model, optimizer, run, params, epoch)
+        evaluated = time.perf_counter()
         row.update(_curve_metrics(model, run, data))
+        row["eval_seconds"] = round(time.perf_counter() - evaluated, 3)
         history.append(row)
         if selection.update(row):
             _save_best(model_dir, model)
