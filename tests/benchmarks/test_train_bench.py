@@ -283,8 +283,7 @@ def test_evaluation_share_of_a_default_run(tmp_path: Path) -> None:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for label, sample, epochs, seconds, eval_s, share in rows:
-        lines.append(
-            f"| {label} | {sample or 'all':,} | {epochs} | {seconds:.1f} | {eval_s:.1f} | {share:.1%} |"
-        )
+        rows_label = f"{sample:,}" if sample else "all"
+        lines.append(f"| {label} | {rows_label} | {epochs} | {seconds:.1f} | {eval_s:.1f} | {share:.1%} |")
     _update_results("evaluation", "\n".join(lines))
     assert rows[0][5] < rows[1][5]
