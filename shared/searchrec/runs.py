@@ -10,8 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchrec import registry, schemas, storage
+from searchrec import registry, storage
 from searchrec.artifacts import model as model_artifact
+from searchrec.artifacts.folder import read_json
 from searchrec.errors import SearchrecError
 from searchrec.localrun import RUN_RECORD, read_run
 
@@ -56,7 +57,7 @@ def local_runs(runs_dir: Path) -> list[RunRow]:
     """Every local run under `runs_dir` that left a run record, newest first."""
     rows = []
     for record_file in Path(runs_dir).glob(f"*/{RUN_RECORD}"):
-        record = schemas.read_json(record_file)
+        record = read_json(record_file)
         run = read_run(record_file.parent)
         decision = run.metadata("promote", "decision")
         recall = run.metrics.get("train", {}).get(registry.GATE_METRIC)
@@ -152,7 +153,7 @@ def _run_folder(path: Path) -> Path | None:
 
 
 def _run_lineage(run_dir: Path, target: Path) -> list[str]:
-    record = schemas.read_json(run_dir / RUN_RECORD)
+    record = read_json(run_dir / RUN_RECORD)
     run = read_run(run_dir)
     lines = [f"run {run_dir.name}: {record.get('pipeline')} {record.get('state')} ({run_dir})"]
     infer_tasks = [t for t in run.outputs if t.startswith(("merge-recommendations", "infer"))]

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from searchrec import schemas
+from searchrec.artifacts import recommendations
 from searchrec.demo_data import GROUND_TRUTH_DIR, PURCHASES_FILE, WAREHOUSE_FILE, generate
 from searchrec.errors import SearchrecError
 from searchrec.stages.backtest import backtest, backtest_frames
@@ -28,20 +28,18 @@ def world(tmp_path_factory) -> Path:
 
 
 def _write_recs(folder: Path, recs: dict[int, list[int]], stats: dict) -> Path:
-    folder.mkdir(parents=True)
+    """A recommendations artifact as infer publishes it; ``stats``: InferStats fields."""
     users = sorted(recs)
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array(users, pa.int64()),
-                "nm_ids": pa.array([recs[u] for u in users], pa.list_(pa.int64())),
-                "scores": pa.array([[1.0] * len(recs[u]) for u in users], pa.list_(pa.float32())),
-            },
-            schema=schemas.RECOMMENDATIONS,
-        ),
-        folder / schemas.RECOMMENDATIONS_FILE,
+    table = pa.table(
+        {
+            "user_id": pa.array(users, pa.int64()),
+            "nm_ids": pa.array([recs[u] for u in users], pa.list_(pa.int64())),
+            "scores": pa.array([[1.0] * len(recs[u]) for u in users], pa.list_(pa.float32())),
+        },
+        schema=recommendations.RECOMMENDATIONS,
     )
-    (folder / schemas.INFER_STATS_FILE).write_text(json.dumps(stats))
+    with recommendations.writing(folder, recommendations.InferStats(**stats)) as writer:
+        writer.write_table(table)
     return folder
 
 
@@ -104,7 +102,7 @@ def test_demo_backtest_agrees_with_the_ground_truth(world: Path, tmp_path: Path)
 
 def test_bad_input_is_one_clear_line(world: Path, tmp_path: Path) -> None:
     uri = f"duckdb:///{world / WAREHOUSE_FILE}"
-    with pytest.raises(SearchrecError, match="lacks recommendations.parquet"):
+    with pytest.raises(SearchrecError, match="the recommendations artifact .*nothing does not exist"):
         backtest(tmp_path / "nothing", uri, START, DAYS)
     folder = _write_recs(tmp_path / "recs", {1: [1, 2]}, {})
     with pytest.raises(SearchrecError, match="days must be at least 1"):

@@ -25,9 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from searchrec import schemas
+from searchrec.artifacts import events, recommendations
 from searchrec.dates import parse_date
 from searchrec.errors import SearchrecError
 
@@ -54,18 +53,12 @@ class BacktestResult:
 
 
 def read_recommendations(recommendations_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """(user_id, nm_ids) rows and the serving stats of an infer output folder."""
-    folder = Path(recommendations_dir)
-    path = folder / schemas.RECOMMENDATIONS_FILE
-    if not path.is_file():
-        raise SearchrecError(f"recommendations folder {folder} lacks {schemas.RECOMMENDATIONS_FILE}")
+    """(user_id, nm_ids) rows and the serving stats of a complete recommendations artifact."""
     try:
-        table = pq.read_table(path, columns=["user_id", "nm_ids"])
+        table = recommendations.read(Path(recommendations_dir), ["user_id", "nm_ids"])
     except (OSError, pa.ArrowException, KeyError) as error:
-        raise SearchrecError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-    stats_path = folder / schemas.INFER_STATS_FILE
-    stats = schemas.read_json(stats_path) if stats_path.is_file() else {}
-    return table.to_pandas(), stats
+        raise SearchrecError(f"cannot read {recommendations_dir}: {str(error).splitlines()[0]}") from None
+    return table.to_pandas(), recommendations.read_stats(Path(recommendations_dir)).as_metadata()
 
 
 def _hit_ranks(recs: pd.DataFrame, bought: pd.DataFrame) -> np.ndarray:
@@ -141,8 +134,7 @@ def backtest(
     recs, stats = read_recommendations(Path(recommendations_dir))
     with tempfile.TemporaryDirectory(prefix="searchrec-backtest-") as tmp:
         extract_orders(warehouse_uri, start, end, Path(tmp) / "orders")
-        files = sorted((Path(tmp) / "orders").glob(schemas.EVENTS_GLOB))
-        orders = pa.concat_tables([pq.read_table(f) for f in files]).to_pandas()
+        orders = events.read(Path(tmp) / "orders", events.ORDERS, "orders").to_pandas()
     if orders.empty:
         raise SearchrecError(f"no purchases between {start} and {end}: nothing to backtest against")
     requested = int(stats.get("users_in_shard", 0) or 0)
