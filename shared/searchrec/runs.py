@@ -185,7 +185,7 @@ def _inputs_lineage(run) -> list[str]:
                 lines.append(
                     f"  {task}: window {meta['window']}, {_n(meta.get('rows'))} rows from {meta.get('warehouse')}"
                 )
-            elif task.startswith("extract-snapshot"):
+            elif task.startswith("extract-snapshot") and "snapshot_date" in meta:
                 lines.append(f"  {task}: snapshot dt={meta.get('snapshot_date')} from {meta.get('uri')}")
             elif task.startswith("encode"):
                 lines.append(
