@@ -1,7 +1,7 @@
 """clean: query filters, id-search purchases, item selection, histories cut to the last 5, split."""
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Output
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Output
 
 from searchrec import config
 
@@ -13,6 +13,7 @@ def clean_training(
     end_date: str,
     examples: Output[Dataset],
     funnel: Output[Metrics],
+    funnel_table: Output[Markdown],
     holdout_start: str = "",
     holdout_days: int = 7,
     max_items: int = 100000,  # config.MAX_ITEMS
@@ -27,6 +28,7 @@ def clean_training(
     import datetime as dt
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.clean import clean_training_events
 
@@ -46,6 +48,9 @@ def clean_training(
         examples.metadata.update(lineage(**stats.as_metadata()))
         for name, value in stats.as_metrics().items():
             funnel.log_metric(name, value)
+        keep_metrics_file(funnel)
+        Path(funnel_table.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(funnel_table.path).write_text(stats.funnel_markdown())
 
 
 @dsl.component(base_image=config.image("clean"), install_kfp_package=False)
@@ -53,12 +58,14 @@ def clean_inference(
     events: Input[Dataset],
     histories: Output[Dataset],
     funnel: Output[Metrics],
+    funnel_table: Output[Markdown],
     history_length: int = 5,  # config.HISTORY_LENGTH
     min_history: int = 1,  # config.MIN_HISTORY
 ):
     """Per-user histories of cleaned queries, cut to the last `history_length`."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.clean import clean_inference_events
 
@@ -69,3 +76,6 @@ def clean_inference(
         histories.metadata.update(lineage(**stats.as_metadata()))
         for name, value in stats.as_metrics().items():
             funnel.log_metric(name, value)
+        keep_metrics_file(funnel)
+        Path(funnel_table.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(funnel_table.path).write_text(stats.funnel_markdown())

@@ -15,11 +15,13 @@ def extract_training_events(
     lookback_days: int = 30,  # config.LOOKBACK_DAYS
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
     warehouse_secret: str = "",
+    cache_token: str = "",
 ):
     """Purchases in the window with up to `history_length` preceding queries each, streamed to Parquet.
 
     warehouse_secret: a Secret Manager secret version with the warehouse login (Vertex AI); empty: the
-    login comes from PGUSER / PGPASSWORD (a Kubernetes Secret on Kubeflow Pipelines)."""
+    login comes from PGUSER / PGPASSWORD (a Kubernetes Secret on Kubeflow Pipelines).
+    cache_token (window_cache_key's output) only shapes the cache key."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
@@ -51,10 +53,12 @@ def extract_inference_events(
     users_uri: str = "",
     history_length: int = 10,  # config.SQL_HISTORY_LENGTH
     warehouse_secret: str = "",
+    cache_token: str = "",
 ):
     """Last queries of each user in the window (optionally for a user list) and the window's purchases.
 
-    warehouse_secret: as for extract_training_events."""
+    warehouse_secret: as for extract_training_events.
+    cache_token (window_cache_key's output) only shapes the cache key."""
     import tempfile
     from pathlib import Path
 
@@ -96,10 +100,13 @@ def extract_snapshot(
     snapshot: Output[Dataset],
     metrics: Output[Metrics],
     max_days: int = 14,  # config.SNAPSHOT_MAX_DAYS
+    cache_token: str = "",
 ):
-    """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away)."""
+    """Copy the `dt=` embeddings snapshot nearest to `date` (at most `max_days` away).
+    `cache_token` (window_cache_key's output) only shapes the cache key."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.extract import fetch_snapshot
 
@@ -108,3 +115,4 @@ def extract_snapshot(
         snapshot.metadata.update(lineage(**info.as_metadata()))
         for name, value in info.as_metrics().items():  # the snapshot's validation statistics
             metrics.log_metric(name, value)
+        keep_metrics_file(metrics)  # kfp.local reuses the task only if the file exists

@@ -37,6 +37,7 @@ def infer(
     output is the final dataset, with several the merge task copies the joined one."""
     from pathlib import Path
 
+    from searchrec.registry import served_model
     from searchrec.runtime import stage
     from searchrec.stages.infer import recommend
     from searchrec.stages.merge import publish
@@ -54,6 +55,7 @@ def infer(
             min_history=min_history,
         )
         publish(stats, recommendations, metrics, output_uri)
+        recommendations.metadata.update(served_model(dict(model.metadata), model.uri))
 
 
 @dsl.component(base_image=config.image("infer"), install_kfp_package=False)
@@ -66,9 +68,12 @@ def merge_recommendations(
     """Join the shard outputs into one dataset; optionally copy it to an s3:// / gs:// / local URI."""
     from pathlib import Path
 
+    from searchrec.registry import SERVED_KEYS
     from searchrec.runtime import stage
     from searchrec.stages.merge import merge_shards, publish
 
     with stage("merge_recommendations"):
         stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))
         publish(stats, recommendations, metrics, output_uri)
+        served = dict(shards[0].metadata) if shards else {}
+        recommendations.metadata.update({k: served[k] for k in SERVED_KEYS if k in served})

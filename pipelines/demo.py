@@ -1,12 +1,24 @@
 """Demo pipeline: train on one window, then recommend for the following window, on one warehouse."""
 
 from kfp import dsl
+from kfp.dsl import Metrics
 
-from pipelines.common import backtest_task, import_encoder, recommend_tasks, training_tasks
+from pipelines.common import (
+    backtest_task,
+    final_recommendations,
+    import_encoder,
+    recommend_tasks,
+    serving_outputs,
+    training_tasks,
+)
+from pipelines.docs import documented
 from searchrec import config
+
+DemoOutputs = serving_outputs(metrics=Metrics)
 
 
 @dsl.pipeline(name="searchrec-demo", description="Training then recommendation on one warehouse (demo data).")
+@documented("Training then recommendation on one warehouse (demo data): the training window comes first.")
 def demo(
     warehouse_uri: str = config.DEMO_WAREHOUSE,
     embeddings_uri: str = config.DEMO_EMBEDDINGS,
@@ -35,7 +47,8 @@ def demo(
     output_uri: str = "",
     backtest_start_date: str = config.DEMO_BACKTEST_START,
     backtest_days: int = config.DEMO_BACKTEST_DAYS,
-):
+    cache_lag_days: int = config.CACHE_LAG_DAYS,
+) -> DemoOutputs:
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
         warehouse_uri=warehouse_uri,
@@ -55,8 +68,9 @@ def demo(
         ground_truth_uri=ground_truth_uri,
         index_kind=index_kind,
         min_index_recall=min_index_recall,
+        cache_lag_days=cache_lag_days,
     )
-    recommend_tasks(
+    single, merged = recommend_tasks(
         model=trained.outputs["model"],
         warehouse_uri=warehouse_uri,
         warehouse_secret=warehouse_secret,
@@ -74,7 +88,13 @@ def demo(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
+        cache_lag_days=cache_lag_days,
         then=lambda recs: backtest_task(
             recs, warehouse_uri, backtest_start_date, backtest_days, warehouse_secret
         ),
+    )
+    return DemoOutputs(
+        model=trained.outputs["model"],
+        metrics=trained.outputs["metrics"],
+        **final_recommendations(DemoOutputs, single, merged),
     )

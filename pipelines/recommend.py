@@ -1,15 +1,28 @@
-"""Recommendation pipeline: a trained model (by URI, through dsl.importer) -> top-k items per user."""
+"""Recommendation pipeline: the model (a folder or the registry's CURRENT, resolved at run time) -> top-k
+items per user."""
 
 from kfp import dsl
-from kfp.dsl import Model
 
-from pipelines.common import PRODUCTION, PRODUCTION_WAREHOUSE_SECRET, import_encoder, recommend_tasks
+from components import resolve_model
+from pipelines.cluster import configure
+from pipelines.common import (
+    PRODUCTION,
+    PRODUCTION_WAREHOUSE_SECRET,
+    final_recommendations,
+    import_encoder,
+    recommend_tasks,
+    serving_outputs,
+)
+from pipelines.docs import documented
 from searchrec import config
+
+RecommendOutputs = serving_outputs()
 
 
 @dsl.pipeline(
     name="searchrec-recommend", description="Top-k items per user from their recent search queries."
 )
+@documented("Top-k items per user from their recent search queries, with the model that model_uri names.")
 def recommend(
     start_date: str,
     end_date: str,
@@ -28,13 +41,13 @@ def recommend(
     exclude_bought: bool = False,
     min_history: int = config.MIN_HISTORY,
     output_uri: str = "",
-):
+    cache_lag_days: int = config.CACHE_LAG_DAYS,
+) -> RecommendOutputs:
     encoder_model = import_encoder(encoder)
-    model = dsl.importer(artifact_uri=model_uri, artifact_class=Model, reimport=False).set_display_name(
-        "import trained model"
-    )
-    recommend_tasks(
-        model=model.output,
+    model = configure(resolve_model(model_uri=model_uri), "infer", touches_network=True, cache=False)
+    model.set_display_name("serving: resolve model (folder or registry CURRENT)")
+    single, merged = recommend_tasks(
+        model=model.outputs["model"],
         warehouse_uri=warehouse_uri,
         warehouse_secret=warehouse_secret,
         embeddings_uri=embeddings_uri,
@@ -51,4 +64,8 @@ def recommend(
         exclude_bought=exclude_bought,
         min_history=min_history,
         output_uri=output_uri,
+        cache_lag_days=cache_lag_days,
+    )
+    return RecommendOutputs(
+        model=model.outputs["model"], **final_recommendations(RecommendOutputs, single, merged)
     )

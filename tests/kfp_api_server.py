@@ -14,6 +14,7 @@ the states in `run_states`, one per poll, the last repeated.
 from __future__ import annotations
 
 import copy
+import datetime
 import itertools
 import json
 import re
@@ -172,8 +173,21 @@ class KfpApiServer:
         if t == "/apis/v2beta1/experiments/{experiment_id}" and method == "GET":
             experiment = self.experiments.get(path.rsplit("/", 1)[1])
             return (200, experiment) if experiment else (404, {"code": 5, "message": "experiment not found"})
+        if t == "/apis/v2beta1/runs" and method == "GET":
+            # newest first, whatever the sort asked for; the state each run would report when polled now
+            found = [
+                {**r, "state": self.run_states[min(self._polls.get(i, 0), len(self.run_states) - 1)]}
+                for i, r in sorted(self.runs.items(), key=lambda kv: kv[1]["created_at"], reverse=True)
+            ]
+            return 200, {"runs": found, "total_size": len(found)} if found else {}
         if t == "/apis/v2beta1/runs" and method == "POST":
-            run = {**body, "run_id": self._new_id("run"), "state": "PENDING", "storage_state": "AVAILABLE"}
+            run = {
+                **body,
+                "run_id": self._new_id("run"),
+                "state": "PENDING",
+                "storage_state": "AVAILABLE",
+                "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+            }
             self.runs[run["run_id"]] = run
             return 200, run
         if t == "/apis/v2beta1/runs/{run_id}" and method == "GET":

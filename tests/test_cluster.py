@@ -220,7 +220,8 @@ def test_every_task_of_every_pipeline_is_configured(cluster_yaml):
             if stage == "extract":
                 names = {s["secretName"] for s in k8s[label]["secretAsEnv"]}
                 assert config.WAREHOUSE_SECRET in names, (name, label)
-        # extract tasks (anywhere in the DAG) are retried and never cached
+        # extract tasks (anywhere in the DAG) are retried, and cached only through the window cache key
+        # (closed windows repeat it, open ones never do); that key's own task is never cached
         tasks = [
             t
             for comp in [docs[0]["root"], *docs[0]["components"].values()]
@@ -229,5 +230,9 @@ def test_every_task_of_every_pipeline_is_configured(cluster_yaml):
         extract = [t for t in tasks if t["componentRef"]["name"].startswith("comp-extract")]
         assert extract, name
         for task in extract:
-            assert not task.get("cachingOptions", {}).get("enableCache"), (name, task["taskInfo"])
+            token = task["inputs"]["parameters"]["cache_token"]["taskOutputParameter"]
+            assert token["producerTask"].startswith("window-cache-key"), (name, task["taskInfo"])
+            assert task["cachingOptions"]["enableCache"] is True, (name, task["taskInfo"])
             assert task["retryPolicy"]["maxRetryCount"] >= 1
+        keys = [t for t in tasks if t["componentRef"]["name"].startswith("comp-window-cache-key")]
+        assert keys and not any(t.get("cachingOptions", {}).get("enableCache") for t in keys), name

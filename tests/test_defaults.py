@@ -34,13 +34,13 @@ def pipeline(graph, param: str) -> tuple[str, object]:
 
 
 @functools.cache
-def _parsed(command: str, *required: str):
-    return build_parser().parse_args([command, *required])
+def _parsed(command: str, *extra: str):
+    return build_parser().parse_args([command, *extra])
 
 
-def cli(command: str, dest: str, *required: str) -> tuple[str, object]:
-    """The CLI default of --dest; ``required``: the arguments the command cannot parse without."""
-    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command, *required), dest)
+def cli(command: str, dest: str, *extra: str) -> tuple[str, object]:
+    """The CLI's default; ``extra``: arguments a subcommand requires."""
+    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command, *extra), dest)
 
 
 def train_param(field: str) -> tuple[str, object]:
@@ -112,6 +112,7 @@ PLACES = {
         component("extract_training_events", "history_length"),
         component("extract_inference_events", "history_length"),
     ],
+    "EVAL_SAMPLE": lambda: [train_param("eval_max_examples")],
     "HISTORY_LENGTH": lambda: [
         stage(clean.clean_training_events, "history_length"),
         stage(clean.clean_inference_events, "history_length"),

@@ -14,7 +14,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from searchrec import config, schemas
+from searchrec import config
+from searchrec.artifacts import snapshot
 from searchrec.demo_data import (
     DATA_END,
     DATA_START,
@@ -188,7 +189,7 @@ def test_snapshots_are_consistent_and_drift(demo, snapshots, orders):
     assert len(snapshots) >= 3
     dims = set()
     for day, table in snapshots.items():
-        assert table.schema.equals(schemas.EMBEDDINGS), day
+        assert table.schema.equals(snapshot.EMBEDDINGS), day
         lengths = pa.compute.list_value_length(table.column("embedding")).to_numpy()
         dims |= set(lengths.tolist())
         ids = table.column("nm_id").to_numpy()

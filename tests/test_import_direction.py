@@ -12,7 +12,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "shared" / "searchrec"
-DRIVER = {"searchrec.cli", "searchrec.submit", "searchrec.localrun", "searchrec.demo_data", "pipelines"}
+DRIVER = {
+    "searchrec.cli",
+    "searchrec.cli_options",
+    "searchrec.submit",
+    "searchrec.localrun",
+    "searchrec.runlog",
+    "searchrec.runs",
+    "searchrec.demo_data",
+    "pipelines",
+}
 
 
 def _module_name(path: Path) -> str:

@@ -23,6 +23,9 @@ STAGE_OF_COMPONENT = {
     "shard-indices": "clean",
     "infer": "infer",
     "merge-recommendations": "infer",
+    "promote": "train",
+    "resolve-model": "infer",
+    "window-cache-key": "clean",
     "backtest": "extract",
 }
 
@@ -76,13 +79,40 @@ def _importer_params(pipeline: dict) -> dict[str, str]:
     }
 
 
-def test_recommend_imports_the_model_and_the_encoder_by_uri(compiled):
+def test_recommend_resolves_the_model_at_run_time_and_imports_the_encoder(compiled):
+    """model_uri (a model folder or a registry root) is resolved by a task at run time, not imported as it
+    is: the resolved model is that task's output artifact, which every model consumer takes."""
     executors = _executors(compiled["recommend"])
     importers = [e["importer"] for e in executors.values() if "importer" in e]
-    assert len(importers) == 2
-    assert {i["typeSchema"]["schemaTitle"] for i in importers} == {"system.Model"}
-    assert all(i["artifactUri"]["runtimeParameter"] == "uri" for i in importers)
-    assert sorted(_importer_params(compiled["recommend"]).values()) == ["encoder", "model_uri"]
+    assert len(importers) == 1 and importers[0]["typeSchema"]["schemaTitle"] == "system.Model"
+    assert list(_importer_params(compiled["recommend"]).values()) == ["encoder"]
+    tasks = compiled["recommend"]["root"]["dag"]["tasks"]
+    resolve = tasks["resolve-model"]
+    assert resolve["inputs"]["parameters"]["model_uri"]["componentInputParameter"] == "model_uri"
+    assert resolve["cachingOptions"].get("enableCache") is not True  # CURRENT may have moved
+    consumers = [
+        t
+        for component in compiled["recommend"]["components"].values()
+        for t in component.get("dag", {}).get("tasks", {}).values()
+        if "model" in t.get("inputs", {}).get("artifacts", {})
+    ] + [t for t in tasks.values() if "model" in t.get("inputs", {}).get("artifacts", {})]
+    assert consumers
+    for task in consumers:
+        model = task["inputs"]["artifacts"]["model"]
+        source = model.get("taskOutputArtifact", {}).get("producerTask") or model["componentInputArtifact"]
+        assert source in ("resolve-model", "pipelinechannel--resolve-model-model")
+
+
+def test_training_ends_with_a_promote_step_only_where_a_registry_is_given(compiled):
+    spec = compiled["training"]
+    branch = _branch(spec, "['pipelinechannel--models_uri']!=''")
+    assert list(branch) == ["promote"]
+    promote = branch["promote"]
+    assert promote["inputs"]["parameters"]["run_id"]["runtimeValue"]["constant"] == "{{$.pipeline_job_uuid}}"
+    assert set(promote["inputs"]["artifacts"]) == {"model", "report", "encoded", "examples", "snapshot"}
+    params = spec["root"]["inputDefinitions"]["parameters"]
+    assert params["min_lift"]["defaultValue"] == config.PROMOTE_MIN_LIFT
+    assert params["max_regression"]["defaultValue"] == config.PROMOTE_MAX_REGRESSION
 
 
 def test_every_pipeline_takes_its_encoder_through_an_importer(compiled):
@@ -98,7 +128,7 @@ def test_every_pipeline_takes_its_encoder_through_an_importer(compiled):
 
 def _branch(spec: dict, condition: str) -> dict[str, dict]:
     """Tasks of the condition branch whose trigger condition ends with `condition`."""
-    for component in spec["components"].values():
+    for component in [spec["root"], *spec["components"].values()]:
         for task in component.get("dag", {}).get("tasks", {}).values():
             trigger = task.get("triggerPolicy", {}).get("condition", "")
             if trigger.replace(" ", "").endswith(condition):

@@ -8,11 +8,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import sys
 from pathlib import Path
 
 from searchrec import config
+from searchrec.cli_options import add_cache_options
 from searchrec.errors import SearchrecError
 from searchrec.runtime import setup_logging
 
@@ -23,6 +25,9 @@ HEADLINE_METRICS = (
     ("popularity", "popularity_recall_at_200"),
     ("ceiling", "ceiling_recall_at_200"),
 )
+
+
+DEFAULT_GROUND_TRUTH = f"{config.DEMO_DIR}/ground_truth"
 
 
 def _abs_uri(uri: str) -> str:
@@ -51,6 +56,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
 
 def _print_run(run, pipeline: str) -> None:
     print(f"local run: {run.run_dir}")
+    print(f"runner log: {run.run_dir / 'runner.log'}")
     if run.recommendations is not None:
         print(f"recommendations: {run.recommendations}")
     train_metrics = run.metrics.get("train")
@@ -64,13 +70,17 @@ def _print_run(run, pipeline: str) -> None:
         for label, key in HEADLINE_METRICS:
             if key in train_metrics:
                 print(f"Recall@200 {label}: {train_metrics[key]:.4f}")
+    decision = run.metadata("promote", "decision")
+    if decision:
+        status = "promoted (now CURRENT)" if decision.get("promoted") else "published, NOT promoted"
+        print(f"model {decision.get('registry_uri')}: {status}: {decision.get('reason')}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from searchrec.localrun import run_local
 
     arguments = _run_arguments(args)
-    run = run_local(args.pipeline, arguments, Path(args.runs_dir))
+    run = run_local(args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose)
     _print_run(run, args.pipeline)
     return 0
 
@@ -87,7 +97,17 @@ def _check_dates(args: argparse.Namespace) -> None:
         check_window(args.recommend_start, args.recommend_end, "--recommend-start", "--recommend-end")
 
 
+def _same_window_names(args: argparse.Namespace) -> None:
+    """--start-date/--end-date (submit's names) stand for the pipeline's own window."""
+    prefix = "recommend" if args.pipeline == "recommend" else "train"
+    for side in ("start", "end"):
+        value = getattr(args, f"{side}_date", None)
+        if value:
+            setattr(args, f"{prefix}_{side}", value)
+
+
 def _run_arguments(args: argparse.Namespace) -> dict:
+    _same_window_names(args)
     _check_dates(args)
     arguments: dict = {
         "warehouse_uri": _abs_uri(args.warehouse_uri),
@@ -95,6 +115,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
         "encoder": _abs_uri(args.encoder) if Path(args.encoder).exists() else args.encoder,
         "pooling": args.pooling,
         "snapshot_max_days": args.snapshot_max_days,
+        "cache_lag_days": args.cache_lag_days,
     }
     if args.pipeline == "demo":
         arguments.update(
@@ -116,17 +137,21 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             min_item_count=args.min_item_count,
             max_items=args.max_items,
             epochs=args.epochs,
+            models_uri=_abs_uri(args.models_uri),
+            min_lift=args.min_lift,
+            max_regression=args.max_regression,
         )
+        if args.learning_rate is not None:
+            arguments["learning_rate"] = args.learning_rate
     else:
-        if not args.model_uri:
-            raise SearchrecError("the recommend pipeline needs --model-uri (a trained model folder)")
         arguments.update(
             start_date=args.recommend_start,
             end_date=args.recommend_end,
-            model_uri=_abs_uri(args.model_uri),
+            model_uri=_abs_uri(args.model_uri or args.models_uri),
             num_shards=args.num_shards,
         )
-    if args.pipeline != "recommend" and args.ground_truth:
+    default_truth = args.ground_truth == DEFAULT_GROUND_TRUTH and not Path(args.ground_truth).exists()
+    if args.pipeline != "recommend" and args.ground_truth and not default_truth:
         arguments["ground_truth_uri"] = _abs_uri(args.ground_truth)
     if args.pipeline != "training":
         if args.users_uri:
@@ -143,6 +168,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
         cmd_demo_data(argparse.Namespace(out=str(data), size="demo", seed=0, force=True))
     args.pipeline = "demo"
     return cmd_run(args)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from searchrec.runs import format_runs, json_rows, kfp_runs, local_runs
+
+    rows = kfp_runs(args.host, args.namespace, args.limit) if args.host else local_runs(Path(args.runs_dir))
+    print(json_rows(rows) if args.json else format_runs(rows))
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from searchrec.runs import lineage
+
+    print("\n".join(lineage(args.path)))
+    return 0
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
@@ -324,73 +364,179 @@ def _add_preflight_command(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db"
+    """Options of `run` and `demo`; every one says its default (HELP_FORMAT)."""
+    opt = p.add_argument
+    opt("--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db")
+    opt(
+        "--embeddings-uri",
+        default=config.DEMO_EMBEDDINGS,
+        help="folder, s3:// or gs:// with dt=... partitions",
     )
-    p.add_argument(
-        "--embeddings-uri", default=config.DEMO_EMBEDDINGS, help="folder, s3:// or gs:// with dt=..."
+    opt("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
+    opt("--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides")
+    _add_window_options(p)
+    _add_training_options(p)
+    _add_serving_options(p)
+    opt("--runs-dir", default="runs", help="kfp.local run folders (and their cache) go here")
+    opt(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="stream the runner's whole log (always written to runner.log in the run folder) (default: off)",
     )
-    p.add_argument("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
-    p.add_argument(
-        "--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides"
+    add_cache_options(p)
+
+
+def _add_window_options(p: argparse.ArgumentParser) -> None:
+    """Date windows: submit's --start-date/--end-date, and the demo's two windows."""
+    opt = p.add_argument
+    opt(
+        "--start-date",
+        default=None,
+        help="first day of the pipeline's window, as `submit` names it; None: --train-start (training, "
+        "demo) or --recommend-start (recommend)",
     )
-    p.add_argument("--train-start", default=config.DEMO_TRAIN_START)
-    p.add_argument("--train-end", default=config.DEMO_TRAIN_END)
-    p.add_argument("--holdout-start", default=config.DEMO_HOLDOUT_START)
-    p.add_argument("--recommend-start", default=config.DEMO_RECOMMEND_START)
-    p.add_argument("--recommend-end", default=config.DEMO_RECOMMEND_END)
-    p.add_argument("--min-item-count", type=int, default=config.DEMO_MIN_ITEM_COUNT)
-    p.add_argument("--max-items", type=int, default=config.MAX_ITEMS)
-    p.add_argument(
+    opt("--end-date", default=None, help="last day of that window; None: --train-end or --recommend-end")
+    opt("--train-start", default=config.DEMO_TRAIN_START, help="first day of the training window")
+    opt("--train-end", default=config.DEMO_TRAIN_END, help="last day of the training window")
+    opt(
+        "--holdout-start",
+        default=config.DEMO_HOLDOUT_START,
+        help="purchases from this day on are the holdout",
+    )
+    opt(
+        "--recommend-start",
+        default=config.DEMO_RECOMMEND_START,
+        help="first day of the recommendation window",
+    )
+    opt("--recommend-end", default=config.DEMO_RECOMMEND_END, help="last day of the recommendation window")
+    opt(
+        "--min-item-count",
+        type=int,
+        default=config.DEMO_MIN_ITEM_COUNT,
+        help="training items: bought at least",
+    )
+    opt("--max-items", type=int, default=config.MAX_ITEMS, help="training items: at most this many")
+    opt(
         "--snapshot-max-days",
         type=int,
         default=config.SNAPSHOT_MAX_DAYS,
         help="how far the nearest dt= snapshot may be from the window's end",
     )
-    p.add_argument("--epochs", type=int, default=config.TRAIN_EPOCHS)
-    p.add_argument("--num-shards", type=int, default=config.DEMO_NUM_SHARDS)
-    p.add_argument("--model-uri", default="", help="trained model folder (recommend pipeline)")
-    p.add_argument("--users-uri", default="", help="parquet/csv with a user_id column")
-    p.add_argument("--output-uri", default="", help="where to copy the recommendations")
-    p.add_argument(
-        "--ground-truth", default=f"{config.DEMO_DIR}/ground_truth", help="demo ground truth (ceiling)"
+
+
+def _add_training_options(p: argparse.ArgumentParser) -> None:
+    """What shapes training."""
+    opt = p.add_argument
+    opt("--epochs", type=int, default=config.TRAIN_EPOCHS, help="training epochs")
+    opt("--learning-rate", type=float, default=None, help="training learning rate (None: the pipeline's)")
+
+
+def _add_serving_options(p: argparse.ArgumentParser) -> None:
+    """Registry, serving and demo options."""
+    opt = p.add_argument
+    opt("--num-shards", type=int, default=config.DEMO_NUM_SHARDS, help="user shards for inference")
+    opt(
+        "--model-uri",
+        default="",
+        help="recommend: a model folder or a registry root (its CURRENT model); empty: --models-uri",
     )
-    p.add_argument("--runs-dir", default="runs", help="kfp.local pipeline roots go here")
+    opt(
+        "--models-uri",
+        default=config.LOCAL_MODELS_DIR,
+        help="model registry root (folder, s3://, gs://): training publishes there, recommend reads its "
+        "current model; empty: training does not publish",
+    )
+    opt(
+        "--min-lift",
+        type=float,
+        default=config.PROMOTE_MIN_LIFT,
+        help="gate: Recall@200 >= this x popularity",
+    )
+    opt(
+        "--max-regression",
+        type=float,
+        default=config.PROMOTE_MAX_REGRESSION,
+        help="gate: at most this much below the current model's Recall@200",
+    )
+    opt("--users-uri", default="", help="parquet/csv with a user_id column; empty: every user in the window")
+    opt("--output-uri", default="", help="where to copy the recommendations; empty: nowhere")
+    opt(
+        "--ground-truth",
+        default=DEFAULT_GROUND_TRUTH,
+        help="demo ground truth for the ceiling metrics; the default is used only where it exists",
+    )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+HELP_FORMAT = argparse.ArgumentDefaultsHelpFormatter
 
-    p = sub.add_parser("demo-data", help="generate the demo warehouse, embeddings and stand-in encoder")
-    p.add_argument("--out", default=config.DEMO_DIR)
-    p.add_argument("--size", default="demo")
-    p.add_argument("--seed", type=int, default=0)
+
+def _add_demo_data_command(command) -> None:
+    p = command("demo-data", "generate the demo warehouse, embeddings and stand-in encoder")
+    p.add_argument("--out", default=config.DEMO_DIR, help="folder to write")
+    p.add_argument("--size", default="demo", help="tiny, demo or large")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--force", action="store_true", help="overwrite existing demo data")
     p.set_defaults(func=cmd_demo_data)
 
-    p = sub.add_parser("demo", help="demo data if missing, then the demo pipeline locally")
+
+def _add_runs_commands(command) -> None:
+    """`runs` and `lineage`: past runs and where an output came from."""
+    p = command("runs", "list runs: local (kfp.local) runs, or a Kubeflow Pipelines endpoint's")
+    p.add_argument("--runs-dir", default="runs", help="local runs folder")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("SEARCHREC_KFP_HOST"),
+        help="Kubeflow Pipelines endpoint ($SEARCHREC_KFP_HOST): list its runs instead of local ones",
+    )
+    p.add_argument("--namespace", default=None, help="KFP namespace, multi-user clusters")
+    p.add_argument("--limit", type=int, default=20, help="at most this many KFP runs")
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=cmd_runs)
+
+    p = command("lineage", "where a recommendations file or a model came from, back to the warehouse window")
+    p.add_argument("path", help="a file or folder inside a local run, a model folder or a registry root")
+    p.set_defaults(func=cmd_lineage)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from searchrec import __version__
+
+    parser = argparse.ArgumentParser(prog="searchrec", description=__doc__, formatter_class=HELP_FORMAT)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging; for run: the whole log")
+    parser.add_argument("--version", action="version", version=f"searchrec {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help, formatter_class=HELP_FORMAT)
+
+    _add_demo_data_command(command)
+
+    p = command("demo", "demo data if missing, then the demo pipeline locally")
     _add_run_options(p)
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("run", help="run a pipeline locally (kfp.local) on any warehouse and window")
-    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo")
+    p = command("run", "run a pipeline locally (kfp.local) on any warehouse and window")
+    p.add_argument("--pipeline", choices=["demo", "training", "recommend"], default="demo", help="which")
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser(
-        "backtest", help="served recommendations against the purchases of the following days, any warehouse"
+    _add_runs_commands(command)
+
+    p = command(
+        "backtest", "served recommendations against the purchases of the following days, any warehouse"
     )
     p.add_argument(
         "--recommendations", required=True, help="an infer output folder (recommendations.parquet)"
     )
     p.add_argument("--warehouse-uri", required=True, help="duckdb:///file or postgresql://host/db")
     p.add_argument("--start-date", required=True, help="first day of the purchases, YYYY-MM-DD")
-    p.add_argument("--days", type=int, default=config.BACKTEST_DAYS)
+    p.add_argument(
+        "--days", type=int, default=config.BACKTEST_DAYS, help="days of purchases after --start-date"
+    )
     p.set_defaults(func=cmd_backtest)
 
-    p = sub.add_parser("compile", help="compile the pipelines to YAML, per platform")
+    p = command("compile", "compile the pipelines to YAML, per platform")
     p.add_argument("--out", default="compiled", help="YAML goes to <out>/<platform>/<pipeline>.yaml")
     p.add_argument(
         "--platform",
@@ -409,6 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         register_cli(sub)
+    for subparser in sub.choices.values():  # submit / schedule / images too: defaults in their help
+        subparser.formatter_class = HELP_FORMAT
     return parser
 
 

@@ -37,6 +37,14 @@ SNAPSHOT_MAX_DAYS = 14  # how far the nearest embeddings snapshot may be from th
 EXTRACT_CHUNK_ROWS = 100_000
 TRANSFER_THREADS = 16  # objects copied at once to and from s3:// / gs://
 
+# Extract is served from the cache only for windows that ended at least this many days ago (UTC): the
+# warehouse still receives late events for recent days.
+CACHE_LAG_DAYS = 2
+
+# --- model registry (promote) -----------------------------------------------------------------
+PROMOTE_MIN_LIFT = 1.5  # a new model's holdout Recall@200 must be at least this x popularity's ...
+PROMOTE_MAX_REGRESSION = 0.01  # ... and at most this much (absolute) below the current model's
+LOCAL_MODELS_DIR = "models"  # `searchrec run`'s registry root when --models-uri is not given
 # --- production defaults of the cluster pipelines, read at compile time ---------------------------
 # No host or bucket names in pipeline source: the training/recommend pipelines' defaults for these come
 # from the environment, else from a TOML settings file named by $SEARCHREC_SETTINGS:
@@ -113,6 +121,7 @@ QUERY_TOWER = (
 SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
 NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA
 NEGATIVE_SAMPLING_ALPHA = 0.5
+EVAL_SAMPLE = 5_000  # rows per split scored each epoch (fixed sample); the full holdout once, at the end
 VALIDATION_DAYS = 3  # the last days of the training split: model selection, never trained on
 EARLY_STOPPING_PATIENCE = 2  # epochs without a better validation score before stopping (0: never)
 SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch

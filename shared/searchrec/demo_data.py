@@ -4,7 +4,7 @@ bert4rec-like item embeddings, plus the ground truth that bounds what any model 
 Layout of the output folder (written to a temp folder next to it, renamed at the end):
 
     warehouse.duckdb                         tables search_queries, orders (sql/ddl.sql)
-    embeddings/dt=YYYY-MM-DD/part-0.parquet  schemas.EMBEDDINGS, one folder per snapshot
+    embeddings/dt=YYYY-MM-DD/part-0.parquet  snapshot.EMBEDDINGS, one folder per snapshot
     ground_truth/purchases.parquet           user_id, order_ts, nm_id, intent_id, matches_intent, id_search
     ground_truth/intents.parquet             intent_id, kind, category, colour, brand, query, weight, nm_ids
     ground_truth/items.parquet               the catalogue: nm_id, category, brand, colour, launch_ts, ...
@@ -46,7 +46,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from searchrec import config, schemas
+from searchrec import config
+from searchrec.artifacts import events, snapshot
 from searchrec.ceiling import (  # noqa: F401  (ceiling_recall: re-exported for the demo's users)
     INTENTS_FILE,
     PURCHASES_FILE,
@@ -76,8 +77,8 @@ GROUND_TRUTH_DIR = "ground_truth"
 ITEMS_FILE = "items.parquet"
 SUMMARY_FILE = "summary.json"
 
-SEARCH_QUERIES = schemas.INFER_EVENTS  # user_id, query_ts, query_text: the warehouse table's columns
-ORDERS = schemas.ORDERS
+SEARCH_QUERIES = events.INFER_EVENTS  # user_id, query_ts, query_text: the warehouse table's columns
+ORDERS = events.ORDERS
 PURCHASES = pa.schema(
     [
         ("user_id", pa.int64()),
@@ -274,7 +275,7 @@ class DemoTables:
 
     search_queries: pa.Table  # SEARCH_QUERIES
     orders: pa.Table  # ORDERS
-    embeddings: dict[str, pa.Table]  # snapshot date YYYY-MM-DD -> schemas.EMBEDDINGS
+    embeddings: dict[str, pa.Table]  # snapshot date YYYY-MM-DD -> snapshot.EMBEDDINGS
     purchases: pa.Table  # PURCHASES: orders plus their ground truth, same rows and order
     intents: pa.Table  # INTENTS
     items: pa.Table  # ITEMS
@@ -743,7 +744,7 @@ def _make_embeddings(c: _Catalogue, p: SizeParams, rng: np.random.Generator) -> 
         offsets = pa.array(np.arange(0, len(keep) * d + 1, d, dtype=np.int32))
         out[day] = pa.table(
             {"nm_id": pa.array(c.nm_id[keep]), "embedding": pa.ListArray.from_arrays(offsets, values)},
-            schema=schemas.EMBEDDINGS,
+            schema=snapshot.EMBEDDINGS,
         )
     return out
 

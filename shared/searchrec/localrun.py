@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class LocalRun:
             raise SearchrecError(f"local run {self.run_dir} has no output {output!r} of task {task!r}")
         return Path(_local_path(artifacts[0]["uri"]))
 
+    def metadata(self, task: str, output: str) -> dict:
+        """An output artifact's metadata ({} when the task or output is not in this run)."""
+        artifacts = self.outputs.get(task, {}).get(output) or [{}]
+        return dict(artifacts[0].get("metadata") or {})
+
     @property
     def recommendations(self) -> Path | None:
         """The final dataset: the merge task's with several shards, the single infer task's with one."""
@@ -45,63 +51,124 @@ def _local_path(uri: str) -> str:
     return uri.removeprefix("file://")
 
 
-def read_run(run_dir: Path) -> LocalRun:
-    """Collect every task's output artifacts and Metrics values from a kfp.local pipeline root."""
+def read_run(run_dir: Path, cached: dict[str, dict] | None = None) -> LocalRun:
+    """Collect every task's output artifacts and Metrics values from a kfp.local pipeline root.
+
+    cached: outputs of the tasks that were cache hits in this run (they left nothing under run_dir)."""
     run = LocalRun(run_dir=run_dir)
+    for task, outputs in (cached or {}).items():
+        _add_task(run, task, outputs)
     for executor_output in sorted(run_dir.glob("*/*/executor_output.json")):
-        task = executor_output.parent.name
         body = json.loads(executor_output.read_text())
-        outputs: dict[str, list[dict]] = {}
-        for name, value in body.get("artifacts", {}).items():
-            outputs[name] = value.get("artifacts", [])
-            for artifact in outputs[name]:
-                if artifact.get("metadata") and "system.Metrics" in json.dumps(artifact.get("type", {})):
-                    run.metrics.setdefault(task, {}).update(artifact["metadata"])
-        # Metrics artifacts: KFP writes their values as the artifact's metadata.
-        for name, artifacts in outputs.items():
-            for artifact in artifacts:
-                metadata = artifact.get("metadata") or {}
-                if name in ("metrics", "funnel") and metadata:
-                    run.metrics.setdefault(task, {}).update(
-                        {k: v for k, v in metadata.items() if isinstance(v, int | float)}
-                    )
-        run.outputs[task] = outputs
+        outputs = {name: value.get("artifacts", []) for name, value in body.get("artifacts", {}).items()}
+        _add_task(run, executor_output.parent.name, outputs)
     return run
 
 
-def run_local(pipeline_name: str, arguments: dict, runs_dir: Path) -> LocalRun:
-    """Run one of the project's pipelines in this Python environment with kfp.local."""
+def _add_task(run: LocalRun, task: str, outputs: dict[str, list]) -> None:
+    # Metrics artifacts: KFP writes their values as the artifact's metadata.
+    for name, artifacts in outputs.items():
+        for artifact in artifacts:
+            metadata = (artifact.get("metadata") if isinstance(artifact, dict) else None) or {}
+            if name in ("metrics", "funnel") and metadata:
+                run.metrics.setdefault(task, {}).update(
+                    {k: v for k, v in metadata.items() if isinstance(v, int | float)}
+                )
+    run.outputs[task] = outputs
+
+
+CACHE_DIR = ".kfp_cache"  # under the runs folder: shared by every local run there
+
+
+def run_local(
+    pipeline_name: str, arguments: dict, runs_dir: Path, *, cache: bool = False, verbose: bool = False
+) -> LocalRun:
+    """Run one of the project's pipelines in this Python environment with kfp.local.
+
+    cache: reuse task outputs of earlier runs in the same `runs_dir` (kfp.local's cache, kept in
+    `<runs_dir>/.kfp_cache`) for tasks compiled as cacheable: extract only for closed windows, never promote.
+    The runner's whole log goes to `<run>/runner.log`; the terminal gets one line per task (and, with
+    `verbose`, the log as well).
+    """
     import os
+    import sys
 
-    from kfp import local
-
-    from searchrec import config
+    from searchrec.runlog import RunnerLog, capture
     from searchrec.runtime import ERRORS_FILE_ENV
 
-    os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
-    from pipelines import ALL_PIPELINES as PIPELINES  # the data pipelines and preflight
-
-    if pipeline_name not in PIPELINES:
-        raise SearchrecError(f"unknown pipeline {pipeline_name!r}; expected one of {', '.join(PIPELINES)}")
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    root = (Path(runs_dir) / f"{pipeline_name}-{stamp}").resolve()
-    root.mkdir(parents=True, exist_ok=False)
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    log.info("running pipeline %s locally under %s", pipeline_name, root)
+    pipeline = _pipeline(pipeline_name)
+    root, cache_root = _start(pipeline_name, runs_dir, cache)
+    record = {"pipeline": pipeline_name, "arguments": arguments, "cache": cache, "state": "RUNNING"}
+    record["started"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    _write_record(root, record)
+    started = time.monotonic()
     original_print = builtins.print  # kfp.local indents print() while tasks run and may not restore it
     errors_file = root / "errors.txt"
     os.environ[ERRORS_FILE_ENV] = str(errors_file)  # the tasks (subprocesses) append their one-line errors
+    runner_log = RunnerLog(root / RUNNER_LOG, root, cache_root, sys.stdout, sys.stdout if verbose else None)
     try:
-        PIPELINES[pipeline_name](**arguments)
+        with capture(runner_log):
+            pipeline(**arguments)
+        record["state"] = "SUCCEEDED"
     except RuntimeError as error:
         # kfp.local raises after a failed task; end with the stage's own words where it left them.
         stage_errors = errors_file.read_text().splitlines() if errors_file.is_file() else []
         reason = stage_errors[0] if stage_errors else _plain(str(error)).splitlines()[0]
+        record.update(state="FAILED", error=reason)
         raise SearchrecError(f"local {pipeline_name} run failed: {reason}") from None
     finally:
         builtins.print = original_print
         os.environ.pop(ERRORS_FILE_ENV, None)
-    return read_run(root)
+        runner_log.close()
+        record.update(seconds=round(time.monotonic() - started, 1), tasks=runner_log.states)
+        record["state"] = "FAILED" if record["state"] == "RUNNING" else record["state"]
+        _write_record(root, record)
+    return read_run(root, runner_log.cached)
+
+
+RUNNER_LOG = "runner.log"  # in each local run's folder: everything kfp.local and the tasks wrote
+
+
+def _pipeline(name: str):
+    """The pipeline function, built for a local run (config.LOCAL_RUN_ENV set before the import)."""
+    import os
+
+    from searchrec import config
+
+    os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
+    from pipelines import ALL_PIPELINES as PIPELINES  # the data pipelines and preflight
+
+    if name not in PIPELINES:
+        raise SearchrecError(f"unknown pipeline {name!r}; expected one of {', '.join(PIPELINES)}")
+    return PIPELINES[name]
+
+
+def _start(pipeline_name: str, runs_dir: Path, cache: bool) -> tuple[Path, Path]:
+    """A new run folder under runs_dir and kfp.local set up for it; returns it and the cache folder."""
+    from kfp import local
+
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    root = (Path(runs_dir) / f"{pipeline_name}-{stamp}").resolve()
+    root.mkdir(parents=True, exist_ok=False)
+    cache_root = Path(runs_dir).resolve() / CACHE_DIR
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(root),
+        raise_on_error=True,
+        enable_caching=cache,
+        cache_root=str(cache_root),
+    )
+    log.info("running pipeline %s locally under %s", pipeline_name, root)
+    return root, cache_root
+
+
+RUN_RECORD = "run.json"  # in each local run's folder: pipeline, arguments, state, started, seconds
+
+
+def _write_record(root: Path, record: dict) -> None:
+    from searchrec.storage import write_bytes
+
+    write_bytes(root / RUN_RECORD, json.dumps(record, indent=2, default=str).encode())
 
 
 def _plain(text: str) -> str:

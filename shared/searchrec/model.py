@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from searchrec import schemas
+from searchrec.artifacts import model as model_artifact
 from searchrec.errors import SearchrecError
 
 PADDING_MODES = ("pad", "mask")
@@ -171,24 +171,28 @@ class TwoTower(nn.Module):
     def save(self, model_dir: Path) -> None:
         model_dir = Path(model_dir)
         model_dir.mkdir(parents=True, exist_ok=True)
-        self.cfg.save(model_dir / schemas.MODEL_CONFIG)
-        save_file(_cpu_state(self.query_tower), str(model_dir / schemas.QUERY_TOWER_FILE))
-        save_file(_cpu_state(self.item_tower), str(model_dir / schemas.ITEM_TOWER_FILE))
+        self.cfg.save(model_dir / model_artifact.CONFIG_FILE)
+        save_file(_cpu_state(self.query_tower), str(model_dir / model_artifact.QUERY_TOWER_FILE))
+        save_file(_cpu_state(self.item_tower), str(model_dir / model_artifact.ITEM_TOWER_FILE))
 
     @classmethod
     def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> TwoTower:
         model_dir = Path(model_dir)
         missing = [
             f
-            for f in (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE)
+            for f in (
+                model_artifact.CONFIG_FILE,
+                model_artifact.QUERY_TOWER_FILE,
+                model_artifact.ITEM_TOWER_FILE,
+            )
             if not (model_dir / f).is_file()
         ]
         if missing:
             raise SearchrecError(f"model folder {model_dir} lacks {', '.join(missing)}")
-        model = cls(TwoTowerConfig.load(model_dir / schemas.MODEL_CONFIG))
+        model = cls(TwoTowerConfig.load(model_dir / model_artifact.CONFIG_FILE))
         for name, tower in (
-            (schemas.QUERY_TOWER_FILE, model.query_tower),
-            (schemas.ITEM_TOWER_FILE, model.item_tower),
+            (model_artifact.QUERY_TOWER_FILE, model.query_tower),
+            (model_artifact.ITEM_TOWER_FILE, model.item_tower),
         ):
             try:
                 tower.load_state_dict(load_file(str(model_dir / name)))

@@ -265,3 +265,66 @@ def upload_tree(
         time.perf_counter() - t0,
     )
     return dests
+
+
+# --- single objects -------------------------------------------------------------------------------
+
+
+def read_bytes(uri: str | Path) -> bytes:
+    """The content of one file or object; SearchrecError naming it when it is missing or unreadable."""
+    if not is_remote(uri):
+        path = local_path(uri)
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise SearchrecError(f"cannot read {path}: {exc.strerror or exc}") from None
+    scheme, bucket, key = split_uri(str(uri))
+    try:
+        if scheme == "s3":
+            return _s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return _gcs_client().bucket(bucket).blob(key).download_as_bytes()
+    except Exception as exc:
+        raise _remote_error(str(uri), "read", exc) from exc
+
+
+def exists(uri: str | Path) -> bool:
+    """True when the file or object exists (folders: use list_dir)."""
+    if not is_remote(uri):
+        return local_path(uri).is_file()
+    scheme, bucket, key = split_uri(str(uri))
+    try:
+        if scheme == "s3":
+            return _s3_head(_s3_client(), bucket, key)
+        return _gcs_client().bucket(bucket).blob(key).exists()
+    except Exception as exc:
+        raise _remote_error(str(uri), "look up", exc) from exc
+
+
+def _s3_head(client: Any, bucket: str, key: str) -> bool:
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
+def write_bytes(uri: str | Path, data: bytes) -> str:
+    """Write one file or object whole: a single PUT on s3:// / gs:// (readers see the old or the new
+    content, never a part); locally a temporary file in the same folder replaced onto the target."""
+    if not is_remote(uri):
+        from searchrec.artifacts.folder import write_atomic
+
+        return str(write_atomic(local_path(uri), lambda tmp: tmp.write_bytes(data)))
+    scheme, bucket, key = split_uri(str(uri))
+    try:
+        if scheme == "s3":
+            _s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+        else:
+            _gcs_client().bucket(bucket).blob(key).upload_from_string(data)
+    except Exception as exc:
+        raise _remote_error(str(uri), "write", exc) from exc
+    return str(uri)

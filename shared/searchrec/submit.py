@@ -567,11 +567,13 @@ def submit(
     poll_interval: float = 30.0,
     tag: str | None = None,
     credentials: Any = None,
+    enable_caching: bool | None = None,
     vertex_network: VertexNetwork | None = None,
 ) -> str:
     """Compile `pipeline` for the target, check the parameters, submit one run; returns the run id.
 
     wait: block until the run ends; a run that did not succeed raises RunNotSucceeded (its exit_code).
+    enable_caching: None keeps each task's compiled cache setting; False runs every task.
     """
     target = _target(host, vertex_project)
     network = _vertex_network(target, vertex_network)
@@ -588,6 +590,7 @@ def submit(
                 location=vertex_location,
                 pipeline_root=pipeline_root,
                 credentials=credentials,
+                enable_caching=enable_caching,
             )
             peering = network.apply(job)
             try:
@@ -618,6 +621,7 @@ def submit(
                 namespace=namespace,
                 pipeline_root=pipeline_root or None,
                 service_account=service_account or None,
+                enable_caching=enable_caching,
             )
         except Exception as error:
             raise SearchrecError(f"Kubeflow Pipelines refused the run: {_api_error(error)}") from None
@@ -727,6 +731,7 @@ def vertex_job(
     location: str | None,
     pipeline_root: str | None,
     credentials: Any = None,
+    enable_caching: bool | None = None,
 ):
     """An unsubmitted aiplatform.PipelineJob for the compiled spec and arguments."""
     from google.cloud import aiplatform
@@ -746,6 +751,7 @@ def vertex_job(
         project=project,
         location=location or "europe-west4",
         credentials=credentials,
+        enable_caching=enable_caching,
     )
 
 
@@ -776,6 +782,7 @@ def schedule(
     name: str | None = None,
     tag: str | None = None,
     credentials: Any = None,
+    enable_caching: bool | None = None,
     vertex_network: VertexNetwork | None = None,
 ) -> str:
     """A recurring run of `pipeline` on `cron` (5 fields, UTC) with fixed parameters; returns its id.
@@ -799,6 +806,7 @@ def schedule(
                 location=vertex_location,
                 pipeline_root=pipeline_root,
                 credentials=credentials,
+                enable_caching=enable_caching,
             )
             try:
                 made = _vertex_schedule(job, network, cron=cron, name=name, service_account=service_account)
@@ -820,6 +828,7 @@ def schedule(
                 pipeline_package_path=str(spec_file),
                 pipeline_root=pipeline_root or None,
                 service_account=service_account or None,
+                enable_caching=enable_caching,
             )
         except Exception as error:
             raise SearchrecError(f"Kubeflow Pipelines refused the schedule: {_api_error(error)}") from None
@@ -855,6 +864,9 @@ def _add_target_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-account", default=os.environ.get(SERVICE_ACCOUNT_ENV))
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT)
     p.add_argument("--tag", default=None, help=f"image tag (default: ${TAG_ENV} or the git commit)")
+    from searchrec.cli_options import add_cache_options
+
+    add_cache_options(p)
     add_vertex_network_options(p)
 
 
@@ -887,13 +899,19 @@ def _target_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     # What the user typed is checked first, before the target and before anything is compiled or sent.
     _check_pipeline(args.pipeline)
     check_window(args.start_date, args.end_date)
+    from searchrec.cli_options import enable_caching
+
+    params = parse_params(args.param)
+    if args.cache_lag_days != config.CACHE_LAG_DAYS:  # the compiled default otherwise
+        params.setdefault("cache_lag_days", str(args.cache_lag_days))
     return dict(
         start_date=args.start_date,
         end_date=args.end_date,
-        params=parse_params(args.param),
+        params=params,
+        enable_caching=enable_caching(args),
         host=args.host or None,
         namespace=args.namespace or None,
-        vertex_project=None if args.host else (args.vertex_project or None),
+        vertex_project=args.vertex_project or None,  # with --host too: an error, not silently dropped
         vertex_location=args.vertex_location or None,
         pipeline_root=args.pipeline_root or None,
         service_account=args.service_account or None,
@@ -917,6 +935,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"searchrec: {error}", file=sys.stderr)
         return error.exit_code
     print(run_id)
+    from searchrec.runs import ui_link
+
+    print(f"UI: {ui_link(run_id, args.host)}")
     return 0
 
 

@@ -28,7 +28,7 @@ def world(tmp_path_factory) -> Path:
 
 
 def _write_recs(folder: Path, recs: dict[int, list[int]], stats: dict) -> Path:
-    """A complete recommendations artifact, published the way infer publishes one."""
+    """A recommendations artifact as infer publishes it; ``stats``: InferStats fields."""
     users = sorted(recs)
     table = pa.table(
         {
@@ -102,7 +102,7 @@ def test_demo_backtest_agrees_with_the_ground_truth(world: Path, tmp_path: Path)
 
 def test_bad_input_is_one_clear_line(world: Path, tmp_path: Path) -> None:
     uri = f"duckdb:///{world / WAREHOUSE_FILE}"
-    with pytest.raises(SearchrecError, match="recommendations artifact .* does not exist"):
+    with pytest.raises(SearchrecError, match="the recommendations artifact .*nothing does not exist"):
         backtest(tmp_path / "nothing", uri, START, DAYS)
     folder = _write_recs(tmp_path / "recs", {1: [1, 2]}, {})
     with pytest.raises(SearchrecError, match="days must be at least 1"):

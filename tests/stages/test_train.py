@@ -14,10 +14,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from searchrec import schemas
 from searchrec.artifacts import encoded as encoded_artifact
 from searchrec.artifacts import examples as examples_artifact
 from searchrec.artifacts import folder
+from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
@@ -115,7 +115,7 @@ def write_encoded(
 def write_snapshot(folder: Path, nm_ids: np.ndarray, emb: np.ndarray | list) -> None:
     embedding = pa.array([list(map(float, e)) for e in emb], pa.list_(pa.float32()))
     table = pa.table(
-        {"nm_id": pa.array(nm_ids, pa.int64()), "embedding": embedding}, schema=schemas.EMBEDDINGS
+        {"nm_id": pa.array(nm_ids, pa.int64()), "embedding": embedding}, schema=snapshot_artifact.EMBEDDINGS
     )
     dim = len(emb[0])
     info = snapshot_artifact.SnapshotInfo(
@@ -125,9 +125,12 @@ def write_snapshot(folder: Path, nm_ids: np.ndarray, emb: np.ndarray | list) -> 
 
 
 def read_encoded(folder: Path) -> tuple[np.ndarray, dict[str, tuple[pd.DataFrame, np.ndarray]]]:
-    table = np.load(folder / schemas.TABLE_FILE)
+    table = np.load(folder / encoded_artifact.TABLE_FILE)
     splits = {
-        name: (pd.read_parquet(folder / schemas.rows_file(name)), np.load(folder / schemas.hist_file(name)))
+        name: (
+            pd.read_parquet(folder / examples_artifact.split_file(name)),
+            np.load(folder / encoded_artifact.hist_file(name)),
+        )
         for name in ("train", "holdout")
     }
     return table, splits
@@ -162,7 +165,7 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:
     out = {}
-    for name in (schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE):
+    for name in (model_artifact.QUERY_TOWER_FILE, model_artifact.ITEM_TOWER_FILE):
         out.update({f"{name}:{k}": v for k, v in load_file(str(model_dir / name)).items()})
     return out
 
@@ -187,8 +190,12 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
     assert [r["epoch"] for r in result.history] == [1, 2, 3]
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     assert result.history[-1]["holdout_recall_at_10"] > result.history[0]["holdout_recall_at_10"] - 0.05
+    # per-epoch evaluation is timed, and its share of the run is what the metadata says
+    assert all(r["eval_seconds"] > 0 for r in result.history)
+    spent = sum(r["eval_seconds"] for r in result.history)
+    assert result.as_metadata()["eval_share"] == pytest.approx(spent / result.seconds, abs=1e-4)
 
-    cfg = json.loads((model_dir / schemas.MODEL_CONFIG).read_text())
+    cfg = json.loads((model_dir / model_artifact.CONFIG_FILE).read_text())
     assert (cfg["query_dim"], cfg["item_dim"], cfg["history_length"], cfg["padding"]) == (DQ, DI, 5, "mask")
     extra = cfg["extra"]
     assert extra["encoder"] == "test/synthetic" and extra["pooling"] == "cls"
@@ -212,7 +219,7 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
 
     # The artifact loads without pickle and ranks like the training-time evaluation did.
     model = TwoTower.load(model_dir)
-    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    table = torch.from_numpy(np.load(inputs[0] / encoded_artifact.TABLE_FILE))
     hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))
     q = model.encode_indices(table, hist)
     assert q.shape == (600, 32) and torch.allclose(q.norm(dim=1), torch.ones(600), atol=1e-5)
@@ -238,7 +245,7 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
     # "Crash" after epoch 2: the checkpoints exist, the final model files do not.
     part = tmp_path / "part"
     train_two_tower(*inputs, part, params=replace(params, epochs=2))
-    for name in (schemas.MODEL_CONFIG, schemas.QUERY_TOWER_FILE, schemas.ITEM_TOWER_FILE):
+    for name in (model_artifact.CONFIG_FILE, model_artifact.QUERY_TOWER_FILE, model_artifact.ITEM_TOWER_FILE):
         (part / name).unlink()
     assert latest_checkpoint(part) == 2
     resumed = train_two_tower(*inputs, part, params=params)
@@ -282,14 +289,14 @@ def test_each_objective_trains(inputs, tmp_path: Path, loss: str, padding: str, 
     result = train_two_tower(*inputs, tmp_path / "m", params=params)
     assert result.history[1]["loss"] < result.history[0]["loss"]
     assert result.metrics["model_recall_at_50"] > result.metrics["popularity_recall_at_50"], result.metrics
-    assert json.loads((tmp_path / "m" / schemas.MODEL_CONFIG).read_text())["padding"] == padding
+    assert json.loads((tmp_path / "m" / model_artifact.CONFIG_FILE).read_text())["padding"] == padding
 
 
 def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
     concat = replace(FAST, epochs=1, eval_every_epoch=False, query_tower="concat")  # padding: concat only
     train_two_tower(*inputs, tmp_path / "mask", params=concat)
     train_two_tower(*inputs, tmp_path / "pad", params=replace(concat, padding="pad"))
-    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    table = torch.from_numpy(np.load(inputs[0] / encoded_artifact.TABLE_FILE))
     other = table.clone()
     other[0] = torch.randn(DQ)
     hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))[:50]
@@ -301,8 +308,8 @@ def test_mask_padding_ignores_the_pad_encoding(inputs, tmp_path: Path) -> None:
 
 def _no_model(model_dir: Path) -> bool:
     return (
-        not (model_dir / schemas.MODEL_CONFIG).exists()
-        and not (model_dir / schemas.QUERY_TOWER_FILE).exists()
+        not (model_dir / model_artifact.CONFIG_FILE).exists()
+        and not (model_dir / model_artifact.QUERY_TOWER_FILE).exists()
     )
 
 
@@ -375,8 +382,8 @@ def test_bad_params_are_refused(inputs, tmp_path: Path) -> None:
 def test_saved_config_that_does_not_match_the_weights_is_refused(inputs, tmp_path: Path) -> None:
     model_dir = tmp_path / "m"
     train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))
-    cfg = json.loads((model_dir / schemas.MODEL_CONFIG).read_text())
-    (model_dir / schemas.MODEL_CONFIG).write_text(json.dumps({**cfg, "query_dim": 312}))
+    cfg = json.loads((model_dir / model_artifact.CONFIG_FILE).read_text())
+    (model_dir / model_artifact.CONFIG_FILE).write_text(json.dumps({**cfg, "query_dim": 312}))
     with pytest.raises(SearchrecError, match="does not match config.json"):
         TwoTower.load(model_dir)
 
@@ -410,7 +417,10 @@ def test_saved_model_is_the_best_validation_epoch(inputs, tmp_path: Path) -> Non
     last = load_file(str(tmp_path / "model" / "checkpoints" / f"epoch-{len(scores):04d}.safetensors"))
     assert not all(torch.equal(saved[k], last[f"model.{k}"]) for k in saved)
     assert result.metrics["best_epoch"] == best and "holdout_recall_at_200" in result.history[0]
-    assert json.loads((tmp_path / "model" / schemas.MODEL_CONFIG).read_text())["extra"]["best_epoch"] == best
+    assert (
+        json.loads((tmp_path / "model" / model_artifact.CONFIG_FILE).read_text())["extra"]["best_epoch"]
+        == best
+    )
 
 
 def test_early_stopping_ends_after_patience_epochs_without_improvement(inputs, tmp_path: Path) -> None:
@@ -449,7 +459,7 @@ def test_both_query_towers_train_and_load(inputs, tmp_path: Path) -> None:
     )
     model = TwoTower.load(tmp_path / "m")
     assert model.cfg.query_tower == "attention"
-    table = torch.from_numpy(np.load(inputs[0] / schemas.TABLE_FILE))
+    table = torch.from_numpy(np.load(inputs[0] / encoded_artifact.TABLE_FILE))
     hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))[:8]
     other = table.clone()
     other[0] = torch.randn_like(other[0])  # padded slots get no attention: the [PAD] row does not matter

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from searchrec.artifacts import events, recommendations
 from searchrec.dates import parse_date
@@ -52,10 +53,12 @@ class BacktestResult:
 
 
 def read_recommendations(recommendations_dir: Path) -> tuple[pd.DataFrame, dict]:
-    """(user_id, nm_ids) rows and the serving stats of a complete infer output folder."""
-    folder = Path(recommendations_dir)
-    table = recommendations.read(folder, ["user_id", "nm_ids"])
-    return table.to_pandas(), asdict(recommendations.read_stats(folder))
+    """(user_id, nm_ids) rows and the serving stats of a complete recommendations artifact."""
+    try:
+        table = recommendations.read(Path(recommendations_dir), ["user_id", "nm_ids"])
+    except (OSError, pa.ArrowException, KeyError) as error:
+        raise SearchrecError(f"cannot read {recommendations_dir}: {str(error).splitlines()[0]}") from None
+    return table.to_pandas(), recommendations.read_stats(Path(recommendations_dir)).as_metadata()
 
 
 def _hit_ranks(recs: pd.DataFrame, bought: pd.DataFrame) -> np.ndarray:

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from searchrec import config, schemas
+from searchrec import config
 from searchrec.artifacts import encoded as encoded_artifact
 from searchrec.artifacts import examples as examples_artifact
 from searchrec.artifacts import folder
@@ -74,7 +74,7 @@ class TrainParams:
     max_examples: int = 0  # 0: all training examples; else the most recent N
     max_steps_per_epoch: int = 0  # 0: whole epochs; else at most this many batches per epoch
     eval_every_epoch: bool = True  # holdout recall per epoch (a curve for the report; never selects)
-    eval_max_examples: int = 20_000  # per-epoch evaluation on at most this many rows per split
+    eval_max_examples: int = config.EVAL_SAMPLE  # per-epoch evaluation on a fixed sample per split
     keep_checkpoints: int = 3  # the newest N epoch checkpoints are kept (and the best epoch's weights)
     train_start: str = ""  # lineage only: the training window
     train_end: str = ""
@@ -128,6 +128,12 @@ class TrainResult:
     params: dict = field(default_factory=dict)
     lineage: dict = field(default_factory=dict)  # encoder, pooling, window, snapshot date, item counts
 
+    @property
+    def eval_share(self) -> float:
+        """Share of the run's wall time spent on per-epoch evaluation (the sampled curves)."""
+        spent = sum(float(row.get("eval_seconds") or 0.0) for row in self.history)
+        return spent / self.seconds if self.seconds > 0 else 0.0
+
     def as_metadata(self) -> dict:
         """Flat scalars for the KFP artifact metadata."""
         meta: dict = {
@@ -137,6 +143,7 @@ class TrainResult:
             "resumed_from_epoch": self.resumed_from_epoch,
             "device": self.device,
             "train_seconds": round(self.seconds, 2),
+            "eval_share": round(self.eval_share, 4),
             "final_loss": self.history[-1]["loss"] if self.history else None,
             **self.lineage,
         }
@@ -320,7 +327,7 @@ def latest_checkpoint(model_dir: Path) -> int:
 
 def load_checkpoint(model_dir: Path, epoch: int, model: TwoTower, optimizer: torch.optim.Optimizer) -> dict:
     tensors_path, json_path = _checkpoint_paths(model_dir, epoch)
-    meta = schemas.read_json(json_path)
+    meta = folder.read_json(json_path)
     try:
         tensors = load_file(str(tensors_path))
     except (OSError, ValueError, RuntimeError) as error:
@@ -582,7 +589,7 @@ def _resume(
     start_epoch = latest_checkpoint(model_dir)
     if not start_epoch:
         return 0, [], selection
-    meta = schemas.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
+    meta = folder.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
     _check_resumable(meta, cfg, params, n, model_dir)
     if start_epoch > params.epochs:
         raise SearchrecError(
@@ -613,7 +620,9 @@ def _fit(
         if stopped:
             break
         row = _train_epoch(model, optimizer, run, params, epoch)
+        evaluated = time.perf_counter()
         row.update(_curve_metrics(model, run, data))
+        row["eval_seconds"] = round(time.perf_counter() - evaluated, 3)
         history.append(row)
         if selection.update(row):
             _save_best(model_dir, model)
