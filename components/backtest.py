@@ -13,15 +13,21 @@ def backtest(
     start_date: str,
     metrics: Output[Metrics],
     days: int = 7,  # config.BACKTEST_DAYS
+    warehouse_secret: str = "",
 ):
     """Recall@k, hit rate, catalogue coverage and share of users served of the recommendations, against the
-    purchases of [start_date, start_date + days) read from `warehouse_uri`; no ground truth needed."""
+    purchases of [start_date, start_date + days) read from `warehouse_uri`; no ground truth needed.
+    warehouse_secret: as for extract_training_events."""
     from pathlib import Path
 
     from searchrec.runtime import stage
     from searchrec.stages.backtest import backtest as run
 
     with stage("backtest"):
+        if warehouse_secret:
+            from searchrec.secrets import load_warehouse_login
+
+            load_warehouse_login(warehouse_secret)
         result = run(Path(recommendations.path), warehouse_uri, start_date, days)
         for name, value in result.as_metrics().items():
             metrics.log_metric(name, value)

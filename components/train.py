@@ -15,7 +15,7 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     report: Output[HTML],
-    epochs: int = 8,  # config.TRAIN_EPOCHS
+    epochs: int = 15,  # config.TRAIN_EPOCHS
     batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
     learning_rate: float = 0.002,  # config.TRAIN_LR
     loss: str = "softmax",  # config.TRAIN_LOSS
@@ -31,22 +31,17 @@ def train(
     train_start: str = "",
     train_end: str = "",
 ):
-    """The last `validation_days` of the train split select the kept epoch (and stop early after `patience`
-    epochs without improvement); the holdout only reports. `train_start` / `train_end`: the extract window,
-    recorded in the model's config and metadata. Empty `loss` / `padding` / `query_tower` /
-    `negative_sampling` take the library defaults."""
+    """The train split's last `validation_days` choose the kept epoch (early stop after `patience` without gain);
+    the holdout only reports. `train_start`/`train_end`: lineage. Empty strings take the library defaults."""
     from pathlib import Path
 
     from searchrec.runtime import lineage, stage
     from searchrec.stages.train import TrainParams, train_two_tower
 
     with stage("train"):
-        chosen = {
-            "loss": loss,
-            "padding": padding,
-            "query_tower": query_tower,
-            "negative_sampling": negative_sampling,
-        }
+        chosen = dict(
+            loss=loss, padding=padding, query_tower=query_tower, negative_sampling=negative_sampling
+        )
         params = TrainParams(
             epochs=epochs,
             batch_size=batch_size,

@@ -283,11 +283,15 @@ def recommend_tasks(
     return single, merged
 
 
-def backtest_task(recommendations, warehouse_uri, start_date, days):
+def backtest_task(recommendations, warehouse_uri, start_date, days, warehouse_secret=""):
     """Served recommendations against the warehouse's purchases of the following days (Metrics)."""
     return configure(
         backtest(
-            recommendations=recommendations, warehouse_uri=warehouse_uri, start_date=start_date, days=days
+            recommendations=recommendations,
+            warehouse_uri=warehouse_uri,
+            start_date=start_date,
+            days=days,
+            warehouse_secret=warehouse_secret,
         ),
         "extract",
         touches_network=True,

@@ -89,7 +89,9 @@ def demo(
         min_history=min_history,
         output_uri=output_uri,
         cache_lag_days=cache_lag_days,
-        then=lambda recs: backtest_task(recs, warehouse_uri, backtest_start_date, backtest_days),
+        then=lambda recs: backtest_task(
+            recs, warehouse_uri, backtest_start_date, backtest_days, warehouse_secret
+        ),
     )
     return DemoOutputs(
         model=trained.outputs["model"],
