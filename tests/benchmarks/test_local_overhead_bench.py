@@ -21,7 +21,7 @@ pytestmark = pytest.mark.benchmark
 
 RESULTS = Path(__file__).parent / "results" / "local_overhead.md"
 TASK_LINE = re.compile(r"^(\S+)\s+(done|cached|failed|skipped)\s+([\d.]+)s", re.M)
-STAGE_DONE = re.compile(r"searchrec(?:\.\w+)*: (.+?): done in ([\d.]+) s")
+STAGE_DONE = re.compile(r"INFO\]?:? (?:searchrec: )?(\S+?): done in ([\d.]+) s")
 
 
 def test_per_task_startup_share_of_a_tiny_demo_run(tmp_path):
@@ -59,13 +59,16 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
+        errors="replace",
         timeout=1800,
     )
     wall = time.perf_counter() - t0
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     tasks = [(m[1], float(m[3])) for m in TASK_LINE.finditer(out.stdout) if m[2] == "done"]
     [runner_log] = list((tmp_path / "runs").glob("*/runner.log"))
-    bodies = [(m[1], float(m[2])) for m in STAGE_DONE.finditer(runner_log.read_text())]
+    # task processes write to the inherited stderr (or, captured, to runner.log): read both
+    logs = out.stderr + runner_log.read_text(errors="replace")
+    bodies = [(m[1], float(m[2])) for m in STAGE_DONE.finditer(logs)]
     task_s, body_s = sum(s for _, s in tasks), sum(s for _, s in bodies)
     share = (task_s - body_s) / task_s
     lines = [
