@@ -21,7 +21,7 @@ pytestmark = pytest.mark.benchmark
 
 RESULTS = Path(__file__).parent / "results" / "local_overhead.md"
 TASK_LINE = re.compile(r"^(\S+)\s+(done|cached|failed|skipped)\s+([\d.]+)s", re.M)
-STAGE_DONE = re.compile(r"INFO\]?:? (?:searchrec: )?(\S+?): done in ([\d.]+) s")
+STAGE_DONE = re.compile(r"INFO\]?:? (?:searchrec: )?([^:\n]+?): done in ([\d.]+) s")
 
 
 def test_per_task_startup_share_of_a_tiny_demo_run(tmp_path):
