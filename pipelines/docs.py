@@ -20,7 +20,7 @@ PARAMETERS: dict[str, str] = {
     "recommend_end_date": "last day of the recommendation window, YYYY-MM-DD (inclusive).",
     "model_uri": "the model to serve: a model folder, or a model registry root (its CURRENT model, read "
     "when the run starts); local path, s3:// or gs://.",
-    "warehouse_uri": "the warehouse: postgresql://host:port/db (Greenplum; credentials from the "
+    "warehouse_uri": "the warehouse: a postgresql:// URI of the database (Greenplum; credentials from the "
     "environment, never in the URI) or duckdb:///file.",
     "embeddings_uri": "bert4rec item-embeddings snapshots, a folder of dt=YYYY-MM-DD partitions (or one "
     "partition to pin it); local path, s3:// or gs://.",
