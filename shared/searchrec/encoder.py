@@ -178,13 +178,31 @@ def _folder_pooling(local_dir: Path | None) -> str | None:
     return None
 
 
+def _from_pretrained_offline(source: str, local_dir: Path | None, caller: str, name: str, not_cached: str):
+    """(tokenizer, model) by ``from_pretrained`` without any download; one line on failure.
+
+    ``not_cached`` ends the line for a hub id that is not in the local Hugging Face cache."""
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        model = AutoModel.from_pretrained(source, local_files_only=True)
+    except (OSError, ValueError, KeyError) as error:
+        if local_dir is None:
+            raise SearchrecError(
+                f"{caller}: {name} is not in the local Hugging Face cache{not_cached}"
+            ) from None
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise SearchrecError(f"{caller}: cannot load {name}: {first}") from None
+    return tokenizer, model
+
+
 def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
     """Load tokenizer and model with ``from_pretrained`` from a hub id, a local or a bucket folder.
 
     ``device`` None picks CUDA when available. Raises SearchrecError with one line if it cannot load.
     """
     import torch
-    from transformers import AutoModel, AutoTokenizer
 
     source, local_dir = _resolve_source(spec.name_or_path)
     if local_dir is not None:
@@ -201,17 +219,13 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
     started = time.perf_counter()
     # Never a download at run time (air-gapped clusters): a hub id must already be in the local Hugging
     # Face cache ($HF_HOME, e.g. baked into the image); otherwise pass a folder of its weights.
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-        model = AutoModel.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
-        if local_dir is None:
-            raise SearchrecError(
-                f"encoder: {spec.name_or_path} is not in the local Hugging Face cache and nothing is "
-                "downloaded at run time; pass a folder of its weights (local, s3:// or gs://)"
-            ) from None
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SearchrecError(f"encoder: cannot load {spec.name_or_path}: {first_line}") from None
+    tokenizer, model = _from_pretrained_offline(
+        source,
+        local_dir,
+        "encoder",
+        spec.name_or_path,
+        " and nothing is downloaded at run time; pass a folder of its weights (local, s3:// or gs://)",
+    )
     if not getattr(tokenizer, "is_fast", False):
         raise SearchrecError(f"encoder: {spec.name_or_path} has no fast tokenizer (tokenizer.json)")
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -320,20 +334,14 @@ def is_hub_id(name_or_path: str) -> bool:
 
 def _save_layout(source: str, out: Path, pooling: str | None) -> None:
     """Load `source` offline and write its save_pretrained layout and searchrec_encoder.json to `out`."""
-    from transformers import AutoModel, AutoTokenizer
-
     resolved, local_dir = _resolve_source(source)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(resolved, local_files_only=True)
-        model = AutoModel.from_pretrained(resolved, local_files_only=True)
-    except (OSError, ValueError, KeyError) as error:
-        if local_dir is None:
-            raise SearchrecError(
-                f"encoder publish: {source} is not in the local Hugging Face cache; download it once on a "
-                "machine with hub access (HF_HOME), or give a folder of its weights"
-            ) from None
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise SearchrecError(f"encoder publish: cannot load {source}: {first}") from None
+    tokenizer, model = _from_pretrained_offline(
+        resolved,
+        local_dir,
+        "encoder publish",
+        source,
+        "; download it once on a machine with hub access (HF_HOME), or give a folder of its weights",
+    )
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     meta = {

@@ -195,8 +195,7 @@ def download_tree(
     try:
         download_into(uri, local_dir, threads=threads)
     except BaseException:
-        for entry in list(local_dir.iterdir()):
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        folder.clear(local_dir)
         if created:
             local_dir.rmdir()
         raise

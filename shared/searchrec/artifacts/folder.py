@@ -75,7 +75,7 @@ def _owned(path: Path) -> bool:
     return any((path / m).exists() for m in MARKERS)
 
 
-def _clear(path: Path, keep: Iterable[str] = ()) -> None:
+def clear(path: Path, keep: Iterable[str] = ()) -> None:
     """Remove the folder's entries (files and sub-folders, no renames), except the names in ``keep``."""
     keep = set(keep)
     for entry in path.iterdir():
@@ -118,7 +118,7 @@ def publishing(path: str | Path, kind: str, *, keep: Iterable[str] = ()) -> Iter
         raise SearchrecError(
             f"refusing to write the {kind} artifact into {path}: it holds files searchrec did not write ({shown})"
         )
-    _clear(path, keep)
+    clear(path, keep)
     (path / IN_PROGRESS_MARKER).write_text(f"{kind}\n", encoding="utf-8")
     try:
         yield path
@@ -130,7 +130,7 @@ def publishing(path: str | Path, kind: str, *, keep: Iterable[str] = ()) -> Iter
         (path / IN_PROGRESS_MARKER).unlink()
     except BaseException:
         with contextlib.suppress(OSError):
-            _clear(path, keep)
+            clear(path, keep)
             if created:
                 path.rmdir()
         raise
