@@ -193,3 +193,18 @@ def gcs_endpoint(_gcs_server: tuple[str, object], monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", url)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "test")
     return url
+
+
+# --- demo data ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory) -> Path:
+    """The generator's tiny world with its stand-in encoder, built once per session; read-only to tests."""
+    from searchrec import demo_data
+    from searchrec.encoder import build_standin_encoder
+
+    out = tmp_path_factory.mktemp("demo") / "data"
+    demo_data.generate(out, size="tiny", seed=0)
+    build_standin_encoder(demo_data.query_texts(out), out / "encoder", seed=0)
+    return out

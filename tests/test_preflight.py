@@ -18,17 +18,6 @@ from tests.kfp_api_server import KfpApiServer
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_demo(tmp_path_factory) -> Path:
-    from searchrec import demo_data
-    from searchrec.encoder import build_standin_encoder
-
-    out = tmp_path_factory.mktemp("demo") / "data"
-    demo_data.generate(out, size="tiny", seed=0)
-    build_standin_encoder(demo_data.query_texts(out), out / "encoder", seed=0)
-    return out
-
-
 def _check(name, fn, *args):
     return preflight.run_check("test", name, lambda: fn(*args))
 

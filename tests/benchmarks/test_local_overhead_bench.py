@@ -24,13 +24,8 @@ TASK_LINE = re.compile(r"^(\S+)\s+(done|cached|failed|skipped)\s+([\d.]+)s", re.
 STAGE_DONE = re.compile(r"INFO\]?:? (?:searchrec: )?([^:\n]+?): done in ([\d.]+) s")
 
 
-def test_per_task_startup_share_of_a_tiny_demo_run(tmp_path):
-    from searchrec import demo_data
-    from searchrec.encoder import build_standin_encoder
-
-    data = tmp_path / "data"
-    demo_data.generate(data, size="tiny", seed=0)
-    build_standin_encoder(demo_data.query_texts(data), data / "encoder", seed=0)
+def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
+    data = tiny_demo
     t0 = time.perf_counter()
     out = subprocess.run(
         [

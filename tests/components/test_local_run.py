@@ -21,17 +21,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def tiny_demo(tmp_path_factory) -> Path:
-    from searchrec import demo_data
-    from searchrec.encoder import build_standin_encoder
-
-    out = tmp_path_factory.mktemp("demo") / "data"
-    demo_data.generate(out, size="tiny", seed=0)
-    build_standin_encoder(demo_data.query_texts(out), out / "encoder", seed=0)
-    return out
-
-
 def _sources(data: Path, embeddings: Path | None = None) -> list[str]:
     """The run options that point at a generated demo folder (its warehouse, snapshots and encoder)."""
     return [
