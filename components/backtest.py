@@ -20,6 +20,7 @@ def backtest(
     warehouse_secret: as for extract_training_events."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import stage
     from searchrec.stages.backtest import backtest as run
 
@@ -32,3 +33,6 @@ def backtest(
         for name, value in result.as_metrics().items():
             metrics.log_metric(name, value)
         metrics.metadata.update({"start_date": result.start_date, "end_date": result.end_date})
+        keep_metrics_file(
+            metrics
+        )  # kfp.local reuses (and `run --resume` skips) the task only if the file exists

@@ -18,6 +18,7 @@ def build_index(
 ):
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.index import build_index as run
 
@@ -33,3 +34,6 @@ def build_index(
         index.metadata.update(lineage(**stats.as_metadata()))
         for name, value in stats.as_metrics().items():
             metrics.log_metric(name, value)
+        keep_metrics_file(
+            metrics
+        )  # kfp.local reuses (and `run --resume` skips) the task only if the file exists

@@ -37,6 +37,7 @@ def infer(
     output is the final dataset, with several the merge task copies the joined one."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.registry import served_model
     from searchrec.runtime import stage
     from searchrec.stages.infer import recommend
@@ -56,6 +57,9 @@ def infer(
         )
         publish(stats, recommendations, metrics, output_uri)
         recommendations.metadata.update(served_model(dict(model.metadata), model.uri))
+        keep_metrics_file(
+            metrics
+        )  # kfp.local reuses (and `run --resume` skips) the task only if the file exists
 
 
 @dsl.component(base_image=config.image("infer"), install_kfp_package=False)
@@ -68,6 +72,7 @@ def merge_recommendations(
     """Join the shard outputs into one dataset; optionally copy it to an s3:// / gs:// / local URI."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.registry import SERVED_KEYS
     from searchrec.runtime import stage
     from searchrec.stages.merge import merge_shards, publish
@@ -77,3 +82,6 @@ def merge_recommendations(
         publish(stats, recommendations, metrics, output_uri)
         served = dict(shards[0].metadata) if shards else {}
         recommendations.metadata.update({k: served[k] for k in SERVED_KEYS if k in served})
+        keep_metrics_file(
+            metrics
+        )  # kfp.local reuses (and `run --resume` skips) the task only if the file exists

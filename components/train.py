@@ -35,6 +35,7 @@ def train(
     the holdout only reports. `train_start`/`train_end`: lineage. Empty strings take the library defaults."""
     from pathlib import Path
 
+    from searchrec.caching import keep_metrics_file
     from searchrec.runtime import lineage, stage
     from searchrec.stages.train import TrainParams, train_two_tower
 
@@ -67,3 +68,6 @@ def train(
         model.metadata.update(lineage(**result.as_metadata()))
         for name, value in result.metrics.items():
             metrics.log_metric(name, value)
+        keep_metrics_file(
+            metrics
+        )  # kfp.local reuses (and `run --resume` skips) the task only if the file exists

@@ -66,13 +66,14 @@ def training_tasks(
     registry=None,
     cache_lag_days=None,
     warehouse_secret="",
+    run_name="",
 ):
     """extract -> clean -> encode -> train -> index (-> promote). Returns the train and index tasks.
 
     `encoder` is the Model artifact of import_encoder(). `registry`: a dict with `models_uri`, `min_lift`
     and `max_regression` adds the promote step (only where `models_uri` is not empty). `cache_lag_days`:
     extract is reused from the cache for windows that ended at least that many days ago."""
-    token = cache_key_task(end_date, cache_lag_days, TRAINING)
+    token = cache_key_task(end_date, cache_lag_days, TRAINING, run_name)
     events = extract_cached(
         extract_training_events(
             warehouse_uri=warehouse_uri,
@@ -149,13 +150,16 @@ def promote_task(
     ).set_display_name(f"{TRAINING}: publish to the registry, promote if it beats the gate")
 
 
-def cache_key_task(end_date, cache_lag_days, branch=TRAINING) -> dict:
+def cache_key_task(end_date, cache_lag_days, branch=TRAINING, run_name="") -> dict:
     """{"cache_token": <window_cache_key output>} for the extract tasks, or {} (never cached) without a lag."""
     if cache_lag_days is None:
         return {}
     task = configure(
         window_cache_key(
-            end_date=end_date, run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, cache_lag_days=cache_lag_days
+            end_date=end_date,
+            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            cache_lag_days=cache_lag_days,
+            run_name=run_name,
         ),
         "clean",
         cache=False,
@@ -214,13 +218,14 @@ def recommend_tasks(
     cache_lag_days=None,
     warehouse_secret="",
     then=None,
+    run_name="",
 ):
     """extract -> clean -> encode -> (index) -> infer: one task for one shard, else per shard then merge.
 
     `model` and `encoder` are Model artifacts (a train output or an importer's). `then`, if given, is
     called with the final recommendations inside whichever branch produces them (e.g. a backtest).
     Returns the single infer task and the merge task (which of them ran depends on num_shards)."""
-    token = cache_key_task(end_date, cache_lag_days, SERVING)
+    token = cache_key_task(end_date, cache_lag_days, SERVING, run_name)
     events = extract_cached(
         extract_inference_events(
             warehouse_uri=warehouse_uri,

@@ -48,6 +48,7 @@ def demo(
     backtest_start_date: str = config.DEMO_BACKTEST_START,
     backtest_days: int = config.DEMO_BACKTEST_DAYS,
     cache_lag_days: int = config.CACHE_LAG_DAYS,
+    run_name: str = "",
 ) -> DemoOutputs:
     encoder_model = import_encoder(encoder)
     trained, _ = training_tasks(
@@ -69,6 +70,7 @@ def demo(
         index_kind=index_kind,
         min_index_recall=min_index_recall,
         cache_lag_days=cache_lag_days,
+        run_name=run_name,
     )
     single, merged = recommend_tasks(
         model=trained.outputs["model"],
@@ -89,6 +91,7 @@ def demo(
         min_history=min_history,
         output_uri=output_uri,
         cache_lag_days=cache_lag_days,
+        run_name=run_name,
         then=lambda recs: backtest_task(
             recs, warehouse_uri, backtest_start_date, backtest_days, warehouse_secret
         ),

@@ -60,6 +60,8 @@ PARAMETERS: dict[str, str] = {
     "as a version of this model (the default version when promoted); empty: no upload.",
     "cache_lag_days": "extract is reused from the cache only for windows that ended at least this many "
     "days before the run (UTC).",
+    "run_name": "a stable name for one logical run: a rerun with the same name reuses the extracts of its "
+    "open windows too (a local `searchrec run --resume` passes the interrupted run's); empty: the job id.",
 }
 
 

@@ -42,6 +42,7 @@ def recommend(
     min_history: int = config.MIN_HISTORY,
     output_uri: str = "",
     cache_lag_days: int = config.CACHE_LAG_DAYS,
+    run_name: str = "",
 ) -> RecommendOutputs:
     encoder_model = import_encoder(encoder)
     model = configure(resolve_model(model_uri=model_uri), "infer", touches_network=True, cache=False)
@@ -65,6 +66,7 @@ def recommend(
         min_history=min_history,
         output_uri=output_uri,
         cache_lag_days=cache_lag_days,
+        run_name=run_name,
     )
     return RecommendOutputs(
         model=model.outputs["model"], **final_recommendations(RecommendOutputs, single, merged)

@@ -46,6 +46,7 @@ def training(
     min_lift: float = config.PROMOTE_MIN_LIFT,
     max_regression: float = config.PROMOTE_MAX_REGRESSION,
     cache_lag_days: int = config.CACHE_LAG_DAYS,
+    run_name: str = "",
     vertex_model_id: str = "",
 ) -> TrainingOutputs:
     encoder_model = import_encoder(encoder)
@@ -75,6 +76,7 @@ def training(
             "vertex_model_id": vertex_model_id,
         },
         cache_lag_days=cache_lag_days,
+        run_name=run_name,
     )
     return TrainingOutputs(
         model=trained.outputs["model"], metrics=trained.outputs["metrics"], index=indexed.outputs["index"]

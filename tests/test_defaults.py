@@ -4,6 +4,7 @@ has; a default changed in one place and not the others fails here."""
 
 from __future__ import annotations
 
+import argparse
 import functools
 import inspect
 from collections.abc import Callable
@@ -15,7 +16,7 @@ from pipelines.demo import demo
 from pipelines.recommend import recommend
 from pipelines.training import training
 from searchrec import config
-from searchrec.cli import build_parser
+from searchrec.cli import build_parser, fill_run_defaults
 from searchrec.stages import clean, encode, extract, index, infer
 
 
@@ -40,7 +41,10 @@ def _parsed(command: str, *extra: str):
 
 def cli(command: str, dest: str, *extra: str) -> tuple[str, object]:
     """The CLI's default; ``extra``: arguments a subcommand requires."""
-    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(_parsed(command, *extra), dest)
+    args = _parsed(command, *extra)
+    if command == "run":  # the demo pipeline's options left out are filled in after parsing
+        args = fill_run_defaults(argparse.Namespace(**vars(args)))
+    return f"searchrec {command} --{dest.replace('_', '-')}", getattr(args, dest)
 
 
 def train_param(field: str) -> tuple[str, object]:

@@ -18,6 +18,7 @@ DRIVER = {
     "searchrec.submit",
     "searchrec.localrun",
     "searchrec.runlog",
+    "searchrec.runcheck",
     "searchrec.runs",
     "searchrec.demo_data",
     "pipelines",

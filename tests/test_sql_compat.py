@@ -112,13 +112,15 @@ def test_no_construct_newer_than_postgres_9_4(name):
     assert violations((SQL_DIR / f"{name}.sql").read_text()) == []
 
 
-def test_the_three_queries_exist_and_bind_named_parameters():
-    assert QUERIES == ["infer_events", "orders", "train_events"]
+def test_the_queries_exist_and_bind_named_parameters():
     expected = {
         "train_events": {"start_date", "end_date", "lookback_days", "history_length"},
         "infer_events": {"start_date", "end_date", "history_length", "all_users"},
         "orders": {"start_date", "end_date"},
+        "window_purchases": {"start_date", "end_date"},  # `searchrec run`'s probes before a run
+        "window_queries": {"start_date", "end_date"},
     }
+    assert QUERIES == sorted(expected)
     for name in QUERIES:
         sql = warehouse.load_sql(name)  # as installed (package data), the same file
         assert sql == (SQL_DIR / f"{name}.sql").read_text()
@@ -180,6 +182,8 @@ PARAMS = {
         "all_users": True,
     },
     "orders": {"start_date": "2026-01-03", "end_date": "2026-01-04"},
+    "window_purchases": {"start_date": "2026-01-04", "end_date": "2026-01-04"},
+    "window_queries": {"start_date": "2026-01-06", "end_date": "2026-01-09"},
 }
 
 
@@ -215,3 +219,4 @@ def test_every_file_runs_on_postgres_and_duckdb_with_the_same_result(pg_dsn, pg_
     assert len(results["train_events"]) == 4 and train[(4, 40)][3:] == (None, None)
     assert sorted(r[4] or "" for r in results["train_events"] if r[0] == 1) == ["", "b"]
     assert {r[0] for r in results["infer_events"]} == {1, 2}
+    assert results["window_purchases"] == [(1,)] and results["window_queries"] == []

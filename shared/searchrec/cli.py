@@ -29,6 +29,31 @@ HEADLINE_METRICS = (
 
 DEFAULT_GROUND_TRUTH = f"{config.DEMO_DIR}/ground_truth"
 
+# What `demo` and `run --pipeline demo` fill in for options not given. The training and recommend
+# pipelines get none of them: their warehouse, snapshots and window are named, or the run is refused.
+DEMO_RUN_DEFAULTS = {
+    "warehouse_uri": config.DEMO_WAREHOUSE,
+    "embeddings_uri": config.DEMO_EMBEDDINGS,
+    "encoder": config.DEMO_ENCODER_DIR,
+    "train_start": config.DEMO_TRAIN_START,
+    "train_end": config.DEMO_TRAIN_END,
+    "holdout_start": config.DEMO_HOLDOUT_START,
+    "recommend_start": config.DEMO_RECOMMEND_START,
+    "recommend_end": config.DEMO_RECOMMEND_END,
+    "min_item_count": config.DEMO_MIN_ITEM_COUNT,
+    "num_shards": config.DEMO_NUM_SHARDS,
+}
+RUN_DEFAULTS = {  # the training and recommend pipelines: production values
+    "encoder": config.PRODUCTION_ENCODER_ID,
+    "holdout_start": "",
+    "min_item_count": config.MIN_ITEM_COUNT,
+    "num_shards": config.NUM_SHARDS,
+}
+RUN_REQUIRED = {
+    "training": ("warehouse_uri", "embeddings_uri", "train_start", "train_end"),
+    "recommend": ("warehouse_uri", "embeddings_uri", "recommend_start", "recommend_end"),
+}
+
 
 def _abs_uri(uri: str) -> str:
     """Local paths (and duckdb:/// files) made absolute so that every task sees the same file."""
@@ -54,7 +79,7 @@ def cmd_demo_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_run(run, pipeline: str) -> None:
+def _print_run(run) -> None:
     print(f"local run: {run.run_dir}")
     print(f"runner log: {run.run_dir / 'runner.log'}")
     if run.recommendations is not None:
@@ -67,21 +92,40 @@ def _print_run(run, pipeline: str) -> None:
         shutil.copyfile(report, browsable)
         print(f"HTML artifact of the train task: {report}")
         print(f"report: {browsable}")
-        for label, key in HEADLINE_METRICS:
-            if key in train_metrics:
-                print(f"Recall@200 {label}: {train_metrics[key]:.4f}")
+        _print_headline(train_metrics)
     decision = run.metadata("promote", "decision")
     if decision:
         status = "promoted (now CURRENT)" if decision.get("promoted") else "published, NOT promoted"
         print(f"model {decision.get('registry_uri')}: {status}: {decision.get('reason')}")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from searchrec.localrun import run_local
+def _print_headline(train_metrics: dict[str, float]) -> None:
+    """Recall@200 of model, popularity and ceiling; on a catalogue of at most 200 items every item is
+    recommended, so the line says that instead of comparing numbers that mean nothing."""
+    items = int(train_metrics.get("catalogue_items", config.TOP_K + 1))
+    if items <= config.TOP_K:
+        print(
+            f"Recall@200: not meaningful: the catalogue holds {items} items (at most 200), so every item "
+            "is recommended to everyone; use a larger snapshot"
+        )
+        return
+    for label, key in HEADLINE_METRICS:
+        if key in train_metrics:
+            print(f"Recall@200 {label}: {train_metrics[key]:.4f}")
 
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from searchrec.localrun import resume_local, run_local
+    from searchrec.runcheck import check_run
+
+    if args.resume:
+        run = resume_local(Path(args.resume), verbose=args.verbose)
+        _print_run(run)
+        return 0
     arguments = _run_arguments(args)
+    check_run(args.pipeline, arguments, Path(args.runs_dir))
     run = run_local(args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose)
-    _print_run(run, args.pipeline)
+    _print_run(run)
     return 0
 
 
@@ -106,8 +150,31 @@ def _same_window_names(args: argparse.Namespace) -> None:
             setattr(args, f"{prefix}_{side}", value)
 
 
-def _run_arguments(args: argparse.Namespace) -> dict:
+def fill_run_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """The options not given: the demo's for the demo pipeline, production values (or a refusal naming
+    the missing option) for training and recommend. Ground truth only where named (or, for the demo on
+    its own warehouse, the generator's)."""
     _same_window_names(args)
+    demo = args.pipeline == "demo"
+    on_demo_warehouse = demo and args.warehouse_uri is None
+    for name, value in (DEMO_RUN_DEFAULTS if demo else RUN_DEFAULTS).items():
+        if getattr(args, name, None) is None:
+            setattr(args, name, value)
+    missing = [n for n in RUN_REQUIRED.get(args.pipeline, ()) if getattr(args, n, None) in (None, "")]
+    if missing:
+        names = ", ".join("--" + n.replace("_", "-") for n in missing)
+        raise SearchrecError(
+            f"run --pipeline {args.pipeline} needs {names} (the demo's defaults apply only to --pipeline demo)"
+        )
+    if args.ground_truth is None:
+        args.ground_truth = DEFAULT_GROUND_TRUTH if on_demo_warehouse else ""
+        if args.ground_truth and not Path(args.ground_truth).is_dir():
+            args.ground_truth = ""
+    return args
+
+
+def _run_arguments(args: argparse.Namespace) -> dict:
+    fill_run_defaults(args)
     _check_dates(args)
     arguments: dict = {
         "warehouse_uri": _abs_uri(args.warehouse_uri),
@@ -150,8 +217,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             model_uri=_abs_uri(args.model_uri or args.models_uri),
             num_shards=args.num_shards,
         )
-    default_truth = args.ground_truth == DEFAULT_GROUND_TRUTH and not Path(args.ground_truth).exists()
-    if args.pipeline != "recommend" and args.ground_truth and not default_truth:
+    if args.pipeline != "recommend" and args.ground_truth:
         arguments["ground_truth_uri"] = _abs_uri(args.ground_truth)
     if args.pipeline != "training":
         if args.users_uri:
@@ -366,18 +432,34 @@ def _add_preflight_command(sub: argparse._SubParsersAction) -> None:
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     """Options of `run` and `demo`; every one says its default (HELP_FORMAT)."""
     opt = p.add_argument
-    opt("--warehouse-uri", default=config.DEMO_WAREHOUSE, help="duckdb:///file or postgresql://host/db")
+    opt(
+        "--warehouse-uri",
+        default=None,
+        help=f"duckdb:///file or postgresql://host/db; None: required, demo: {config.DEMO_WAREHOUSE}",
+    )
     opt(
         "--embeddings-uri",
-        default=config.DEMO_EMBEDDINGS,
-        help="folder, s3:// or gs:// with dt=... partitions",
+        default=None,
+        help=f"folder, s3:// or gs:// with dt=... partitions; None: required, demo: {config.DEMO_EMBEDDINGS}",
     )
-    opt("--encoder", default=config.DEMO_ENCODER_DIR, help="HF id, local folder, s3:// or gs://")
+    opt(
+        "--encoder",
+        default=None,
+        help=f"HF id (from the local cache), folder, s3:// or gs://; None: {config.PRODUCTION_ENCODER_ID}, "
+        f"demo: {config.DEMO_ENCODER_DIR}",
+    )
     opt("--pooling", default="", choices=["", "cls", "mean"], help="empty: the encoder folder decides")
     _add_window_options(p)
     _add_training_options(p)
     _add_serving_options(p)
     opt("--runs-dir", default="runs", help="kfp.local run folders (and their cache) go here")
+    opt(
+        "--resume",
+        default=None,
+        metavar="RUN_DIR",
+        help="run an interrupted or failed local run again with its own arguments: finished tasks are reused "
+        "and train continues from its last checkpoint (every other option is ignored)",
+    )
     opt(
         "--verbose",
         action="store_true",
@@ -397,24 +479,34 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
         "demo) or --recommend-start (recommend)",
     )
     opt("--end-date", default=None, help="last day of that window; None: --train-end or --recommend-end")
-    opt("--train-start", default=config.DEMO_TRAIN_START, help="first day of the training window")
-    opt("--train-end", default=config.DEMO_TRAIN_END, help="last day of the training window")
+    demo = "None: required (training), demo: "
+    opt(
+        "--train-start",
+        default=None,
+        help=f"first day of the training window; {demo}{config.DEMO_TRAIN_START}",
+    )
+    opt("--train-end", default=None, help=f"last day of the training window; {demo}{config.DEMO_TRAIN_END}")
     opt(
         "--holdout-start",
-        default=config.DEMO_HOLDOUT_START,
-        help="purchases from this day on are the holdout",
+        default=None,
+        help=f"purchases from this day on are the holdout; None: the pipeline's, demo: {config.DEMO_HOLDOUT_START}",
     )
+    demo = "None: required (recommend), demo: "
     opt(
         "--recommend-start",
-        default=config.DEMO_RECOMMEND_START,
-        help="first day of the recommendation window",
+        default=None,
+        help=f"first day of the recommendation window; {demo}{config.DEMO_RECOMMEND_START}",
     )
-    opt("--recommend-end", default=config.DEMO_RECOMMEND_END, help="last day of the recommendation window")
+    opt(
+        "--recommend-end",
+        default=None,
+        help=f"last day of the recommendation window; {demo}{config.DEMO_RECOMMEND_END}",
+    )
     opt(
         "--min-item-count",
         type=int,
-        default=config.DEMO_MIN_ITEM_COUNT,
-        help="training items: bought at least",
+        default=None,
+        help=f"training items: bought at least; None: {config.MIN_ITEM_COUNT}, demo: {config.DEMO_MIN_ITEM_COUNT}",
     )
     opt("--max-items", type=int, default=config.MAX_ITEMS, help="training items: at most this many")
     opt(
@@ -435,7 +527,12 @@ def _add_training_options(p: argparse.ArgumentParser) -> None:
 def _add_serving_options(p: argparse.ArgumentParser) -> None:
     """Registry, serving and demo options."""
     opt = p.add_argument
-    opt("--num-shards", type=int, default=config.DEMO_NUM_SHARDS, help="user shards for inference")
+    opt(
+        "--num-shards",
+        type=int,
+        default=None,
+        help=f"user shards for inference; None: {config.NUM_SHARDS}, demo: {config.DEMO_NUM_SHARDS}",
+    )
     opt(
         "--model-uri",
         default="",
@@ -463,8 +560,9 @@ def _add_serving_options(p: argparse.ArgumentParser) -> None:
     opt("--output-uri", default="", help="where to copy the recommendations; empty: nowhere")
     opt(
         "--ground-truth",
-        default=DEFAULT_GROUND_TRUTH,
-        help="demo ground truth for the ceiling metrics; the default is used only where it exists",
+        default=None,
+        help="a generator's ground truth folder for the ceiling metrics; None: none, except the demo on its "
+        f"own warehouse ({DEFAULT_GROUND_TRUTH})",
     )
 
 
@@ -567,7 +665,25 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SearchrecError as error:
         print(f"searchrec: error: {error}", file=sys.stderr)
+        return getattr(error, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("searchrec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # not the project's own: one line, the traceback in a file it names
+        print(f"searchrec: error: {_unexpected(error)}", file=sys.stderr)
         return 1
+
+
+def _unexpected(error: Exception) -> str:
+    """`Type: first line (traceback in <file>)`; the traceback is kept for a bug report, not shown."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(error))
+    with tempfile.NamedTemporaryFile("w", prefix="searchrec-error-", suffix=".txt", delete=False) as out:
+        out.write(text)
+    first = (str(error).strip().splitlines() or [""])[0]
+    return f"{type(error).__name__}: {first} (traceback in {out.name})"
 
 
 if __name__ == "__main__":

@@ -80,6 +80,12 @@ def _add_task(run: LocalRun, task: str, outputs: dict[str, list]) -> None:
 CACHE_DIR = ".kfp_cache"  # under the runs folder: shared by every local run there
 
 
+class RunInterrupted(SearchrecError):
+    """Ctrl-C during a local run: the shell's convention for SIGINT is exit code 130."""
+
+    exit_code = 130
+
+
 def run_local(
     pipeline_name: str, arguments: dict, runs_dir: Path, *, cache: bool = False, verbose: bool = False
 ) -> LocalRun:
@@ -87,29 +93,80 @@ def run_local(
 
     cache: reuse task outputs of earlier runs in the same `runs_dir` (kfp.local's cache, kept in
     `<runs_dir>/.kfp_cache`) for tasks compiled as cacheable: extract only for closed windows, never promote.
-    The runner's whole log goes to `<run>/runner.log`; the terminal gets one line per task (and, with
-    `verbose`, the log as well).
+    Without it no window counts as closed, so nothing is reused; the entries are still written, so that
+    `resume_local` can reuse what this run finished. The runner's whole log goes to `<run>/runner.log`;
+    the terminal gets one line per task (and, with `verbose`, the log as well).
     """
+    import inspect
+
+    takes = inspect.signature(_pipeline(pipeline_name).pipeline_func).parameters  # unknown: fails here
+    root = _new_root(pipeline_name, runs_dir)
+    if "run_name" in takes:  # the data pipelines (preflight's tasks are never cached)
+        arguments = {**arguments, "run_name": root.name}
+        if not cache:
+            arguments["cache_lag_days"] = NEVER_CLOSED_DAYS
+    record = {"pipeline": pipeline_name, "arguments": arguments, "cache": cache, "state": "RUNNING"}
+    record["started"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return _execute(root, record, verbose)
+
+
+# `--no-cache`: a window counts as closed only this many days after it ended, i.e. never
+NEVER_CLOSED_DAYS = 100 * 366
+
+
+def resume_local(run_dir: Path, *, verbose: bool = False) -> LocalRun:
+    """Run an interrupted or failed local run again in its own folder with its own arguments: every task
+    it finished is served from the cache, and train continues from its last checkpoint."""
+    root = Path(run_dir).resolve()
+    path = root / RUN_RECORD
+    if not path.is_file():
+        raise SearchrecError(f"--resume {run_dir}: not a local run folder (no {RUN_RECORD})")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        arguments = dict(record["arguments"])
+        _pipeline(str(record["pipeline"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise SearchrecError(f"--resume {run_dir}: unreadable {RUN_RECORD}: {error}") from None
+    if record.get("state") == "SUCCEEDED":
+        raise SearchrecError(f"--resume {run_dir}: that run succeeded; nothing to resume")
+    arguments.setdefault("run_name", root.name)
+    record.update(state="RUNNING", arguments=arguments)
+    record["resumed"] = [
+        *record.get("resumed", []),
+        dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    ]
+    return _execute(root, record, verbose, resume=True)
+
+
+def _execute(root: Path, record: dict, verbose: bool, resume: bool = False) -> LocalRun:
     import os
     import sys
 
+    from searchrec import config
     from searchrec.runlog import RunnerLog, capture
     from searchrec.runtime import ERRORS_FILE_ENV
 
+    pipeline_name = record["pipeline"]
     pipeline = _pipeline(pipeline_name)
-    root, cache_root = _start(pipeline_name, runs_dir, cache)
-    record = {"pipeline": pipeline_name, "arguments": arguments, "cache": cache, "state": "RUNNING"}
-    record["started"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    cache_root = _init_kfp_local(root)
     _write_record(root, record)
     started = time.monotonic()
     original_print = builtins.print  # kfp.local indents print() while tasks run and may not restore it
     errors_file = root / "errors.txt"
+    errors_file.unlink(missing_ok=True)
     os.environ[ERRORS_FILE_ENV] = str(errors_file)  # the tasks (subprocesses) append their one-line errors
+    if resume:
+        os.environ[config.RESUME_DIR_ENV] = str(root)  # train adopts the interrupted attempt's checkpoints
     runner_log = RunnerLog(root / RUNNER_LOG, root, cache_root, sys.stdout, sys.stdout if verbose else None)
     try:
         with capture(runner_log):
-            pipeline(**arguments)
+            pipeline(**record["arguments"])
         record["state"] = "SUCCEEDED"
+    except KeyboardInterrupt:
+        record.update(state="INTERRUPTED", error="interrupted (Ctrl-C)")
+        raise RunInterrupted(
+            f"local {pipeline_name} run interrupted; continue it with: searchrec run --resume {root}"
+        ) from None
     except RuntimeError as error:
         # kfp.local raises after a failed task; end with the stage's own words where it left them.
         stage_errors = errors_file.read_text().splitlines() if errors_file.is_file() else []
@@ -119,6 +176,7 @@ def run_local(
     finally:
         builtins.print = original_print
         os.environ.pop(ERRORS_FILE_ENV, None)
+        os.environ.pop(config.RESUME_DIR_ENV, None)
         runner_log.close()
         record.update(seconds=round(time.monotonic() - started, 1), tasks=runner_log.states)
         record["state"] = "FAILED" if record["state"] == "RUNNING" else record["state"]
@@ -143,23 +201,27 @@ def _pipeline(name: str):
     return PIPELINES[name]
 
 
-def _start(pipeline_name: str, runs_dir: Path, cache: bool) -> tuple[Path, Path]:
-    """A new run folder under runs_dir and kfp.local set up for it; returns it and the cache folder."""
-    from kfp import local
-
+def _new_root(pipeline_name: str, runs_dir: Path) -> Path:
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
     root = (Path(runs_dir) / f"{pipeline_name}-{stamp}").resolve()
     root.mkdir(parents=True, exist_ok=False)
-    cache_root = Path(runs_dir).resolve() / CACHE_DIR
+    return root
+
+
+def _init_kfp_local(root: Path) -> Path:
+    """kfp.local set up for the run folder `root`, its cache shared by the runs beside it; returns the cache."""
+    from kfp import local
+
+    cache_root = root.parent / CACHE_DIR
     local.init(
         runner=local.SubprocessRunner(use_venv=False),
         pipeline_root=str(root),
         raise_on_error=True,
-        enable_caching=cache,
+        enable_caching=True,
         cache_root=str(cache_root),
     )
-    log.info("running pipeline %s locally under %s", pipeline_name, root)
-    return root, cache_root
+    log.info("running pipeline locally under %s", root)
+    return cache_root
 
 
 RUN_RECORD = "run.json"  # in each local run's folder: pipeline, arguments, state, started, seconds

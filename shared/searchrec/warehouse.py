@@ -221,7 +221,8 @@ def connect(uri: str, *, attempts: int | None = None, backoff_s: float | None = 
                     delay,
                 )
                 time.sleep(delay)
-    raise SearchrecError(f"warehouse {name} unreachable after {attempts} attempts: {last}")
+    tries = f"{attempts} attempts" if attempts != 1 else "1 attempt"
+    raise SearchrecError(f"warehouse {name} unreachable after {tries}: {last}")
 
 
 def _first_line(exc: BaseException, uri: str = "") -> str:
@@ -240,6 +241,23 @@ def connection(uri: str, **kwargs: Any) -> Iterator[Any]:
         yield conn
     finally:
         conn.close()
+
+
+def first_row(conn: Any, uri: str, query: str, params: dict[str, Any]) -> tuple | None:
+    """The first row of ``sql/<query>.sql`` (a short probe, not an extract), or None when it is empty."""
+    sql = load_sql(query)
+    _check_params(sql, params)
+    engine = check_uri(uri)
+    try:
+        if engine == "duckdb":
+            return conn.execute(render_sql(sql, engine), params).fetchone()
+        with conn.cursor() as cur:
+            cur.execute(render_sql(sql, engine), params)
+            return cur.fetchone()
+    except SearchrecError:
+        raise
+    except Exception as exc:
+        raise _query_error(exc, uri, query) from None
 
 
 # --- streaming ------------------------------------------------------------------------------------

@@ -587,10 +587,19 @@ def _resume(
 ) -> tuple[int, list[dict], _Selection]:
     selection = _Selection(params.selection_metric.removeprefix("model_"))
     start_epoch = latest_checkpoint(model_dir)
+    adopted = not start_epoch and adopt_interrupted_checkpoint(model_dir)
+    start_epoch = start_epoch or latest_checkpoint(model_dir)
     if not start_epoch:
         return 0, [], selection
     meta = folder.read_json(_checkpoint_paths(model_dir, start_epoch)[1])
-    _check_resumable(meta, cfg, params, n, model_dir)
+    try:
+        _check_resumable(meta, cfg, params, n, model_dir)
+    except SearchrecError as error:
+        if not adopted:
+            raise
+        log.warning("train: not continuing the interrupted attempt (%s); starting at epoch 1", error)
+        folder.clear(Path(model_dir) / CHECKPOINTS_DIR)
+        return 0, [], selection
     if start_epoch > params.epochs:
         raise SearchrecError(
             f"{model_dir} holds a checkpoint of epoch {start_epoch}, beyond epochs={params.epochs}"
@@ -600,6 +609,33 @@ def _resume(
         setattr(selection, key, value)
     log.info("train: resumed from checkpoint epoch %d in %s", start_epoch, model_dir)
     return start_epoch, list(meta.get("history", [])), selection
+
+
+def adopt_interrupted_checkpoint(model_dir: Path) -> bool:
+    """`searchrec run --resume`: copy the newest checkpoint (and best weights) that an interrupted attempt
+    of this run left in another model folder of the run folder ($SEARCHREC_RESUME_DIR) into ``model_dir``."""
+    import os
+    import shutil
+
+    run_dir = os.environ.get(config.RESUME_DIR_ENV)
+    if not run_dir:
+        return False
+    model_dir = Path(model_dir).resolve()
+    attempts = [
+        p.parent for p in Path(run_dir).glob(f"*/*/*/{CHECKPOINTS_DIR}") if p.parent.resolve() != model_dir
+    ]
+    newest = max(attempts, key=latest_checkpoint, default=None)
+    epoch = latest_checkpoint(newest) if newest is not None else 0
+    if not epoch:
+        return False
+    target = model_dir / CHECKPOINTS_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    sources = [*_checkpoint_paths(newest, epoch), newest / CHECKPOINTS_DIR / BEST_WEIGHTS]
+    for source in sorted(sources, key=lambda p: p.suffix == ".json"):  # the JSON (commit mark) last
+        if source.is_file():
+            shutil.copyfile(source, target / source.name)
+    log.info("train: continuing the interrupted attempt in %s from its epoch %d", newest, epoch)
+    return True
 
 
 def _fit(
