@@ -178,6 +178,8 @@ def door(tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a-file").write_text("not a folder")
     duckdb.connect(str(tmp_path / "empty.duckdb")).close()
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "config.json").write_text("{}")
     (tmp_path / "bad-model").mkdir()
     (tmp_path / "bad-model" / "config.json").write_text("{not json")
     (tmp_path / "done-run").mkdir()

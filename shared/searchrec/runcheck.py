@@ -34,6 +34,9 @@ WINDOW_PROBES = {
 }
 
 
+ENCODER_WEIGHTS = ("model.safetensors", "pytorch_model.bin")  # what transformers' from_pretrained reads
+
+
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -74,6 +77,8 @@ def check_named_files(arguments: dict) -> None:
     if encoder and not storage.is_remote(encoder) and not is_hub_id(encoder):
         if not (Path(encoder) / "config.json").is_file():
             raise SearchrecError(f"--encoder {encoder} is not an encoder folder (no config.json in it)")
+        if not any((Path(encoder) / name).is_file() for name in ENCODER_WEIGHTS):
+            raise SearchrecError(f"--encoder {encoder} holds no weights ({' or '.join(ENCODER_WEIGHTS)})")
 
 
 def window_arguments(pipeline: str, arguments: dict) -> dict[tuple[str, str], tuple[str, str]]:

@@ -77,7 +77,8 @@ def cycle(small_demo: Path, tmp_path_factory) -> dict:
     # as the only check that can reject it.
     worse = ["--epochs", "1", "--learning-rate", "1e-6", "--min-lift", "0"]
     second = cli("run", "--pipeline", "training", *common, *window, *worse, cwd=work)
-    recommend = cli("run", "--pipeline", "recommend", *common, "--num-shards", "1", cwd=work)
+    serve = ["--recommend-start", config.DEMO_RECOMMEND_START, "--recommend-end", config.DEMO_RECOMMEND_END]
+    recommend = cli("run", "--pipeline", "recommend", *common, *serve, "--num-shards", "1", cwd=work)
     return {"work": work, "first": first, "second": second, "recommend": recommend}
 
 
