@@ -269,7 +269,20 @@ def test_recommend_pipeline_imports_the_trained_model_and_one_shard_equals_two(d
     assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr[-6000:]
     written = Path(_printed(rec.stdout, "recommendations"))
     assert written.parent.parent.name == "infer"  # one shard: the single infer task wrote the dataset
-    assert pq.read_table(tmp_path / "copy" / written.name).equals(pq.read_table(written))
+    # the copy: its own sub-folder of the output root, named by the window's end, and LATEST.json naming it
+    from searchrec.outputs import LATEST, MARKER, latest_output
+
+    copy = Path(latest_output(str(tmp_path / "copy")))
+    assert copy.parent == tmp_path / "copy" and copy.name.startswith(config.DEMO_RECOMMEND_END + "-")
+    assert sorted(p.name for p in copy.parent.iterdir()) == sorted([copy.name, LATEST, MARKER])
+    assert pq.read_table(copy / written.name).equals(pq.read_table(written))
+    [executor_output] = Path(_printed(rec.stdout, "local run")).glob("*/infer/executor_output.json")
+    recs = json.loads(executor_output.read_text())["artifacts"]["recommendations"]["artifacts"][0]
+    assert recs["metadata"]["copied_to"] == str(copy)
+    lineage = _cli("lineage", str(tmp_path / "copy"), cwd=tmp_path)
+    assert lineage.returncode == 0, lineage.stderr
+    assert lineage.stdout.startswith(f"output {copy} ({LATEST} of {tmp_path / 'copy'})")
+    assert "run recommend-" in lineage.stdout  # back to the local run that wrote it
     one = pq.read_table(written).to_pandas().sort_values("user_id")
     two = pq.read_table(_printed(result.stdout, "recommendations")).to_pandas().sort_values("user_id")
     assert one["user_id"].tolist() == two["user_id"].tolist()
