@@ -43,7 +43,7 @@ def infer(
     from searchrec.stages.infer import recommend
     from searchrec.stages.merge import publish
 
-    with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
+    with stage(f"infer shard {int(shard_index)}/{int(num_shards)}", output_uri=output_uri):
         stats = recommend(
             Path(model.path),
             Path(index.path),
@@ -75,7 +75,7 @@ def merge_recommendations(
     from searchrec.runtime import stage
     from searchrec.stages.merge import merge_shards, publish
 
-    with stage("merge_recommendations"):
+    with stage("merge_recommendations", output_uri=output_uri):
         stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))
         end_date = str(dict(shards[0].metadata).get("end_date") or "") if shards else ""
         publish(stats, recommendations, metrics, output_uri, end_date)

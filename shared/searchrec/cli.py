@@ -568,10 +568,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_passwords(args: argparse.Namespace) -> None:
+    """Every command, before anything runs or is logged: no option may carry a password (one line naming
+    the option, never the value)."""
+    from searchrec.secrets import refuse_passwords
+
+    options = {f"--{k.replace('_', '-')}": v for k, v in vars(args).items() if not callable(v)}
+    refuse_passwords(options, what="option")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        _refuse_passwords(args)
         return args.func(args)
     except SearchrecError as error:
         print(f"searchrec: error: {error}", file=sys.stderr)
