@@ -89,6 +89,8 @@ def demo_run(tiny_demo: Path, tmp_path_factory) -> tuple[subprocess.CompletedPro
         "2",
         "--runs-dir",
         str(workdir / "runs"),
+        "--output-uri",
+        str(workdir / "out"),
         cwd=workdir,
         # the pipeline root behaves as Vertex's Cloud Storage FUSE mount: no directory renames
         no_dir_renames_under=workdir / "runs",
@@ -168,6 +170,23 @@ def test_demo_backtest_agrees_with_the_ground_truth(demo_run):
         users = {u for u, _ in pairs}
         assert metrics[f"hit_rate_at_{k}"] == pytest.approx(len({u for u, _ in hits}) / len(users), abs=1e-6)
     assert 0 < metrics["users_served_share"] <= 1 and 0 < metrics["coverage_at_200"] <= 1
+
+
+def test_demo_copies_the_merged_shards_under_its_output_root(demo_run):
+    """Two shards: the merge task publishes <output root>/<recommend end>-<task id>/ and LATEST.json."""
+    from searchrec.outputs import LATEST, MARKER, latest_output, read_latest
+
+    result, _ = demo_run
+    merged = Path(_printed(result.stdout, "recommendations"))
+    assert merged.parent.parent.name == "merge-recommendations"
+    root = Path(_printed(result.stdout, "local run")).parents[1] / "out"
+    copy = Path(latest_output(str(root)))
+    assert copy.name.startswith(config.DEMO_RECOMMEND_END + "-")
+    assert sorted(p.name for p in root.iterdir()) == sorted([copy.name, LATEST, MARKER])
+    assert pq.read_table(copy / merged.name).equals(pq.read_table(merged))
+    pointer = read_latest(str(root))
+    assert pointer["end_date"] == config.DEMO_RECOMMEND_END and pointer["source"] == str(merged.parent)
+    assert pointer["users"] == pq.read_metadata(merged).num_rows
 
 
 def test_demo_report_is_html(demo_run):
