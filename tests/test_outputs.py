@@ -275,3 +275,16 @@ def test_run_refuses_the_checkout_it_runs_in(tiny_demo, tmp_path, monkeypatch, c
     assert line.startswith(f"searchrec: error: refusing output root {repo}: it contains")
     assert sorted(p.name for p in repo.iterdir()) == [".git", "README.md"]
     assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_removing_a_tree_never_empties_a_whole_bucket(s3_endpoint):
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="recs")
+    storage.write_bytes("s3://recs/keep.txt", b"x")
+    storage.write_bytes("s3://recs/out/a/b.txt", b"y")
+    storage.write_bytes("s3://recs/out/ab.txt", b"z")  # a sibling whose name starts like the prefix
+    with pytest.raises(SearchrecError, match="refusing to delete everything in bucket s3://recs"):
+        storage.remove_tree("s3://recs")
+    assert storage.remove_tree("s3://recs/out/a") == 1
+    assert storage.exists("s3://recs/out/ab.txt") and storage.exists("s3://recs/keep.txt")

@@ -320,7 +320,9 @@ def remove_tree(uri: str | Path, *, threads: int = config.TRANSFER_THREADS) -> i
         folder.clear(path)
         path.rmdir()
         return count
-    scheme, bucket, _ = split_uri(str(uri))
+    scheme, bucket, prefix = split_uri(str(uri))
+    if not prefix:
+        raise SearchrecError(f"refusing to delete everything in bucket {uri}: name a prefix")
     try:
         keys = [key for key, _ in _list_tree(str(uri))]
         client = _s3_client() if scheme == "s3" else _gcs_client()
