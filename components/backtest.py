@@ -24,7 +24,7 @@ def backtest(
     from searchrec.runtime import stage
     from searchrec.stages.backtest import backtest as run
 
-    with stage("backtest"):
+    with stage("backtest", warehouse_uri=warehouse_uri):
         if warehouse_secret:
             from searchrec.secrets import load_warehouse_login
 

@@ -22,7 +22,7 @@ def encode(
     from searchrec.runtime import lineage, stage
     from searchrec.stages.encode import encode_histories
 
-    with stage("encode"):
+    with stage("encode", encoder=encoder.uri):
         fetched = Path(encoder.path) if encoder.path else None
         source = str(fetched) if fetched is not None and fetched.is_dir() else encoder.uri
         spec = EncoderSpec(name_or_path=source, pooling=pooling)

@@ -27,7 +27,7 @@ def extract_training_events(
     from searchrec.runtime import lineage, stage
     from searchrec.stages.extract import extract_training_events as run
 
-    with stage("extract_training_events"):
+    with stage("extract_training_events", warehouse_uri=warehouse_uri):
         if warehouse_secret:
             from searchrec.secrets import load_warehouse_login
 
@@ -66,7 +66,7 @@ def extract_inference_events(
     from searchrec.stages.extract import extract_inference_events as run
     from searchrec.stages.extract import extract_orders
 
-    with stage("extract_inference_events"):
+    with stage("extract_inference_events", warehouse_uri=warehouse_uri, users_uri=users_uri):
         if warehouse_secret:
             from searchrec.secrets import load_warehouse_login
 
@@ -110,7 +110,7 @@ def extract_snapshot(
     from searchrec.runtime import lineage, stage
     from searchrec.stages.extract import fetch_snapshot
 
-    with stage("extract_snapshot"):
+    with stage("extract_snapshot", embeddings_uri=embeddings_uri):
         info = fetch_snapshot(embeddings_uri, date, Path(snapshot.path), max_days=max_days)
         snapshot.metadata.update(lineage(**info.as_metadata()))
         for name, value in info.as_metrics().items():  # the snapshot's validation statistics

@@ -33,8 +33,9 @@ def infer(
 ):
     """Top-k items for the users with user_id % num_shards == shard_index.
 
-    `output_uri` (s3://, gs:// or a local folder): where to copy the result; with one shard this task's
-    output is the final dataset, with several the merge task copies the joined one."""
+    `output_uri` (s3://, gs:// or a local folder): an output root; the result is copied to its own
+    sub-folder there and LATEST.json points at it (searchrec.outputs). With one shard this task's output
+    is the final dataset, with several the merge task copies the joined one."""
     from pathlib import Path
 
     from searchrec.caching import keep_metrics_file
@@ -43,7 +44,7 @@ def infer(
     from searchrec.stages.infer import recommend
     from searchrec.stages.merge import publish
 
-    with stage(f"infer shard {int(shard_index)}/{int(num_shards)}"):
+    with stage(f"infer shard {int(shard_index)}/{int(num_shards)}", output_uri=output_uri):
         stats = recommend(
             Path(model.path),
             Path(index.path),
@@ -55,7 +56,8 @@ def infer(
             exclude_bought_dir=Path(orders.path) if exclude_bought else None,
             min_history=min_history,
         )
-        publish(stats, recommendations, metrics, output_uri)
+        end_date = str(dict(orders.metadata).get("end_date") or "")
+        publish(stats, recommendations, metrics, output_uri, end_date)
         recommendations.metadata.update(served_model(dict(model.metadata), model.uri))
         keep_metrics_file(
             metrics
@@ -69,7 +71,8 @@ def merge_recommendations(
     metrics: Output[Metrics],
     output_uri: str = "",
 ):
-    """Join the shard outputs into one dataset; optionally copy it to an s3:// / gs:// / local URI."""
+    """Join the shard outputs into one dataset; optionally copy it under an output root (s3://, gs:// or a
+    local folder; searchrec.outputs)."""
     from pathlib import Path
 
     from searchrec.caching import keep_metrics_file
@@ -77,9 +80,10 @@ def merge_recommendations(
     from searchrec.runtime import stage
     from searchrec.stages.merge import merge_shards, publish
 
-    with stage("merge_recommendations"):
+    with stage("merge_recommendations", output_uri=output_uri):
         stats = merge_shards([Path(s.path) for s in shards], Path(recommendations.path))
-        publish(stats, recommendations, metrics, output_uri)
+        end_date = str(dict(shards[0].metadata).get("end_date") or "") if shards else ""
+        publish(stats, recommendations, metrics, output_uri, end_date)
         served = dict(shards[0].metadata) if shards else {}
         recommendations.metadata.update({k: served[k] for k in SERVED_KEYS if k in served})
         keep_metrics_file(

@@ -22,7 +22,7 @@ def preflight_extract(
     from searchrec.preflight import extract_checks, finish
     from searchrec.runtime import stage
 
-    with stage("preflight extract"):
+    with stage("preflight extract", warehouse_uri=warehouse_uri, embeddings_uri=embeddings_uri):
         checks = extract_checks(
             warehouse_uri, warehouse_secret, embeddings_uri, date, snapshot_max_days, Path(probe.path)
         )
@@ -51,7 +51,7 @@ def preflight_encode(
     from searchrec.preflight import finish, gpu_stage_checks
     from searchrec.runtime import stage
 
-    with stage("preflight encode"):
+    with stage("preflight encode", encoder=encoder.uri):
         fetched = Path(encoder.path) if encoder.path else None
         source = str(fetched) if fetched is not None and fetched.is_dir() else encoder.uri
         checks = gpu_stage_checks("encode", allow_no_gpu, encoder=source, require_manifest=require_manifest)

@@ -32,7 +32,7 @@ def promote(
     from searchrec.runtime import lineage, stage
     from searchrec.stages.promote import promote_model
 
-    with stage("promote"):
+    with stage("promote", models_uri=models_uri):
         result = promote_model(
             Path(model.path),
             Path(encoded.path),
@@ -69,7 +69,7 @@ def resolve_model(model_uri: str, model: Output[Model]):
     from searchrec import registry
     from searchrec.runtime import lineage, stage
 
-    with stage("resolve_model"):
+    with stage("resolve_model", model_uri=model_uri):
         resolved = registry.resolve(model_uri)
         registry.fetch(resolved.uri, Path(model.path))
         model.metadata.update(lineage(**registry.model_metadata(resolved, Path(model.path))))

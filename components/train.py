@@ -39,7 +39,7 @@ def train(
     from searchrec.runtime import lineage, stage
     from searchrec.stages.train import TrainParams, train_two_tower
 
-    with stage("train"):
+    with stage("train", ground_truth_uri=ground_truth_uri):
         chosen = dict(
             loss=loss, padding=padding, query_tower=query_tower, negative_sampling=negative_sampling
         )

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from searchrec import config
+from searchrec.artifacts.folder import OUTPUTS_MARKER
 
 F = TypeVar("F", bound=Callable)
 
@@ -49,7 +50,9 @@ PARAMETERS: dict[str, str] = {
     "top_k": "items recommended per user.",
     "exclude_bought": "leave out items the user bought in the window.",
     "min_history": "users with fewer cleaned queries than this get no recommendations.",
-    "output_uri": "where to copy the recommendations as well (local, s3://, gs://); empty: only the "
+    "output_uri": "output root (local, s3://, gs://) for a copy of the recommendations: each run writes "
+    "<output_uri>/<end_date>-<task id>/, then LATEST.json naming it (the run that finishes last wins); "
+    f"a root holding files without {OUTPUTS_MARKER}, or the runs folder, is refused; empty: only the "
     "pipeline's artifact.",
     "models_uri": "model registry root (local, s3://, gs://): the model is published to "
     "<models_uri>/<end_date>-<run>/ and becomes CURRENT only if it passes the gate; empty: not published.",

@@ -11,7 +11,8 @@ from kfp import compiler, dsl
 from pipelines.cluster import configure
 from searchrec import config
 from searchrec.errors import SearchrecError
-from searchrec.submit import PASSWORD_URI_RE, PLATFORM_ENV, compile_pipelines, compiled_images
+from searchrec.secrets import PASSWORD_URI_RE
+from searchrec.submit import PLATFORM_ENV, compile_pipelines, compiled_images
 
 FAKE_PASSWORD = "s3cr3t-Hunter2-pw"
 FAKE_AWS_SECRET = "wJalrXUtnFEMI-fake-aws-secret"

@@ -225,7 +225,15 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             arguments["users_uri"] = _abs_uri(args.users_uri)
         if args.output_uri:
             arguments["output_uri"] = _abs_uri(args.output_uri)
+            _check_output_root(arguments["output_uri"], args.runs_dir)
     return arguments
+
+
+def _check_output_root(root: str, runs_dir: str) -> None:
+    """Before anything runs: the output root is refused if it holds foreign files or the runs folder."""
+    from searchrec.outputs import check_root
+
+    check_root(root, {str(Path(runs_dir).resolve()): "the runs folder"})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -659,10 +667,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_passwords(args: argparse.Namespace) -> None:
+    """Every command, before anything runs or is logged: no option may carry a password (one line naming
+    the option, never the value)."""
+    from searchrec.secrets import refuse_passwords
+
+    options = {f"--{k.replace('_', '-')}": v for k, v in vars(args).items() if not callable(v)}
+    refuse_passwords(options, what="option")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        _refuse_passwords(args)
         return args.func(args)
     except SearchrecError as error:
         print(f"searchrec: error: {error}", file=sys.stderr)

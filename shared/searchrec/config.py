@@ -88,17 +88,13 @@ def _settings_file(path: str) -> dict[str, str]:
 
 def production_defaults(environ: dict[str, str] | None = None) -> ProductionDefaults:
     """The production defaults: $SEARCHREC_<NAME> over the settings file over ProductionDefaults()."""
-    from urllib.parse import urlsplit
+    from searchrec.secrets import carries_password  # the one password check (secrets imports config)
 
     env = os.environ if environ is None else environ
     values = _settings_file(env[SETTINGS_ENV]) if env.get(SETTINGS_ENV) else {}
     values.update({key: env[var] for key, var in PRODUCTION_SETTING_ENV.items() if env.get(var)})
     for key, value in values.items():
-        try:
-            password = urlsplit(value).password
-        except ValueError:
-            password = None
-        if password:  # a default lands in every compiled YAML: never a credential
+        if carries_password(value):  # a default lands in every compiled YAML: never a credential
             raise SearchrecError(
                 f"production setting {key} carries a password; give the URI without it "
                 "(the pods read the login from a Secret)"

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchrec import registry, storage
+from searchrec import outputs, registry, storage
 from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts.folder import read_json
 from searchrec.errors import SearchrecError
@@ -139,10 +139,28 @@ def format_runs(rows: list[RunRow]) -> str:
 
 def lineage(path_or_uri: str) -> list[str]:
     """The chain from an output back to its sources, one line per step, the output first."""
+    if outputs.is_root(path_or_uri):
+        return _output_lineage(path_or_uri)
     local = storage.local_path(path_or_uri) if not storage.is_remote(path_or_uri) else None
     if local is not None and _run_folder(local) is not None:
         return _run_lineage(_run_folder(local), local)
     return _model_lineage(registry.resolve(path_or_uri))
+
+
+def _output_lineage(root: str) -> list[str]:
+    """An output root: the output LATEST.json names, then the run that wrote it where that is local."""
+    uri = outputs.latest_output(root)
+    pointer = outputs.read_latest(root) or {}
+    lines = [
+        f"output {uri} ({outputs.LATEST} of {root}): window end {pointer.get('end_date') or '-'}, "
+        f"{_n(pointer.get('users'))} users, written {pointer.get('written_at')}"
+    ]
+    source = str(pointer.get("source") or "")
+    if source and not storage.is_remote(source) and _run_folder(storage.local_path(source)) is not None:
+        lines += ["  " + line for line in lineage(source)]
+    elif source:
+        lines.append(f"  copied from {source}")
+    return lines
 
 
 def _run_folder(path: Path) -> Path | None:

@@ -40,14 +40,20 @@ def _fail(name: str, reason: str) -> SystemExit:
 
 
 @contextlib.contextmanager
-def stage(name: str) -> Iterator[None]:
+def stage(name: str, **parameters: object) -> Iterator[None]:
     """Run a stage body: log its duration; any failure ends the process with one line naming the stage
     and the cause, exit code 1. Bad input (SearchrecError) is the project's own line; anything else is
-    logged with its traceback first (the task log keeps it) and summarised as its type and first line."""
+    logged with its traceback first (the task log keeps it) and summarised as its type and first line.
+
+    ``parameters``: the component's URI-valued inputs; one carrying a password is refused before the
+    body runs (a pipeline submitted by other means than `searchrec submit` refuses too)."""
+    from searchrec.secrets import refuse_passwords
+
     setup_logging()
     started = time.perf_counter()
     log.info("%s: started", name)
     try:
+        refuse_passwords(parameters)
         yield
     except SearchrecError as error:
         raise _fail(name, str(error)) from None

@@ -7,6 +7,9 @@ goes into this process's PGUSER / PGPASSWORD, which libpq reads when extract con
 logged, never written to an artifact or its metadata, and never part of an error line. Only the secret's
 name is. The client is the official `google-cloud-secret-manager`, authenticated as the run's service
 account (Application Default Credentials).
+
+The one check that no parameter carries a password (:func:`refuse_passwords`) lives here too: every
+command, submit's argument check, the production defaults, the warehouse URI and every stage use it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +34,16 @@ SECRET_VERSION_RE = re.compile(
 USER_ENV = config.PG_USER_ENV
 PASSWORD_ENV = config.PG_PASSWORD_ENV
 ACCESSOR_ROLE = "roles/secretmanager.secretAccessor"
+
+# scheme://user:password@host (or scheme://:password@host): a password in a parameter would land in the
+# run's record, the local runner's task dump, logs and artifact metadata.
+PASSWORD_URI_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
+# libpq's password option, in a URI's query (?password=...) or a key=value connection string.
+PASSWORD_OPTION_RE = re.compile(r"(?:^|[?&;\s])password\s*=", re.IGNORECASE)
+WHERE_PASSWORDS_GO = (
+    "leave it out: the warehouse login comes from PGUSER / PGPASSWORD (a Kubernetes Secret on Kubeflow) "
+    "or from warehouse_secret (Secret Manager on Vertex AI)"
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -132,3 +146,36 @@ def load_warehouse_login(secret: str, *, secret_client: Any = None) -> Warehouse
         "user and password" if login.username else "password",
     )
     return login
+
+
+# --- passwords in parameters ----------------------------------------------------------------------
+
+
+def carries_password(value: object) -> bool:
+    """True when a value holds a password: ``scheme://user:pass@host``, or a ``password=`` option (in a
+    URI query or a connection string); lists and dicts are searched item by item."""
+    if isinstance(value, str):
+        return bool(PASSWORD_URI_RE.search(value) or PASSWORD_OPTION_RE.search(value))
+    if isinstance(value, dict):
+        return any(carries_password(v) for v in value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(carries_password(v) for v in value)
+    return False
+
+
+def refuse_passwords(parameters: Mapping[str, object], *, what: str = "parameter") -> None:
+    """One line naming the first parameter that carries a password, never its value.
+
+    Called at every entry point before anything runs or is logged: the CLI (run, demo, preflight,
+    submit, schedule), submit's argument check, and every stage (``runtime.stage``), so that a pipeline
+    submitted by other means refuses too. A list of ``NAME=VALUE`` items (``--param``) names the item."""
+    for name, value in parameters.items():
+        if not carries_password(value):
+            continue
+        if isinstance(value, list | tuple):
+            items = [
+                v for v in value if isinstance(v, str) and "=" in v and carries_password(v.split("=", 1)[1])
+            ]
+            if items:
+                name = f"{name} {items[0].split('=', 1)[0]}"
+        raise SearchrecError(f"{what} {name} carries a password; {WHERE_PASSWORDS_GO}")

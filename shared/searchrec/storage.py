@@ -9,14 +9,17 @@
 No directory is ever renamed (Vertex's Cloud Storage FUSE refuses that): downloads write file by
 file into their target and remove what they wrote if they fail; a local upload target is published
 as a searchrec artifact folder (``searchrec.artifacts.folder``: completion marker last, foreign
-folders refused).
+folders refused); ``publish_tree`` applies the same rules to a bucket prefix (in-progress marker object
+first, completion record after every other object).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -64,22 +67,29 @@ def local_path(uri: str | Path) -> Path:
     return Path(uri[len("file://") :]) if uri.startswith("file://") else Path(uri)
 
 
+# boto3's default session is not safe to build clients from in several threads at once (two runs
+# publishing from one process, a caller's thread pool): clients are made one at a time.
+_CLIENT_LOCK = threading.Lock()
+
+
 def _s3_client() -> Any:
     import boto3
 
-    return boto3.client("s3")
+    with _CLIENT_LOCK:
+        return boto3.client("s3")
 
 
 def _gcs_client() -> Any:
     from google.cloud import storage
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
-        from google.auth.credentials import AnonymousCredentials
+    with _CLIENT_LOCK:
+        if os.environ.get("STORAGE_EMULATOR_HOST"):
+            from google.auth.credentials import AnonymousCredentials
 
-        return storage.Client(
-            credentials=AnonymousCredentials(), project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test")
-        )
-    return storage.Client()
+            return storage.Client(
+                credentials=AnonymousCredentials(), project=os.environ.get("GOOGLE_CLOUD_PROJECT", "test")
+            )
+        return storage.Client()
 
 
 def _remote_error(uri: str, action: str, exc: BaseException) -> SearchrecError:
@@ -266,6 +276,70 @@ def upload_tree(
     return dests
 
 
+def publish_tree(
+    local_dir: str | Path, uri: str | Path, kind: str, *, threads: int = config.TRANSFER_THREADS
+) -> list[str]:
+    """``upload_tree`` as a searchrec folder on every backend: a target holding files or objects searchrec
+    did not write is refused, an earlier attempt of ours (a marker) is cleared first. Remote: the
+    in-progress marker object goes first and is removed last, the completion record after every other
+    object, so a half-written copy is never taken for a complete one."""
+    if not is_remote(uri):
+        return upload_tree(local_dir, uri, threads=threads)
+    if not folder.is_complete(local_dir):
+        raise SearchrecError(f"cannot publish {local_dir} to {uri}: it is not a complete searchrec folder")
+    names = list_dir(uri)
+    if names and not set(names) & set(folder.MARKERS):
+        shown = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+        raise SearchrecError(
+            f"refusing to write the {kind} copy into {uri}: it holds objects searchrec did not write ({shown})"
+        )
+    remove_tree(uri)
+    in_progress = join_uri(str(uri), folder.IN_PROGRESS_MARKER)
+    write_bytes(in_progress, f"{kind}\n".encode())
+    try:
+        dests = upload_tree(local_dir, uri, threads=threads)
+    except BaseException:
+        with contextlib.suppress(SearchrecError):
+            remove_tree(uri)
+        raise
+    delete(in_progress)
+    return dests
+
+
+def remove_tree(uri: str | Path, *, threads: int = config.TRANSFER_THREADS) -> int:
+    """Delete every file or object under a folder or prefix; return how many. A local folder is emptied
+    and removed (a symlinked folder: its link only, the target is left alone)."""
+    if not is_remote(uri):
+        path = local_path(uri)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+            return 1
+        if not path.is_dir():
+            return 0
+        count = sum(1 for p in path.rglob("*") if p.is_file())
+        folder.clear(path)
+        path.rmdir()
+        return count
+    scheme, bucket, prefix = split_uri(str(uri))
+    if not prefix:
+        raise SearchrecError(f"refusing to delete everything in bucket {uri}: name a prefix")
+    try:
+        keys = [key for key, _ in _list_tree(str(uri))]
+        client = _s3_client() if scheme == "s3" else _gcs_client()
+        gcs_bucket = client.bucket(bucket) if scheme == "gs" else None
+
+        def drop(key: str) -> None:
+            if scheme == "s3":
+                client.delete_object(Bucket=bucket, Key=key)
+            else:
+                gcs_bucket.blob(key).delete()
+
+        _in_parallel(drop, keys, threads)
+    except Exception as exc:
+        raise _remote_error(str(uri), "delete", exc) from exc
+    return len(keys)
+
+
 # --- single objects -------------------------------------------------------------------------------
 
 
@@ -327,3 +401,20 @@ def write_bytes(uri: str | Path, data: bytes) -> str:
     except Exception as exc:
         raise _remote_error(str(uri), "write", exc) from exc
     return str(uri)
+
+
+def delete(uri: str | Path) -> None:
+    """Remove one file or object (nothing happens when it is not there)."""
+    if not is_remote(uri):
+        local_path(uri).unlink(missing_ok=True)
+        return
+    scheme, bucket, key = split_uri(str(uri))
+    try:
+        if scheme == "s3":
+            _s3_client().delete_object(Bucket=bucket, Key=key)
+        else:
+            blob = _gcs_client().bucket(bucket).blob(key)
+            if blob.exists():
+                blob.delete()
+    except Exception as exc:
+        raise _remote_error(str(uri), "delete", exc) from exc

@@ -44,6 +44,7 @@ from searchrec.config import (
 )
 from searchrec.dates import check_window, parse_date
 from searchrec.errors import SearchrecError
+from searchrec.secrets import refuse_passwords
 
 log = logging.getLogger("searchrec.submit")
 
@@ -54,8 +55,6 @@ CHECK_PIPELINE_NAMES = ("preflight",)
 PLATFORMS = config.PLATFORM_NAMES
 DEFAULT_EXPERIMENT = "searchrec"
 
-# scheme://user:password@host  -- a password in a parameter would land in the run's record.
-PASSWORD_URI_RE = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/@\s:]*:[^/@\s]+@")
 SUCCEEDED_STATES = frozenset({"SUCCEEDED", "SKIPPED"})
 FINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 TIMEOUT_EXIT_CODE = 124
@@ -402,12 +401,7 @@ def build_arguments(
     arguments: dict[str, Any] = {start_name: start_date, end_name: end_date}
     for name, value in params.items():
         arguments[name] = _coerce(name, value, spec_parameters[name].get("parameterType", "STRING"))
-    for name, value in arguments.items():
-        if isinstance(value, str) and PASSWORD_URI_RE.search(value):
-            raise SearchrecError(
-                f"parameter {name} carries a password in its URI: leave it out, the pods read credentials "
-                f"from the Kubernetes Secret {config.WAREHOUSE_SECRET}"
-            )
+    refuse_passwords(arguments)
     # Every *_date parameter is a date, and each <x>start_date .. <x>end_date pair is in order.
     dates = {n: parse_date(v, n) for n, v in arguments.items() if n.endswith("_date") and v != ""}
     for name, start in dates.items():

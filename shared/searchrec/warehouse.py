@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from searchrec.artifacts import events, folder
 from searchrec.errors import SearchrecError
+from searchrec.secrets import carries_password
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +90,13 @@ def check_uri(uri: str) -> str:
         if not uri.startswith("duckdb:///") or len(uri) == len("duckdb:///"):
             raise SearchrecError(f"warehouse URI {uri!r}: expected duckdb:///path/to/file.duckdb")
         return "duckdb"
-    if parts.password is not None:
+    if carries_password(uri):
+        shown = redact(uri) if parts.password is not None else display_uri(uri)
         raise SearchrecError(
-            f"warehouse URI {redact(uri)} carries a password; pass it as PGPASSWORD (a Kubernetes Secret) instead"
+            f"warehouse URI {shown} carries a password; pass it as PGPASSWORD (a Kubernetes Secret) instead"
         )
     if not parts.path.strip("/"):
         raise SearchrecError(f"warehouse URI {redact(uri)} names no database (postgresql://host:port/db)")
-    for key, _ in parse_qsl(parts.query):
-        if key.lower() == "password":
-            raise SearchrecError(
-                f"warehouse URI {display_uri(uri)} carries a password parameter; pass it as PGPASSWORD instead"
-            )
     return "postgresql"
 
 

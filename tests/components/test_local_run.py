@@ -89,6 +89,8 @@ def demo_run(tiny_demo: Path, tmp_path_factory) -> tuple[subprocess.CompletedPro
         "2",
         "--runs-dir",
         str(workdir / "runs"),
+        "--output-uri",
+        str(workdir / "out"),
         cwd=workdir,
         # the pipeline root behaves as Vertex's Cloud Storage FUSE mount: no directory renames
         no_dir_renames_under=workdir / "runs",
@@ -176,6 +178,23 @@ def test_demo_backtest_agrees_with_the_ground_truth(demo_run):
     assert 0 < metrics["users_served_share"] <= 1 and 0 < metrics["coverage_at_200"] <= 1
 
 
+def test_demo_copies_the_merged_shards_under_its_output_root(demo_run):
+    """Two shards: the merge task publishes <output root>/<recommend end>-<task id>/ and LATEST.json."""
+    from searchrec.outputs import LATEST, MARKER, latest_output, read_latest
+
+    result, _ = demo_run
+    merged = Path(_printed(result.stdout, "recommendations"))
+    assert merged.parent.parent.name == "merge-recommendations"
+    root = Path(_printed(result.stdout, "local run")).parents[1] / "out"
+    copy = Path(latest_output(str(root)))
+    assert copy.name.startswith(config.DEMO_RECOMMEND_END + "-")
+    assert sorted(p.name for p in root.iterdir()) == sorted([copy.name, LATEST, MARKER])
+    assert pq.read_table(copy / merged.name).equals(pq.read_table(merged))
+    pointer = read_latest(str(root))
+    assert pointer["end_date"] == config.DEMO_RECOMMEND_END and pointer["source"] == str(merged.parent)
+    assert pointer["users"] == pq.read_metadata(merged).num_rows
+
+
 def test_demo_report_is_html(demo_run):
     result, _ = demo_run
     report = Path(_printed(result.stdout, "report"))
@@ -243,7 +262,20 @@ def test_recommend_pipeline_imports_the_trained_model_and_one_shard_equals_two(d
     assert rec.returncode == 0, rec.stdout[-3000:] + rec.stderr[-6000:]
     written = Path(_printed(rec.stdout, "recommendations"))
     assert written.parent.parent.name == "infer"  # one shard: the single infer task wrote the dataset
-    assert pq.read_table(tmp_path / "copy" / written.name).equals(pq.read_table(written))
+    # the copy: its own sub-folder of the output root, named by the window's end, and LATEST.json naming it
+    from searchrec.outputs import LATEST, MARKER, latest_output
+
+    copy = Path(latest_output(str(tmp_path / "copy")))
+    assert copy.parent == tmp_path / "copy" and copy.name.startswith(config.DEMO_RECOMMEND_END + "-")
+    assert sorted(p.name for p in copy.parent.iterdir()) == sorted([copy.name, LATEST, MARKER])
+    assert pq.read_table(copy / written.name).equals(pq.read_table(written))
+    [executor_output] = Path(_printed(rec.stdout, "local run")).glob("*/infer/executor_output.json")
+    recs = json.loads(executor_output.read_text())["artifacts"]["recommendations"]["artifacts"][0]
+    assert recs["metadata"]["copied_to"] == str(copy)
+    lineage = _cli("lineage", str(tmp_path / "copy"), cwd=tmp_path)
+    assert lineage.returncode == 0, lineage.stderr
+    assert lineage.stdout.startswith(f"output {copy} ({LATEST} of {tmp_path / 'copy'})")
+    assert "run recommend-" in lineage.stdout  # back to the local run that wrote it
     one = pq.read_table(written).to_pandas().sort_values("user_id")
     two = pq.read_table(_printed(result.stdout, "recommendations")).to_pandas().sort_values("user_id")
     assert one["user_id"].tolist() == two["user_id"].tolist()

@@ -223,12 +223,22 @@ def test_short_histories_are_skipped_and_counted(world: dict, tmp_path: Path) ->
     assert everyone.users_served == N_USERS and everyone.users_skipped == {}
 
 
-def test_copy_to_a_local_folder(world: dict, tmp_path: Path) -> None:
+def test_copy_to_a_local_root(world: dict, tmp_path: Path) -> None:
+    """The copy goes to <root>/<end date>-<task id>/ and LATEST.json names it; the copy reads as the
+    artifact does."""
+    from searchrec.outputs import LATEST, MARKER, latest_output
+
     recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", top_k=5)
-    copy_to(tmp_path / "out", f"file://{tmp_path / 'copy'}")
-    assert read(tmp_path / "copy").equals(read(tmp_path / "out"))
-    with pytest.raises(SearchrecError, match="unsupported destination 'ftp://x/y'"):
+    pointer = copy_to(tmp_path / "out", f"file://{tmp_path / 'copies'}", end_date="2026-10-14")
+    assert pointer["name"].startswith("2026-10-14-") and pointer["users"] == read(tmp_path / "out").num_rows
+    assert sorted(p.name for p in (tmp_path / "copies").iterdir()) == sorted(
+        [pointer["name"], LATEST, MARKER]
+    )
+    assert read(Path(latest_output(str(tmp_path / "copies")))).equals(read(tmp_path / "out"))
+    with pytest.raises(SearchrecError, match="unsupported output root 'ftp://x/y'"):
         copy_to(tmp_path / "out", "ftp://x/y")
+    with pytest.raises(SearchrecError, match="contains this task's own artifact"):
+        copy_to(tmp_path / "out", str(tmp_path))
 
 
 def test_copy_to_s3_and_gcs(world: dict, tmp_path: Path, s3_endpoint: str, gcs_endpoint: str) -> None:
@@ -236,17 +246,19 @@ def test_copy_to_s3_and_gcs(world: dict, tmp_path: Path, s3_endpoint: str, gcs_e
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import storage as gcs
 
-    from searchrec.storage import download_tree
+    from searchrec.outputs import latest_output
+    from searchrec.storage import download_tree, list_dir
 
     recommend(world["model"], world["index"], world["encoded"], tmp_path / "out", top_k=5)
     boto3.client("s3").create_bucket(Bucket="recs")
     gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("recs")
-    for uri in ("s3://recs/run-1/recommendations", "gs://recs/run-1/recommendations"):
-        written = copy_to(tmp_path / "out", uri)
-        names = sorted(w.rsplit("/", 1)[1] for w in written)
-        assert names == [artifact_folder.COMPLETE_MARKER, recommendations.FILE, STATS_FILE]
-        back = tmp_path / uri.split(":")[0]
-        download_tree(uri, back)
+    for root in ("s3://recs/recommendations", "gs://recs/recommendations"):
+        pointer = copy_to(tmp_path / "out", root, end_date="2026-10-14", task_uri="gs://p/run-1/infer/r")
+        assert pointer["uri"] == f"{root}/{pointer['name']}" == latest_output(root)
+        names = list_dir(pointer["uri"])
+        assert names == sorted([artifact_folder.COMPLETE_MARKER, recommendations.FILE, STATS_FILE])
+        back = tmp_path / root.split(":")[0]
+        download_tree(pointer["uri"], back)
         assert read(back).equals(read(tmp_path / "out"))
 
 

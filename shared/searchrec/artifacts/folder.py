@@ -31,6 +31,8 @@ from searchrec.errors import SearchrecError
 COMPLETE_MARKER = "_SEARCHREC_COMPLETE.json"
 IN_PROGRESS_MARKER = "_SEARCHREC_WRITING"
 MARKERS = (COMPLETE_MARKER, IN_PROGRESS_MARKER)
+# In an output root (searchrec.outputs): the root is searchrec's, so run sub-folders may be added to it.
+OUTPUTS_MARKER = "_SEARCHREC_OUTPUTS"
 
 
 class Metadata(Protocol):

@@ -109,34 +109,49 @@ def merge_shards(shard_dirs: list[Path], out_dir: Path, *, rows_per_group: int =
     return stats
 
 
-def publish(stats: InferStats, recommendations, metrics, output_uri: str = "") -> None:
-    """Copy the result where asked, then record lineage metadata and Metrics on the KFP artifacts
-    (`recommendations`: Output[Dataset], `metrics`: Output[Metrics])."""
+def publish(stats: InferStats, recommendations, metrics, output_uri: str = "", end_date: str = "") -> None:
+    """Copy the result under the output root if one is given, then record lineage metadata and Metrics
+    on the KFP artifacts (`recommendations`: Output[Dataset], `metrics`: Output[Metrics]).
+
+    `end_date`: the recommendation window's last day (names the output sub-folder; kept in metadata so
+    that a merge task after the shards knows it too)."""
     from searchrec.runtime import lineage
 
-    extra = {}
+    extra: dict = {"end_date": end_date} if end_date else {}
     if output_uri:
-        copy_to(Path(recommendations.path), output_uri)
-        extra["copied_to"] = output_uri
+        pointer = copy_to(
+            Path(recommendations.path),
+            output_uri,
+            end_date=end_date,
+            task_uri=recommendations.uri,
+            stats=stats,
+        )
+        extra.update(copied_to=pointer["uri"], output_root=output_uri)
     recommendations.metadata.update(lineage(**stats.as_metadata(), **extra))
     for name, value in stats.as_metrics().items():
         metrics.log_metric(name, value)
 
 
-def copy_to(out_dir: Path, uri: str) -> list[str]:
-    """Copy an output folder to ``uri`` (``s3://``, ``gs://``, ``file://`` or a local path); return the files written.
-
-    Goes through ``searchrec.storage.upload_tree``: a local destination is staged and renamed into place.
-    """
-    from searchrec.storage import upload_tree
+def copy_to(
+    out_dir: Path, root: str, *, end_date: str = "", task_uri: str = "", stats: InferStats | None = None
+) -> dict:
+    """Publish a recommendations folder under the output root ``root`` (``s3://``, ``gs://``,
+    ``file://`` or a local folder) as ``<end_date>-<task id>/`` and point ``LATEST.json`` at it
+    (``searchrec.outputs``); return the pointer. ``task_uri``: the artifact's URI, stable over retries
+    of one task (default: ``out_dir``); the root may not contain it."""
+    from searchrec import outputs
 
     out_dir = Path(out_dir)
-    if not out_dir.is_dir():
-        raise SearchrecError(f"folder to copy {out_dir} does not exist")
-    if "://" in uri and not uri.startswith(("s3://", "gs://", "file://")):
-        raise SearchrecError(
-            f"unsupported destination {uri!r}; expected s3://, gs://, file:// or a local path"
-        )
-    written = upload_tree(out_dir, uri)
-    log.info("infer: copied %d files of %s to %s", len(written), out_dir, uri)
-    return written
+    stats = stats or recommendations.read_stats(out_dir)
+    task_uri = task_uri or str(out_dir.resolve())
+    name = outputs.output_name(end_date, task_uri)
+    info = {
+        "end_date": end_date,
+        "users": stats.users_served,
+        "rows": stats.recommendations,
+        "source": task_uri,
+    }
+    protected = {task_uri: "this task's own artifact", str(out_dir.resolve()): "this task's own artifact"}
+    pointer = outputs.publish(out_dir, root, name, info, protected)
+    log.info("infer: published %s to %s (%s now names it)", out_dir, pointer["uri"], outputs.LATEST)
+    return pointer
