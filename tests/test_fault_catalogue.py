@@ -116,10 +116,16 @@ CATALOGUE = [
         sources=False,
     ),
     Case(
-        "encoder folder without weights",
+        "encoder folder without config",
         "unreachable or missing source",
         ("--encoder", "{tmp}"),
         "no config.json",
+    ),
+    Case(
+        "encoder folder without weights",
+        "unreachable or missing source",
+        ("--encoder", "{tmp}/enc"),
+        "holds no weights (model.safetensors or pytorch_model.bin)",
     ),
     Case(
         "missing ground truth",

@@ -84,6 +84,9 @@ def _print_run(run) -> None:
     print(f"runner log: {run.run_dir / 'runner.log'}")
     if run.recommendations is not None:
         print(f"recommendations: {run.recommendations}")
+        copied = run.metadata(run.final_task, "recommendations").get("copied_to")
+        if copied:
+            print(f"published to: {copied} (LATEST.json of the output root names it)")
     train_metrics = run.metrics.get("train")
     if train_metrics:
         print(f"metrics (train task Metrics artifact): {run.artifact_path('train', 'metrics')}")

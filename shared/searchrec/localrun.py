@@ -39,12 +39,18 @@ class LocalRun:
         return dict(artifacts[0].get("metadata") or {})
 
     @property
-    def recommendations(self) -> Path | None:
-        """The final dataset: the merge task's with several shards, the single infer task's with one."""
+    def final_task(self) -> str | None:
+        """The task whose recommendations are the run's result (merge with several shards, else infer)."""
         for task in ("merge-recommendations", *sorted(t for t in self.outputs if t.startswith("infer"))):
             if "recommendations" in self.outputs.get(task, {}):
-                return self.artifact_path(task, "recommendations") / recommendations.FILE
+                return task
         return None
+
+    @property
+    def recommendations(self) -> Path | None:
+        """The final dataset: the merge task's with several shards, the single infer task's with one."""
+        task = self.final_task
+        return None if task is None else self.artifact_path(task, "recommendations") / recommendations.FILE
 
 
 def _local_path(uri: str) -> str:

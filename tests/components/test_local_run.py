@@ -193,6 +193,7 @@ def test_demo_copies_the_merged_shards_under_its_output_root(demo_run):
     pointer = read_latest(str(root))
     assert pointer["end_date"] == config.DEMO_RECOMMEND_END and pointer["source"] == str(merged.parent)
     assert pointer["users"] == pq.read_metadata(merged).num_rows
+    assert _printed(result.stdout, "published to").startswith(str(copy) + " ")
 
 
 def test_demo_report_is_html(demo_run):
