@@ -175,6 +175,7 @@ TOKEN_ENV = "SEARCHREC_KFP_TOKEN"  # bearer token for the KFP endpoint; read, ne
 NAMESPACE_ENV = "SEARCHREC_KFP_NAMESPACE"
 VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
 VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
+VERTEX_LOCATION = "europe-west4"  # Vertex AI region when neither --vertex-location nor its variable is set
 PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
 SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
 # Vertex AI private networking of the run (so that extract reaches a private Greenplum)
