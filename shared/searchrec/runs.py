@@ -244,7 +244,7 @@ def _inputs_lineage(run) -> list[str]:
                 lines.append(f"  {task}: snapshot dt={meta.get('snapshot_date')} from {meta.get('uri')}")
             elif task.startswith("encode"):
                 lines.append(
-                    f"  {task}: encoder {meta.get('encoder')} ({meta.get('pooling')}), "
+                    f"  {task}: encoder {_encoder(meta)} ({meta.get('pooling')}), "
                     f"{_n(meta.get('queries_distinct'))} distinct queries"
                 )
     return lines
@@ -253,9 +253,14 @@ def _inputs_lineage(run) -> list[str]:
 def _trained_lineage(meta: dict) -> list[str]:
     return [
         f"model trained on {meta.get('train_start')}..{meta.get('train_end')}, "
-        f"snapshot dt={meta.get('snapshot_date')}, encoder {meta.get('encoder')}, git {meta.get('git_commit')}, "
+        f"snapshot dt={meta.get('snapshot_date')}, encoder {_encoder(meta)}, git {meta.get('git_commit')}, "
         f"Recall@200 {_n(meta.get(registry.GATE_METRIC))} (popularity {_n(meta.get(registry.BASELINE_METRIC))})"
     ]
+
+
+def _encoder(meta: dict) -> str:
+    """The encoder and which weights exactly (encoder.encoder_checksum; none for a Hugging Face id)."""
+    return f"{meta.get('encoder')} [checksum {meta.get('encoder_checksum') or 'none'}]"
 
 
 def _n(value: object) -> str:
@@ -288,9 +293,7 @@ def _model_lineage(resolved: registry.Resolved) -> list[str]:
         f"  snapshot dt={snapshot.get('snapshot_date')} from {snapshot.get('uri')}, {_n(snapshot.get('rows'))} items"
     )
     encoded = record.get("encoded", {})
-    lines.append(
-        f"  encoder {encoded.get('encoder')} ({encoded.get('pooling')}, dim {_n(encoded.get('dim'))})"
-    )
+    lines.append(f"  encoder {_encoder(encoded)} ({encoded.get('pooling')}, dim {_n(encoded.get('dim'))})")
     return lines
 
 
