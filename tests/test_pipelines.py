@@ -24,7 +24,7 @@ STAGE_OF_COMPONENT = {
     "infer": "infer",
     "merge-recommendations": "infer",
     "promote": "train",
-    "resolve-model": "infer",
+    "resolve-model": "extract",  # a CPU task: object-storage clients, no torch
     "window-cache-key": "clean",
     "backtest": "extract",
 }
