@@ -148,6 +148,8 @@ DEMO_NUM_SHARDS = 2
 LOCAL_RUN_ENV = "SEARCHREC_LOCAL_RUN"
 # Set by local runs: a failing stage also appends its one-line message to this file.
 ERRORS_FILE_ENV = "SEARCHREC_ERRORS_FILE"
+# Set ("true") by KFP's component command in every task process, on a cluster and in kfp.local alike.
+KFP_TASK_ENV = "_KFP_RUNTIME"
 GIT_COMMIT_ENV = "SEARCHREC_GIT_COMMIT"  # baked into the images
 CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
 TAG_ENV = "SEARCHREC_IMAGE_TAG"
