@@ -69,6 +69,7 @@ def demo(
         index_kind=index_kind,
         min_index_recall=min_index_recall,
         cache_lag_days=cache_lag_days,
+        with_index=False,  # the serving branch indexes its own snapshot; a training-snapshot index goes unread
     )
     single, merged = recommend_tasks(
         model=trained.outputs["model"],
