@@ -60,7 +60,8 @@ def promote(
         summary.metadata.update(result.as_metadata())
 
 
-@dsl.component(base_image=config.image("infer"), install_kfp_package=False)
+# A small file read: the extract image (object-storage clients, no torch, no GPU), not infer's.
+@dsl.component(base_image=config.image("extract"), install_kfp_package=False)
 def resolve_model(model_uri: str, model: Output[Model]):
     """The model to serve: `model_uri` is a model folder, or a registry root whose CURRENT pointer names
     it (read now, at run time). The resolved folder is copied into this artifact and named in its metadata."""

@@ -31,12 +31,21 @@ UNCACHED_STAGES = frozenset({"extract"})
 WAREHOUSE_STAGES = frozenset({"extract"})
 
 
-def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool = True) -> T:
+def configure(
+    task: T,
+    stage: str,
+    *,
+    touches_network: bool = False,
+    cache: bool = True,
+    reads_warehouse: bool | None = None,
+) -> T:
     """Apply the stage's requests and limits, accelerator, retry policy, caching and secrets to `task`.
 
     touches_network: the task reads or writes object storage (s3://, gs://) or another remote service:
         it gets retries with exponential backoff and the object-storage credentials.
     cache: False turns the KFP cache off for this task; extract tasks are never cached.
+    reads_warehouse: the task gets the warehouse login; None: the stage's tasks do (extract). A small task
+        that runs in a stage's image for its clients only (resolve_model: object storage) says False.
 
     Platform-specific settings come from config.platform(): the target of this compilation
     ($SEARCHREC_PLATFORM, set by `searchrec compile --platform`). On Vertex AI the Kubernetes settings
@@ -54,7 +63,8 @@ def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool
     if resources.gpus:
         _request_gpus(task, resources.gpus, target)
 
-    touches_network = touches_network or stage in WAREHOUSE_STAGES
+    reads_warehouse = stage in WAREHOUSE_STAGES if reads_warehouse is None else reads_warehouse
+    touches_network = touches_network or reads_warehouse
     if touches_network and not os.environ.get(config.LOCAL_RUN_ENV):
         task.set_retry(
             num_retries=NETWORK_RETRIES,
@@ -66,7 +76,7 @@ def configure(task: T, stage: str, *, touches_network: bool = False, cache: bool
 
     # Credentials reach the pod as environment variables from Kubernetes Secrets: the YAML holds only
     # the Secret's name and keys, never a value.
-    if kubernetes_settings and stage in WAREHOUSE_STAGES:
+    if kubernetes_settings and reads_warehouse:
         kubernetes.use_secret_as_env(
             task, secret_name=config.WAREHOUSE_SECRET, secret_key_to_env=dict(config.WAREHOUSE_SECRET_ENV)
         )

@@ -67,9 +67,12 @@ def training_tasks(
     cache_lag_days=None,
     warehouse_secret="",
     run_name="",
+    with_index=True,
 ):
     """extract -> clean -> encode -> train -> index (-> promote). Returns the train and index tasks.
 
+    `with_index` False leaves out the index over the training snapshot (returned as None): the demo
+    serves from its own serving-snapshot index and nothing reads this one.
     `encoder` is the Model artifact of import_encoder(). `registry`: a dict with `models_uri`, `min_lift`
     and `max_regression` adds the promote step (only where `models_uri` is not empty). `cache_lag_days`:
     extract is reused from the cache for windows that ended at least that many days ago."""
@@ -112,14 +115,16 @@ def training_tasks(
         ),
         "train",
     ).set_display_name(f"{TRAINING}: train the two towers, holdout metrics, report")
-    indexed = index_task(
-        trained.outputs["model"],
-        snapshot.outputs["snapshot"],
-        encoded.outputs["encoded"],
-        index_kind,
-        min_index_recall,
-        TRAINING,
-    )
+    indexed = None
+    if with_index:
+        indexed = index_task(
+            trained.outputs["model"],
+            snapshot.outputs["snapshot"],
+            encoded.outputs["encoded"],
+            index_kind,
+            min_index_recall,
+            TRAINING,
+        )
     if registry is not None:
         with dsl.If(registry["models_uri"] != "", name="registry-given"):
             promote_task(trained, encoded, cleaned, snapshot, end_date, **registry)

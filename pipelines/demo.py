@@ -71,6 +71,7 @@ def demo(
         min_index_recall=min_index_recall,
         cache_lag_days=cache_lag_days,
         run_name=run_name,
+        with_index=False,  # the serving branch indexes its own snapshot; a training-snapshot index goes unread
     )
     single, merged = recommend_tasks(
         model=trained.outputs["model"],

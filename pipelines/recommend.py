@@ -45,7 +45,13 @@ def recommend(
     run_name: str = "",
 ) -> RecommendOutputs:
     encoder_model = import_encoder(encoder)
-    model = configure(resolve_model(model_uri=model_uri), "infer", touches_network=True, cache=False)
+    model = configure(  # a CPU task: reads one pointer and copies one folder
+        resolve_model(model_uri=model_uri),
+        "extract",
+        touches_network=True,
+        cache=False,
+        reads_warehouse=False,
+    )
     model.set_display_name("serving: resolve model (folder or registry CURRENT)")
     single, merged = recommend_tasks(
         model=model.outputs["model"],

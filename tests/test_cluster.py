@@ -218,7 +218,7 @@ def test_every_task_of_every_pipeline_is_configured(cluster_yaml):
                 label,
             )
             assert ("accelerator" in container["resources"]) == (stage in config.GPU_STAGES), (name, label)
-            if stage == "extract":
+            if stage == "extract" and label != "exec-resolve-model":  # a model read, no warehouse
                 names = {s["secretName"] for s in k8s[label]["secretAsEnv"]}
                 assert config.WAREHOUSE_SECRET in names, (name, label)
         # extract tasks (anywhere in the DAG) are retried, and cached only through the window cache key
@@ -237,3 +237,33 @@ def test_every_task_of_every_pipeline_is_configured(cluster_yaml):
             assert task["retryPolicy"]["maxRetryCount"] >= 1
         keys = [t for t in tasks if t["componentRef"]["name"].startswith("comp-window-cache-key")]
         assert keys and not any(t.get("cachingOptions", {}).get("enableCache") for t in keys), name
+
+
+def test_resolving_the_served_model_is_a_cpu_task_without_the_warehouse_login(cluster_yaml, tmp_path):
+    """resolve_model reads one pointer and copies one folder: the extract image and resources, no GPU,
+    the object-storage Secret and retries, not the warehouse login; on Vertex AI no accelerator either."""
+
+    def resolve_task(docs: list[dict]) -> dict:
+        spec = docs[0]
+        executor = spec["components"]["comp-resolve-model"]["executorLabel"]
+        k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"] if len(docs) > 1 else {}
+        return {
+            "task": spec["root"]["dag"]["tasks"]["resolve-model"],
+            "container": spec["deploymentSpec"]["executors"][executor]["container"],
+            "k8s": k8s.get(executor, {}),
+        }
+
+    task = resolve_task([d for d in yaml.safe_load_all(cluster_yaml["recommend"].read_text()) if d])
+    container, wanted = task["container"], config.STAGE_RESOURCES["extract"]
+    assert not wanted.gpus and container["image"] == f"{config.IMAGE_REGISTRY}/searchrec-extract:{TEST_TAG}"
+    assert "accelerator" not in container["resources"]
+    assert container["resources"]["resourceCpuLimit"] == wanted.cpu
+    assert container["resources"]["resourceMemoryLimit"] == wanted.memory
+    assert {s["secretName"] for s in task["k8s"]["secretAsEnv"]} == {config.STORAGE_SECRET}
+    assert "nodeSelector" not in task["k8s"] and "tolerations" not in task["k8s"]
+    assert task["task"]["retryPolicy"]["maxRetryCount"] >= 1
+    assert not task["task"].get("cachingOptions", {}).get("enableCache")  # CURRENT is read at run time
+
+    [vertex] = compile_pipelines(["recommend"], tmp_path, tag=TEST_TAG, platform="vertex")
+    (spec,) = [d for d in yaml.safe_load_all(vertex.read_text()) if d]
+    assert "accelerator" not in resolve_task([spec])["container"]["resources"]

@@ -24,6 +24,7 @@ from searchrec.encoder import (  # noqa: E402
     EncoderSpec,
     build_standin_encoder,
     encode_texts,
+    encoder_checksum,
     is_hub_id,
     load_encoder,
 )
@@ -95,6 +96,29 @@ def test_republishing_replaces_the_folder(standin, published, capsys):
     assert f"use it as: --param encoder={published}" in capsys.readouterr().out
     assert not (published / "stale.txt").exists()
     assert load_encoder(EncoderSpec(str(published)), device="cpu").pooling == "cls"
+
+
+def test_the_encoder_checksum_names_the_exact_weights(standin, published, tmp_path):
+    """What lineage records: a published folder's manifest digest; without a manifest, a digest of the
+    files' names and sizes and of the weights' bytes."""
+    import hashlib
+
+    manifest_digest = hashlib.sha256((published / MANIFEST_FILE).read_bytes()).hexdigest()
+    assert encoder_checksum(published) == f"manifest:{manifest_digest}"
+    assert load_encoder(EncoderSpec(str(published)), device="cpu").info()["encoder_checksum"] == (
+        f"manifest:{manifest_digest}"
+    )
+    copy = tmp_path / "copy"
+    shutil.copytree(standin, copy)
+    plain = encoder_checksum(copy)
+    assert plain.startswith("files:") and plain == encoder_checksum(standin)  # same files, same digest
+    weights = copy / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-1] ^= 1  # one bit of one weight: same names, same sizes
+    weights.write_bytes(bytes(raw))
+    assert encoder_checksum(copy) != plain
+    assert main(["encoder", "publish", str(copy), str(tmp_path / "other")]) == 0
+    assert encoder_checksum(tmp_path / "other") != encoder_checksum(published)
 
 
 def _hf_cache(root: Path, repo_id: str, folder: Path) -> Path:

@@ -24,7 +24,7 @@ STAGE_OF_COMPONENT = {
     "infer": "infer",
     "merge-recommendations": "infer",
     "promote": "train",
-    "resolve-model": "infer",
+    "resolve-model": "extract",  # a CPU task: object-storage clients, no torch
     "window-cache-key": "clean",
     "backtest": "extract",
 }
@@ -173,3 +173,22 @@ def test_training_pipeline_is_the_diagram(compiled):
 def test_unknown_pipeline_is_refused(tmp_path: Path):
     with pytest.raises(SearchrecError, match="unknown pipeline"):
         compile_pipeline("nope", tmp_path / "x.yaml")
+
+
+def test_the_demo_indexes_only_the_serving_snapshot(compiled):
+    """The demo serves from the index over its serving snapshot; an index over the training snapshot would
+    be built and never read (the training pipeline keeps its own as an output)."""
+    from pipelines.common import SERVING
+
+    def index_tasks(spec: dict) -> list[dict]:
+        dags = [spec["root"], *spec["components"].values()]
+        return [
+            t
+            for dag in dags
+            for key, t in dag.get("dag", {}).get("tasks", {}).items()
+            if key.startswith("build-index")
+        ]
+
+    [demo_index] = index_tasks(compiled["demo"])
+    assert demo_index["taskInfo"]["name"].startswith(SERVING)
+    assert len(index_tasks(compiled["training"])) == 1

@@ -38,3 +38,31 @@ def test_any_other_exception_ends_with_one_line_after_its_traceback(raised, line
     lines = out.stderr.strip().splitlines()
     assert lines[-1] == line  # the last thing a user sees
     assert "Traceback (most recent call last)" in out.stderr  # and the log above it keeps the traceback
+
+
+@pytest.mark.parametrize("task_process", [True, False])
+def test_a_task_process_freezes_its_heap_after_the_stage_and_still_fails_loudly(task_process):
+    """In a KFP task process the heap is frozen once the stage is done (interpreter shutdown then skips a
+    collection over everything the stage imported); elsewhere (the CLI, tests) nothing changes. A failing
+    stage still exits 1 with its line."""
+    import os
+
+    from searchrec import config
+
+    code = (
+        "import gc, sys\n"
+        "from searchrec.runtime import stage\n"
+        "objects = [[i] for i in range(10000)]\n"
+        "with stage('probe'):\n    pass\n"
+        "print(gc.get_freeze_count())\n"
+        "with stage('broken'):\n    raise ValueError('no')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != config.KFP_TASK_ENV}
+    if task_process:
+        env[config.KFP_TASK_ENV] = "true"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    frozen = int(result.stdout.strip())
+    assert (frozen >= 10000) if task_process else (frozen == 0)
+    assert result.returncode == 1 and "searchrec broken failed: ValueError: no" in result.stderr

@@ -249,9 +249,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from searchrec.runs import format_runs, json_rows, kfp_runs, local_runs
+    from searchrec.runs import format_runs, json_rows, kfp_runs, local_runs, vertex_runs
 
-    rows = kfp_runs(args.host, args.namespace, args.limit) if args.host else local_runs(Path(args.runs_dir))
+    if args.host and args.vertex_project:
+        raise SearchrecError("give either a Kubeflow Pipelines host or a Vertex AI project, not both")
+    if args.vertex_project:
+        rows = vertex_runs(args.vertex_project, args.vertex_location, args.pipeline, args.limit)
+    elif args.host:
+        rows = kfp_runs(args.host, args.namespace, args.limit)
+    else:
+        rows = local_runs(Path(args.runs_dir))
     print(json_rows(rows) if args.json else format_runs(rows))
     return 0
 
@@ -592,7 +599,7 @@ def _add_demo_data_command(command) -> None:
 
 def _add_runs_commands(command) -> None:
     """`runs` and `lineage`: past runs and where an output came from."""
-    p = command("runs", "list runs: local (kfp.local) runs, or a Kubeflow Pipelines endpoint's")
+    p = command("runs", "list runs: local (kfp.local) runs, a Kubeflow Pipelines endpoint's, or Vertex AI's")
     p.add_argument("--runs-dir", default="runs", help="local runs folder")
     p.add_argument(
         "--host",
@@ -600,7 +607,23 @@ def _add_runs_commands(command) -> None:
         help="Kubeflow Pipelines endpoint ($SEARCHREC_KFP_HOST): list its runs instead of local ones",
     )
     p.add_argument("--namespace", default=None, help="KFP namespace, multi-user clusters")
-    p.add_argument("--limit", type=int, default=20, help="at most this many KFP runs")
+    p.add_argument(
+        "--vertex-project",
+        default=os.environ.get(config.VERTEX_PROJECT_ENV),
+        help=f"Vertex AI project (${config.VERTEX_PROJECT_ENV}): list the pipeline jobs submitted from here",
+    )
+    p.add_argument(
+        "--vertex-location",
+        default=os.environ.get(config.VERTEX_LOCATION_ENV),
+        help=f"Vertex AI region (${config.VERTEX_LOCATION_ENV}, else {config.VERTEX_LOCATION})",
+    )
+    p.add_argument(
+        "--pipeline",
+        choices=["training", "recommend", "demo"],
+        default=None,
+        help="Vertex AI: only this pipeline's jobs",
+    )
+    p.add_argument("--limit", type=int, default=20, help="at most this many KFP or Vertex AI runs")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.set_defaults(func=cmd_runs)
 

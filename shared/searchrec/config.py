@@ -146,6 +146,8 @@ LOCAL_RUN_ENV = "SEARCHREC_LOCAL_RUN"
 ERRORS_FILE_ENV = "SEARCHREC_ERRORS_FILE"
 # Set by `searchrec run --resume`: the run folder whose interrupted train attempt left checkpoints.
 RESUME_DIR_ENV = "SEARCHREC_RESUME_DIR"
+# Set ("true") by KFP's component command in every task process, on a cluster and in kfp.local alike.
+KFP_TASK_ENV = "_KFP_RUNTIME"
 GIT_COMMIT_ENV = "SEARCHREC_GIT_COMMIT"  # baked into the images
 CACHE_ENV = "SEARCHREC_CACHE_DIR"  # where remote model folders are cached (default ~/.cache/searchrec)
 TAG_ENV = "SEARCHREC_IMAGE_TAG"
@@ -173,6 +175,7 @@ TOKEN_ENV = "SEARCHREC_KFP_TOKEN"  # bearer token for the KFP endpoint; read, ne
 NAMESPACE_ENV = "SEARCHREC_KFP_NAMESPACE"
 VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
 VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
+VERTEX_LOCATION = "europe-west4"  # Vertex AI region when neither --vertex-location nor its variable is set
 PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
 SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
 # Vertex AI private networking of the run (so that extract reaches a private Greenplum)

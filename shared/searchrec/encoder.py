@@ -93,6 +93,7 @@ class Encoder:
     device: Any  # torch.device
     pooling: str
     local_dir: Path | None  # the folder the weights came from (None for a Hugging Face id)
+    checksum: str = ""  # encoder_checksum(local_dir): which weights exactly ("" for a Hugging Face id)
 
     @property
     def dim(self) -> int:
@@ -106,6 +107,7 @@ class Encoder:
             "normalize": self.spec.normalize,
             "dim": self.dim,
             "max_length": self.spec.max_length,
+            "encoder_checksum": self.checksum,
         }
 
 
@@ -231,7 +233,13 @@ def load_encoder(spec: EncoderSpec, device: str | None = None) -> Encoder:
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model.to(dev).eval()
     encoder = Encoder(
-        spec=spec, tokenizer=tokenizer, model=model, device=dev, pooling=pooling, local_dir=local_dir
+        spec=spec,
+        tokenizer=tokenizer,
+        model=model,
+        device=dev,
+        pooling=pooling,
+        local_dir=local_dir,
+        checksum=encoder_checksum(local_dir) if local_dir is not None else "",
     )
     log.info(
         "encoder: loaded %s (%s, dim %d, %s pooling%s, max_length %d) on %s in %.1f s",
@@ -310,6 +318,26 @@ def verify_manifest(folder: Path, name: str, *, required: bool = False) -> dict[
         raise SearchrecError(f"encoder: {name}: {extra[0]} is not in {MANIFEST_FILE}")
     log.info("encoder: %s verified against %s (%d files)", name, MANIFEST_FILE, len(files))
     return manifest
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx")
+
+
+def encoder_checksum(folder: Path) -> str:
+    """Which encoder exactly, for lineage: `manifest:<sha256 of the manifest>` for a published folder (its
+    manifest holds every file's sha256 and is verified on load), else `files:<sha256>` over every file's
+    name and size plus the sha256 of the weight files."""
+    folder = Path(folder)
+    manifest = folder / MANIFEST_FILE
+    if manifest.is_file():
+        return f"manifest:{_sha256(manifest)}"
+    digest = hashlib.sha256()
+    for rel in _folder_files(folder):
+        file = folder / rel
+        digest.update(f"{rel}\t{file.stat().st_size}\n".encode())
+        if file.name.endswith(WEIGHT_SUFFIXES):
+            digest.update(f"{rel}\t{_sha256(file)}\n".encode())
+    return f"files:{digest.hexdigest()}"
 
 
 def check_published(name_or_path: str) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """`searchrec runs` and `searchrec lineage`: past runs and where an output came from, from the terminal.
 
-Driver side: reads local run folders (kfp.local), the model registry and the Kubeflow Pipelines API.
+Driver side: reads local run folders (kfp.local), the model registry, the Kubeflow Pipelines API and
+Vertex AI's pipeline jobs.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchrec import outputs, registry, storage
+from searchrec import config, outputs, registry, storage
 from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts.folder import read_json
 from searchrec.errors import SearchrecError
@@ -105,6 +106,60 @@ def kfp_runs(host: str, namespace: str | None = None, limit: int = 20) -> list[R
             )
         )
     return rows
+
+
+def vertex_runs(
+    project: str,
+    location: str | None = None,
+    pipeline: str | None = None,
+    limit: int = 20,
+    credentials: object = None,
+) -> list[RunRow]:
+    """The newest Vertex AI pipeline jobs submitted from here (by the labels submit sets), with their
+    console links. Recall@200 and the promotion come from the job's task outputs when it has them."""
+    from google.cloud import aiplatform
+
+    from searchrec.submit import vertex_labels
+
+    labels = vertex_labels(pipeline)
+    location = location or config.VERTEX_LOCATION
+    try:
+        jobs = aiplatform.PipelineJob.list(
+            filter=" AND ".join(f'labels.{k}="{v}"' for k, v in labels.items()),
+            order_by="create_time desc",
+            project=project,
+            location=location,
+            credentials=credentials,
+        )
+    except Exception as error:
+        raise SearchrecError(
+            f"cannot list pipeline jobs of Vertex AI project {project} in {location}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+    return [_vertex_row(job.gca_resource) for job in jobs[:limit]]
+
+
+def _vertex_row(job) -> RunRow:
+    started = job.start_time or job.create_time
+    finished = job.end_time
+    outputs = {
+        (task.task_name, name): dict(artifacts.artifacts[0].metadata)
+        for task in job.job_detail.task_details
+        for name, artifacts in task.outputs.items()
+        if artifacts.artifacts
+    }
+    decision = outputs.get(("promote", "decision"))
+    return RunRow(
+        run_id=job.name.rsplit("/", 1)[-1],
+        pipeline=job.labels.get("pipeline") or job.display_name.split(" ", 1)[0],
+        window=_window(dict(job.runtime_config.parameter_values)),
+        state=job.state.name.removeprefix("PIPELINE_STATE_"),
+        started=started.isoformat(timespec="seconds") if started else "",
+        seconds=(finished - started).total_seconds() if started and finished else None,
+        recall_at_200=outputs.get(("train", "metrics"), {}).get(registry.GATE_METRIC),
+        promoted=("yes" if decision.get("promoted") else "no") if decision else "",
+        link=ui_link(job.name),
+    )
 
 
 def run_link(host: str, run_id: str) -> str:
@@ -207,7 +262,7 @@ def _inputs_lineage(run) -> list[str]:
                 lines.append(f"  {task}: snapshot dt={meta.get('snapshot_date')} from {meta.get('uri')}")
             elif task.startswith("encode"):
                 lines.append(
-                    f"  {task}: encoder {meta.get('encoder')} ({meta.get('pooling')}), "
+                    f"  {task}: encoder {_encoder(meta)} ({meta.get('pooling')}), "
                     f"{_n(meta.get('queries_distinct'))} distinct queries"
                 )
     return lines
@@ -216,9 +271,14 @@ def _inputs_lineage(run) -> list[str]:
 def _trained_lineage(meta: dict) -> list[str]:
     return [
         f"model trained on {meta.get('train_start')}..{meta.get('train_end')}, "
-        f"snapshot dt={meta.get('snapshot_date')}, encoder {meta.get('encoder')}, git {meta.get('git_commit')}, "
+        f"snapshot dt={meta.get('snapshot_date')}, encoder {_encoder(meta)}, git {meta.get('git_commit')}, "
         f"Recall@200 {_n(meta.get(registry.GATE_METRIC))} (popularity {_n(meta.get(registry.BASELINE_METRIC))})"
     ]
+
+
+def _encoder(meta: dict) -> str:
+    """The encoder and which weights exactly (encoder.encoder_checksum; none for a Hugging Face id)."""
+    return f"{meta.get('encoder')} [checksum {meta.get('encoder_checksum') or 'none'}]"
 
 
 def _n(value: object) -> str:
@@ -251,9 +311,7 @@ def _model_lineage(resolved: registry.Resolved) -> list[str]:
         f"  snapshot dt={snapshot.get('snapshot_date')} from {snapshot.get('uri')}, {_n(snapshot.get('rows'))} items"
     )
     encoded = record.get("encoded", {})
-    lines.append(
-        f"  encoder {encoded.get('encoder')} ({encoded.get('pooling')}, dim {_n(encoded.get('dim'))})"
-    )
+    lines.append(f"  encoder {_encoder(encoded)} ({encoded.get('pooling')}, dim {_n(encoded.get('dim'))})")
     return lines
 
 

@@ -58,6 +58,7 @@ DEFAULT_EXPERIMENT = "searchrec"
 SUCCEEDED_STATES = frozenset({"SUCCEEDED", "SKIPPED"})
 FINAL_STATES = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
 TIMEOUT_EXIT_CODE = 124
+VERTEX_LABELS = {"app": "searchrec"}
 
 # The training window of each pipeline, by parameter name (read from the spec, checked there).
 WINDOW_PARAMETERS = {
@@ -585,6 +586,7 @@ def submit(
                 pipeline_root=pipeline_root,
                 credentials=credentials,
                 enable_caching=enable_caching,
+                pipeline=pipeline,
             )
             peering = network.apply(job)
             try:
@@ -716,6 +718,11 @@ def _vertex_schedule(job, network: VertexNetwork, *, cron: str, name: str, servi
     return made
 
 
+def vertex_labels(pipeline: str | None = None) -> dict[str, str]:
+    """The labels of every Vertex AI job submitted from here: the app, and which pipeline it runs."""
+    return {**VERTEX_LABELS, **({"pipeline": pipeline} if pipeline else {})}
+
+
 def vertex_job(
     spec_file: Path,
     arguments: Mapping[str, Any],
@@ -726,8 +733,10 @@ def vertex_job(
     pipeline_root: str | None,
     credentials: Any = None,
     enable_caching: bool | None = None,
+    pipeline: str | None = None,
 ):
-    """An unsubmitted aiplatform.PipelineJob for the compiled spec and arguments."""
+    """An unsubmitted aiplatform.PipelineJob for the compiled spec and arguments, labelled with the
+    pipeline's name (`searchrec runs --vertex-project` lists jobs by these labels)."""
     from google.cloud import aiplatform
 
     if not pipeline_root:
@@ -741,9 +750,9 @@ def vertex_job(
         job_id=job_id,
         pipeline_root=pipeline_root,
         parameter_values=dict(arguments),
-        labels={"app": "searchrec"},
+        labels=vertex_labels(pipeline),
         project=project,
-        location=location or "europe-west4",
+        location=location or config.VERTEX_LOCATION,
         credentials=credentials,
         enable_caching=enable_caching,
     )
@@ -801,6 +810,7 @@ def schedule(
                 pipeline_root=pipeline_root,
                 credentials=credentials,
                 enable_caching=enable_caching,
+                pipeline=pipeline,
             )
             try:
                 made = _vertex_schedule(job, network, cron=cron, name=name, service_account=service_account)

@@ -79,7 +79,7 @@ def cycle(small_demo: Path, tmp_path_factory) -> dict:
     second = cli("run", "--pipeline", "training", *common, *window, *worse, cwd=work)
     serve = ["--recommend-start", config.DEMO_RECOMMEND_START, "--recommend-end", config.DEMO_RECOMMEND_END]
     recommend = cli("run", "--pipeline", "recommend", *common, *serve, "--num-shards", "1", cwd=work)
-    return {"work": work, "first": first, "second": second, "recommend": recommend}
+    return {"work": work, "data": small_demo, "first": first, "second": second, "recommend": recommend}
 
 
 def test_first_model_is_promoted(cycle):
@@ -140,7 +140,13 @@ def test_lineage_of_the_recommendations_goes_back_to_the_training_window(cycle):
     assert "promoted: no current model" in out
     serving = f"{config.DEMO_RECOMMEND_START}..{config.DEMO_RECOMMEND_END}"
     assert f"extract-inference-events: window {serving}" in out  # the serving window
-    assert "encoder " in out and "snapshot dt=2026-10-" in out
+    assert "snapshot dt=2026-10-" in out
+    from searchrec.encoder import encoder_checksum
+
+    checksum = encoder_checksum(cycle["data"] / "encoder")  # a folder without a manifest: files digest
+    assert checksum.startswith("files:")
+    # the serving encode step and the model's training chain both name the exact encoder weights
+    assert out.count(f"encoder {cycle['data'] / 'encoder'} [checksum {checksum}]") >= 2
 
 
 def test_runs_lists_the_local_runs_with_state_recall_and_promotion(cycle):

@@ -297,6 +297,17 @@ def test_artifacts_carry_lineage_metadata(demo_run):
     model = outputs("train")["model"]["metadata"]
     assert (model["train_start"], model["train_end"]) == (config.DEMO_TRAIN_START, config.DEMO_TRAIN_END)
     assert model["encoder"] == str(data / "encoder") and model["git_commit"]
+    from searchrec.artifacts import encoded
+    from searchrec.encoder import encoder_checksum
+
+    checksum = encoder_checksum(data / "encoder")
+    encodes = sorted(run_dir.glob("*/encode*/executor_output.json"))
+    assert len(encodes) == 2  # training and serving branch
+    for path in encodes:
+        out = json.loads(path.read_text())["artifacts"]["encoded"]["artifacts"][0]
+        assert out["metadata"]["encoder_checksum"] == checksum
+        assert encoded.read_info(Path(out["uri"].removeprefix("file://")))["encoder_checksum"] == checksum
+    assert model["encoder_checksum"] == checksum
     config_json = json.loads((Path(outputs("train")["model"]["uri"]) / "config.json").read_text())
     assert config_json["extra"]["train_start"] == config.DEMO_TRAIN_START
     snapshot = outputs("extract-snapshot")["snapshot"]["metadata"]

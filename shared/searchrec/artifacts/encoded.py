@@ -4,7 +4,7 @@
 - ``texts.parquet``   ``query_text``; row i+1 of the table is texts[i]
 - ``<split>.parquet`` the input rows without ``queries``; ``<split>_hist.npy`` int32 [rows, L] indices
   into the table, right-aligned (most recent query in the last slot), 0 = padding
-- ``encoder.json``    encoder id/path, pooling, dim, max_length, splits, counts
+- ``encoder.json``    encoder id/path and checksum, pooling, dim, max_length, splits, counts
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ writes an ``artifacts.encoded`` folder:
 - ``texts.parquet``  ``query_text``; row i+1 of the table is texts[i]
 - ``<split>.parquet`` the input rows without ``queries``; ``<split>_hist.npy`` int32 [rows, HISTORY_LENGTH]
   indices into the table, right-aligned (most recent query last), 0 = padding
-- ``encoder.json``   encoder id/path, pooling, dim, max_length
+- ``encoder.json``   encoder id/path, its checksum (``encoder.encoder_checksum``), pooling, dim, max_length
 
 """
 
@@ -40,6 +40,7 @@ class EncodeStats:
     pooling: str
     dim: int
     device: str
+    encoder_checksum: str = ""  # encoder.encoder_checksum of the folder loaded ("" for a hub id)
     rows: dict[str, int] = field(default_factory=dict)  # per split
     queries_total: int = 0  # non-padding history slots over all splits
     queries_distinct: int = 0  # texts encoded (the [PAD] row not counted)
@@ -61,6 +62,7 @@ class EncodeStats:
         """Flat scalars for the KFP artifact's metadata."""
         meta: dict[str, str | int | float] = {
             "encoder": self.encoder,
+            "encoder_checksum": self.encoder_checksum,
             "pooling": self.pooling,
             "dim": self.dim,
             "device": self.device,
@@ -236,6 +238,7 @@ def encode_histories(
     encoded.write(out_dir, table, distinct, _encoded_splits(parts, codes, history_length), info)
     stats = EncodeStats(
         encoder=loaded.spec.name_or_path,
+        encoder_checksum=loaded.checksum,
         pooling=loaded.pooling,
         dim=loaded.dim,
         device=str(loaded.device),

@@ -733,6 +733,7 @@ def _final_metrics(model: TwoTower, run: _Run, data: TrainingData, ground_truth_
 def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metrics: dict, best: int) -> dict:
     return {
         "encoder": data.encoder.get("encoder"),
+        "encoder_checksum": data.encoder.get("encoder_checksum", ""),
         "pooling": data.encoder.get("pooling"),
         "encoder_dim": int(data.table.shape[1]),
         "encoder_max_length": data.encoder.get("max_length"),
@@ -779,7 +780,15 @@ def _finish(
         params=asdict(params),
         lineage={
             key: cfg.extra[key]
-            for key in ("encoder", "pooling", "train_start", "train_end", "validation_start", "snapshot_date")
+            for key in (
+                "encoder",
+                "encoder_checksum",
+                "pooling",
+                "train_start",
+                "train_end",
+                "validation_start",
+                "snapshot_date",
+            )
             + ("training_items", "catalogue_items")
         },
     )
