@@ -22,6 +22,9 @@ def train(
     temperature: float = 0.05,  # config.TRAIN_TEMPERATURE
     padding: str = "mask",  # config.TRAIN_PADDING
     query_tower: str = "attention",  # config.QUERY_TOWER
+    attention_heads: int = 1,  # config.ATTENTION_HEADS
+    item_tower: str = "mlp",  # config.ITEM_TOWER
+    popularity_prior: bool = True,  # config.POPULARITY_PRIOR
     sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
     negative_sampling: str = "uniform",  # config.NEGATIVE_SAMPLING
     validation_days: int = 3,  # config.VALIDATION_DAYS
@@ -40,7 +43,11 @@ def train(
 
     with stage("train"):
         chosen = dict(
-            loss=loss, padding=padding, query_tower=query_tower, negative_sampling=negative_sampling
+            loss=loss,
+            padding=padding,
+            query_tower=query_tower,
+            item_tower=item_tower,
+            negative_sampling=negative_sampling,
         )
         params = TrainParams(
             epochs=epochs,
@@ -50,6 +57,8 @@ def train(
             sampled_negatives=sampled_negatives,
             validation_days=validation_days,
             patience=patience,
+            attention_heads=attention_heads,
+            popularity_prior=popularity_prior,
             seed=seed,
             train_start=train_start,
             train_end=train_end,

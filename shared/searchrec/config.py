@@ -118,6 +118,8 @@ TRAIN_PADDING = "mask"  # empty history slots zeroed ("pad": the [PAD] encoding)
 QUERY_TOWER = (
     "attention"  # shared per-query projection + positions + attention pooling; or "concat" (the original)
 )
+ATTENTION_HEADS = 1  # pooling heads of the attention query tower
+ITEM_TOWER = "mlp"  # or "residual": geometry-keeping linear map + zero-initialised MLP
 SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
 NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA
 NEGATIVE_SAMPLING_ALPHA = 0.5
@@ -125,6 +127,10 @@ EVAL_SAMPLE = 5_000  # rows per split scored each epoch (fixed sample); the full
 VALIDATION_DAYS = 3  # the last days of the training split: model selection, never trained on
 EARLY_STOPPING_PATIENCE = 2  # epochs without a better validation score before stopping (0: never)
 SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
+# The popularity prior (score = cosine + weight * log(1 + training purchases)): its weight is the best of
+# these on the validation split, 0 included (so it is off where popularity does not help)
+POPULARITY_PRIOR = True
+POPULARITY_WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12)
 
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
