@@ -19,7 +19,7 @@ def train(
     batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
     learning_rate: float = 0.002,  # config.TRAIN_LR
     loss: str = "softmax",  # config.TRAIN_LOSS
-    temperature: float = 0.05,  # config.TRAIN_TEMPERATURE
+    temperature: float = 0.1,  # config.TRAIN_TEMPERATURE
     padding: str = "mask",  # config.TRAIN_PADDING
     query_tower: str = "attention",  # config.QUERY_TOWER
     attention_heads: int = 1,  # config.ATTENTION_HEADS
