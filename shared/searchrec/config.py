@@ -108,8 +108,8 @@ def production_defaults(environ: dict[str, str] | None = None) -> ProductionDefa
 
 BACKTEST_DAYS = 7  # served recommendations against the purchases of the following N days
 
-# --- training defaults (measured: tests/benchmarks/results/train.md) -----------------------------
-TRAIN_EPOCHS = 15  # at most; early stopping on the validation split ends sooner (demo: 12, hard: 15)
+# --- training defaults (measured: tests/benchmarks/results/quality.md) -----------------------------
+TRAIN_EPOCHS = 15  # at most; early stopping on the validation split ends sooner (demo: 11, hard: 8)
 TRAIN_BATCH_SIZE = 1024
 TRAIN_LR = 0.002
 TRAIN_TEMPERATURE = 0.1  # with the popularity prior: better than 0.05 and 0.2 on validation in both worlds
