@@ -50,7 +50,7 @@ SELECTION_METRICS = (*(f"recall_at_{k}" for k in RECALL_KS), f"ndcg_at_{NDCG_K}"
 @dataclass
 class TrainParams:
     """Everything that shapes a training run. Defaults: searchrec.config (measured on the validation
-    split of the demo and hard worlds; see tests/benchmarks/results/train.md)."""
+    split of the demo and hard worlds; see tests/benchmarks/results/quality.md)."""
 
     epochs: int = config.TRAIN_EPOCHS
     batch_size: int = config.TRAIN_BATCH_SIZE
@@ -154,7 +154,8 @@ class TrainResult:
         }
         for key in (
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
-            *("query_tower", "item_tower", "sampled_negatives", "negative_sampling", "validation_days"),
+            *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
+            *("negative_sampling", "validation_days"),
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
