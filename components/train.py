@@ -19,9 +19,12 @@ def train(
     batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
     learning_rate: float = 0.002,  # config.TRAIN_LR
     loss: str = "softmax",  # config.TRAIN_LOSS
-    temperature: float = 0.05,  # config.TRAIN_TEMPERATURE
+    temperature: float = 0.1,  # config.TRAIN_TEMPERATURE
     padding: str = "mask",  # config.TRAIN_PADDING
     query_tower: str = "attention",  # config.QUERY_TOWER
+    attention_heads: int = 1,  # config.ATTENTION_HEADS
+    item_tower: str = "mlp",  # config.ITEM_TOWER
+    popularity_prior: bool = True,  # config.POPULARITY_PRIOR
     sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
     negative_sampling: str = "uniform",  # config.NEGATIVE_SAMPLING
     validation_days: int = 3,  # config.VALIDATION_DAYS
@@ -41,7 +44,11 @@ def train(
 
     with stage("train", ground_truth_uri=ground_truth_uri):
         chosen = dict(
-            loss=loss, padding=padding, query_tower=query_tower, negative_sampling=negative_sampling
+            loss=loss,
+            padding=padding,
+            query_tower=query_tower,
+            item_tower=item_tower,
+            negative_sampling=negative_sampling,
         )
         params = TrainParams(
             epochs=epochs,
@@ -51,6 +58,8 @@ def train(
             sampled_negatives=sampled_negatives,
             validation_days=validation_days,
             patience=patience,
+            attention_heads=attention_heads,
+            popularity_prior=popularity_prior,
             seed=seed,
             train_start=train_start,
             train_end=train_end,

@@ -83,6 +83,27 @@ def test_evaluate_ranks_the_whole_catalogue() -> None:
     assert m["model_recall_at_200"] == pytest.approx(sum(r < 200 for r in ranks) / 3)
 
 
+def test_evaluate_ranks_with_the_popularity_prior() -> None:
+    """The prior enters the evaluated ranking exactly as it is served: cosine + weight * log(1 + count)."""
+    torch.manual_seed(0)
+    cfg = TwoTowerConfig(query_dim=4, item_dim=3, history_length=2, output_dim=4, hidden_dim=8, dropout=0.0)
+    model = TwoTower(cfg)
+    table, item_emb = torch.randn(6, 4), torch.randn(250, 3)
+    hist = torch.tensor([[0, 1], [2, 3], [4, 5], [1, 5]], dtype=torch.int32)
+    item_ids = np.arange(100, 350, dtype=np.int64)
+    counts = np.random.default_rng(0).integers(0, 30, 250).astype(np.float64)
+    model.set_popularity(item_ids, counts)
+    with torch.no_grad():
+        scores = (model.encode_indices(table, hist) @ model.item_tower(item_emb).T).numpy()
+    scores = scores + 0.2 * np.log1p(counts)[None, :]
+    true = item_ids[np.argsort(-scores, axis=1)[:, 9]]  # each row's 10th best under the prior
+    model.cfg.popularity_weight = 0.2
+    m = evaluate(model, table, hist, true, item_ids, item_emb, np.array([100, 101]))
+    assert m["model_recall_at_10"] == 1.0 and m["model_mrr"] == pytest.approx(0.1)
+    model.cfg.popularity_weight = 0.0  # the same rows without the prior: not all 10th any more
+    assert evaluate(model, table, hist, true, item_ids, item_emb, np.array([100, 101]))["model_mrr"] != 0.1
+
+
 class _Strict(HTMLParser):
     """Checks that every non-void element is closed in order."""
 

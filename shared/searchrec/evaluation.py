@@ -76,11 +76,19 @@ def popularity_topk(nm_ids: np.ndarray, k: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def encode_items(model: TwoTower, item_emb: torch.Tensor, batch_size: int = 65536) -> torch.Tensor:
-    """Item-tower vectors of every row of ``item_emb`` (on the model's device)."""
+def encode_items(
+    model: TwoTower, item_emb: torch.Tensor, nm_ids: np.ndarray | None = None, batch_size: int = 65536
+) -> torch.Tensor:
+    """Served item vectors of every row of ``item_emb`` (on the model's device); ``nm_ids`` (one per
+    row) feed the popularity prior."""
     model.eval()
-    parts = [model.item_tower(item_emb[s : s + batch_size]) for s in range(0, len(item_emb), batch_size)]
-    return torch.cat(parts) if parts else item_emb.new_zeros((0, model.cfg.output_dim))
+    parts = [
+        model.item_vectors(
+            item_emb[s : s + batch_size], None if nm_ids is None else nm_ids[s : s + batch_size]
+        )
+        for s in range(0, len(item_emb), batch_size)
+    ]
+    return torch.cat(parts) if parts else item_emb.new_zeros((0, model.vector_dim))
 
 
 @torch.no_grad()
@@ -123,7 +131,7 @@ def model_topk(
     queries = []
     for s in range(0, len(hist), batch_size):
         history, mask = gather_history(table, hist[s : s + batch_size].to(device))
-        queries.append(model.query_tower(history, mask).float().cpu().numpy())
+        queries.append(model.query_vectors(history, mask).float().cpu().numpy())
     items = np.ascontiguousarray(item_vectors.float().cpu().numpy())
     searcher = Searcher(flat(items), resolve_devices("auto").faiss_gpu)
     return searcher.search(np.concatenate(queries), k)[1]
@@ -149,7 +157,7 @@ def evaluate(
     """
     started = time.perf_counter()
     k = max(max(ks), NDCG_K)
-    item_vectors = encode_items(model, item_emb)
+    item_vectors = encode_items(model, item_emb, np.asarray(item_ids, dtype=np.int64))
     rows = model_topk(model, table, hist, item_vectors, k)
     true_ids = np.asarray(true_ids, dtype=np.int64)
     metrics = ranking_metrics(np.asarray(item_ids)[rows], true_ids, "model", ks)

@@ -10,6 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -19,6 +20,7 @@ from searchrec.errors import SearchrecError
 
 PADDING_MODES = ("pad", "mask")
 QUERY_TOWERS = ("concat", "attention")
+ITEM_TOWERS = ("mlp", "residual")
 
 
 @dataclass
@@ -33,19 +35,43 @@ class TwoTowerConfig:
     # "concat": one MLP over the concatenated slots (the original); "attention": a shared per-query
     # projection plus position (recency) embeddings, pooled by attention over the real queries
     query_tower: str = "concat"
+    # "mlp": one MLP over the snapshot embedding (the original); "residual": a linear map initialised to
+    # keep the snapshot's cosine geometry plus an MLP whose output starts at zero, so items rarely or
+    # never seen as positives stay where the snapshot puts them
+    item_tower: str = "mlp"
+    attention_heads: int = 1  # attention query tower: pooling heads, each its own weights over the queries
+    # weight of the popularity prior: the served score is cos(query, item) + popularity_weight * log(1 +
+    # the item's training purchases); 0 = none. Carried as one extra vector dimension (the query's is the
+    # weight, the item's its log count from popularity.safetensors), so faiss inner product serves it.
+    popularity_weight: float = 0.0
     # lineage, filled by train: encoder id/pooling, training window, item count, metrics ...
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("query_dim", "item_dim", "history_length", "output_dim", "hidden_dim"):
+        for name in (
+            "query_dim",
+            "item_dim",
+            "history_length",
+            "output_dim",
+            "hidden_dim",
+            "attention_heads",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise SearchrecError(f"model config: {name} must be a positive integer, got {value!r}")
+        if not 0.0 <= float(self.popularity_weight) < 1e3:
+            raise SearchrecError(
+                f"model config: popularity_weight must be >= 0, got {self.popularity_weight!r}"
+            )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise SearchrecError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
         if self.padding not in PADDING_MODES:
             raise SearchrecError(
                 f"model config: padding must be one of {', '.join(PADDING_MODES)}, got {self.padding!r}"
+            )
+        if self.item_tower not in ITEM_TOWERS:
+            raise SearchrecError(
+                f"model config: item_tower must be one of {', '.join(ITEM_TOWERS)}, got {self.item_tower!r}"
             )
         if self.query_tower not in QUERY_TOWERS:
             raise SearchrecError(
@@ -121,34 +147,50 @@ class AttentionQueryTower(nn.Module):
         self.query_dim = cfg.query_dim
         self.project = nn.Sequential(nn.Linear(cfg.query_dim, cfg.hidden_dim), nn.LayerNorm(cfg.hidden_dim))
         self.position = nn.Parameter(torch.zeros(cfg.history_length, cfg.hidden_dim))
-        self.attend = nn.Linear(cfg.hidden_dim, 1)
-        self.out = _mlp(cfg.hidden_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+        self.heads = cfg.attention_heads
+        self.attend = nn.Linear(cfg.hidden_dim, cfg.attention_heads)
+        self.out = _mlp(cfg.hidden_dim * cfg.attention_heads, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         _check_history(history, self.history_length, self.query_dim)
         h = nn.functional.gelu(self.project(history) + self.position)
-        scores = self.attend(h).squeeze(-1)
+        scores = self.attend(h)  # [B, L, heads]
         if mask is not None:
             real = mask | ~mask.any(dim=1, keepdim=True)  # a history without queries: attend to all
-            scores = scores.masked_fill(~real, float("-inf"))
-        pooled = (torch.softmax(scores, dim=1).unsqueeze(-1) * h).sum(dim=1)
+            scores = scores.masked_fill(~real.unsqueeze(-1), float("-inf"))
+        pooled = torch.einsum("blk,bld->bkd", torch.softmax(scores, dim=1), h).flatten(1)
         return nn.functional.normalize(self.out(pooled), dim=-1)
 
 
 class ItemTower(nn.Module):
-    """[B, Di] item embeddings -> [B, out] unit vectors."""
+    """[B, Di] item embeddings -> [B, out] unit vectors.
+
+    ``item_tower="residual"``: ``linear(x) + mlp(x)``. The linear map starts with orthonormal columns
+    (Di <= out), so at initialisation cosine similarity between items is the snapshot's, and the MLP's
+    last layer starts at zero; training bends the geometry only as far as the positives ask, so an item
+    seen rarely (or never) as a positive moves with its snapshot neighbours.
+    """
 
     def __init__(self, cfg: TwoTowerConfig):
         super().__init__()
         self.item_dim = cfg.item_dim
         self.mlp = _mlp(cfg.item_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+        self.linear = None
+        if cfg.item_tower == "residual":
+            self.linear = nn.Linear(cfg.item_dim, cfg.output_dim, bias=False)
+            nn.init.orthogonal_(self.linear.weight)
+            nn.init.zeros_(self.mlp[-1].weight)
+            nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         if items.dim() != 2 or items.shape[1] != self.item_dim:
             raise SearchrecError(
                 f"item tower expects [B, {self.item_dim}] embeddings, got {list(items.shape)}"
             )
-        return nn.functional.normalize(self.mlp(items), dim=-1)
+        out = self.mlp(items)
+        if self.linear is not None:
+            out = out + self.linear(items)
+        return nn.functional.normalize(out, dim=-1)
 
 
 class TwoTower(nn.Module):
@@ -157,11 +199,51 @@ class TwoTower(nn.Module):
         self.cfg = cfg
         self.query_tower = AttentionQueryTower(cfg) if cfg.query_tower == "attention" else QueryTower(cfg)
         self.item_tower = ItemTower(cfg)
+        # the popularity prior's item side: nm_ids (sorted) and log(1 + training purchases) of each
+        self.popularity: tuple[np.ndarray, np.ndarray] | None = None
 
     def forward(
         self, history: torch.Tensor, mask: torch.Tensor | None, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.query_tower(history, mask), self.item_tower(items)
+
+    @property
+    def vector_dim(self) -> int:
+        """Dimension of the served vectors: the towers' output, plus one for the popularity prior."""
+        return self.cfg.output_dim + (1 if self.cfg.popularity_weight > 0 else 0)
+
+    def set_popularity(self, nm_ids: np.ndarray, counts: np.ndarray) -> None:
+        """The prior's item side from training purchase counts per nm_id (items absent count 0)."""
+        nm_ids = np.asarray(nm_ids, dtype=np.int64)
+        order = np.argsort(nm_ids, kind="stable")
+        feature = np.log1p(np.maximum(np.asarray(counts, dtype=np.float64), 0.0)).astype(np.float32)
+        self.popularity = (nm_ids[order], feature[order])
+
+    def popularity_feature(self, nm_ids: np.ndarray) -> np.ndarray:
+        """log(1 + training purchases) of each nm_id; 0 (the floor) for an item not counted."""
+        nm_ids = np.asarray(nm_ids, dtype=np.int64)
+        if self.popularity is None or not len(self.popularity[0]):
+            return np.zeros(len(nm_ids), dtype=np.float32)
+        ids, feature = self.popularity
+        pos = np.minimum(np.searchsorted(ids, nm_ids), len(ids) - 1)
+        return np.where(ids[pos] == nm_ids, feature[pos], 0.0).astype(np.float32)
+
+    def query_vectors(self, history: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """What is searched with: the query tower's unit vector (+ the prior's weight as the last value)."""
+        q = self.query_tower(history, mask)
+        if self.cfg.popularity_weight <= 0:
+            return q
+        return torch.cat([q, q.new_full((len(q), 1), float(self.cfg.popularity_weight))], dim=1)
+
+    def item_vectors(self, items: torch.Tensor, nm_ids: np.ndarray | None = None) -> torch.Tensor:
+        """What is indexed: the item tower's unit vector (+ the item's log popularity as the last value)."""
+        v = self.item_tower(items)
+        if self.cfg.popularity_weight <= 0:
+            return v
+        if nm_ids is None or len(nm_ids) != len(v):
+            raise SearchrecError("the popularity prior needs the nm_id of every item vector")
+        feature = torch.from_numpy(self.popularity_feature(nm_ids)).to(v.device, v.dtype)
+        return torch.cat([v, feature.unsqueeze(1)], dim=1)
 
     def encode_indices(self, table: torch.Tensor, hist: torch.Tensor) -> torch.Tensor:
         """Query vectors straight from a (device) embedding table and int history indices [B, L]."""
@@ -174,22 +256,26 @@ class TwoTower(nn.Module):
         self.cfg.save(model_dir / model_artifact.CONFIG_FILE)
         save_file(_cpu_state(self.query_tower), str(model_dir / model_artifact.QUERY_TOWER_FILE))
         save_file(_cpu_state(self.item_tower), str(model_dir / model_artifact.ITEM_TOWER_FILE))
+        if self.cfg.popularity_weight > 0:
+            ids, feature = self.popularity or (np.zeros(0, np.int64), np.zeros(0, np.float32))
+            tensors = {"nm_id": torch.from_numpy(ids.copy()), "log_count": torch.from_numpy(feature.copy())}
+            save_file(tensors, str(model_dir / model_artifact.POPULARITY_FILE))
 
     @classmethod
     def load(cls, model_dir: Path, device: str | torch.device = "cpu") -> TwoTower:
         model_dir = Path(model_dir)
-        missing = [
-            f
-            for f in (
-                model_artifact.CONFIG_FILE,
-                model_artifact.QUERY_TOWER_FILE,
-                model_artifact.ITEM_TOWER_FILE,
-            )
-            if not (model_dir / f).is_file()
-        ]
+        cfg = (
+            TwoTowerConfig.load(model_dir / model_artifact.CONFIG_FILE)
+            if (model_dir / model_artifact.CONFIG_FILE).is_file()
+            else None
+        )
+        wanted = [model_artifact.CONFIG_FILE, model_artifact.QUERY_TOWER_FILE, model_artifact.ITEM_TOWER_FILE]
+        if cfg is not None and cfg.popularity_weight > 0:
+            wanted.append(model_artifact.POPULARITY_FILE)
+        missing = [f for f in wanted if not (model_dir / f).is_file()]
         if missing:
             raise SearchrecError(f"model folder {model_dir} lacks {', '.join(missing)}")
-        model = cls(TwoTowerConfig.load(model_dir / model_artifact.CONFIG_FILE))
+        model = cls(cfg)
         for name, tower in (
             (model_artifact.QUERY_TOWER_FILE, model.query_tower),
             (model_artifact.ITEM_TOWER_FILE, model.item_tower),
@@ -197,9 +283,27 @@ class TwoTower(nn.Module):
             try:
                 tower.load_state_dict(load_file(str(model_dir / name)))
             except (RuntimeError, OSError, ValueError) as error:
-                first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise SearchrecError(f"{model_dir / name} does not match config.json: {first}") from None
+                raise SearchrecError(
+                    f"{model_dir / name} does not match config.json: {_first(error)}"
+                ) from None
+        if cfg.popularity_weight > 0:
+            model.popularity = _load_popularity(model_dir / model_artifact.POPULARITY_FILE)
         return model.to(device).eval()
+
+
+def _first(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _load_popularity(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        tensors = load_file(str(path))
+        ids, feature = tensors["nm_id"].numpy().astype(np.int64), tensors["log_count"].numpy()
+    except (RuntimeError, OSError, ValueError, KeyError) as error:
+        raise SearchrecError(f"cannot read the popularity prior {path}: {_first(error)}") from None
+    if ids.shape != feature.shape or ids.ndim != 1 or (len(ids) > 1 and (np.diff(ids) <= 0).any()):
+        raise SearchrecError(f"{path} must hold sorted unique nm_id and log_count of one length")
+    return ids, feature.astype(np.float32)
 
 
 def gather_history(table: torch.Tensor, hist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@
 <models_uri>/
   CURRENT                          {"version", "uri", "promoted_at", "model_recall_at_200", ...}: written last
   2026-10-07-3f9c2a1b/             <train_end>-<short run id>: a model folder infer loads as it is
-    config.json  query_tower.safetensors  item_tower.safetensors
+    config.json  query_tower.safetensors  item_tower.safetensors  (popularity.safetensors: the prior)
     metrics.json                   the gate's figures: new model, incumbent, popularity on this run's holdout
     decision.json                  {"status": "promoted" | "rejected", "reason", "checks"}
     lineage.json                   the input artifacts' metadata: window, rows, snapshot, encoder, commit, run
@@ -114,7 +114,7 @@ def fetch(uri: str, dest: Path) -> Path:
     with model_artifact.publishing(Path(dest)) as path:
         for name in MODEL_FILES:
             (path / name).write_bytes(storage.read_bytes(storage.join_uri(uri, name)))
-        for name in SIDECAR_FILES:
+        for name in (*model_artifact.OPTIONAL_FILES, *SIDECAR_FILES):
             source = storage.join_uri(uri, name)
             if storage.exists(source):
                 (path / name).write_bytes(storage.read_bytes(source))
@@ -136,7 +136,8 @@ def publish_version(root: str, version: str, model_dir: Path, files: dict[str, b
     uri = storage.join_uri(root, version)
     if storage.exists(storage.join_uri(uri, COMPLETE)):
         raise SearchrecError(f"model version {uri} is already published")
-    contents = {name: (Path(model_dir) / name).read_bytes() for name in MODEL_FILES} | files
+    names = [*MODEL_FILES, *(n for n in model_artifact.OPTIONAL_FILES if (Path(model_dir) / n).is_file())]
+    contents = {name: (Path(model_dir) / name).read_bytes() for name in names} | files
     for name, data in contents.items():
         storage.write_bytes(storage.join_uri(uri, name), data)
     record = {

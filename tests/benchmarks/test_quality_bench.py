@@ -25,7 +25,7 @@ import pytest
 import torch
 from variants import build_world
 
-from searchrec.stages.train import TrainParams, train_two_tower
+from searchrec.stages.train import TrainParams, popularity_metric, train_two_tower
 
 RESULTS = Path(__file__).parent / "results" / "quality.md"
 WORLDS = ("demo", "hard")
@@ -39,7 +39,11 @@ GRID: dict[str, dict] = {
     "temperature 0.1": {"temperature": 0.1},
     "lr 0.005": {"lr": 0.005},
     "batch 512": {"batch_size": 512},
-    "up to 15 epochs": {"epochs": 15},
+    "up to 25 epochs, patience 3": {"epochs": 25, "patience": 3},
+    "no popularity prior": {"popularity_prior": False},
+    "residual item tower": {"item_tower": "residual"},
+    "4 attention heads": {"attention_heads": 4},
+    "dropout 0.3": {"dropout": 0.3},
 }
 SHOWN = ("recall_at_10", "recall_at_50", "recall_at_200", "ndcg_at_200", "mrr")
 
@@ -108,16 +112,20 @@ def test_quality_on_both_worlds(worlds, tmp_path: Path) -> None:
 def grid_markdown(rows: list[dict]) -> str:
     """One row per (world, variant): validation metrics (they choose), then holdout for reference."""
     lines = [
-        "| world | variant | val ndcg@200 | val recall@10 | val recall@200 | kept / run | holdout recall@10 | "
-        "holdout recall@200 | seconds |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| world | variant | val ndcg@200 | val recall@10 | val recall@200 | kept / run | prior weight | "
+        "val ndcg@200 with prior | holdout recall@10 | holdout recall@200 | seconds |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         m = r["metrics"]
+        weight = m.get("popularity_weight")
+        prior = m.get(popularity_metric("ndcg_at_200", weight)) if weight is not None else None
         lines.append(
             f"| {r['world']} | {r['variant']} | {m.get('validation_ndcg_at_200', float('nan')):.4f} | "
             f"{r.get('validation_recall_at_10', float('nan')):.4f} | {r.get('validation_recall_at_200', float('nan')):.4f} | "
-            f"{r['best_epoch']} / {r['epochs']} | {m['model_recall_at_10']:.4f} | {m['model_recall_at_200']:.4f} | {r['seconds']} |"
+            f"{r['best_epoch']} / {r['epochs']} | {'-' if weight is None else f'{weight:g}'} | "
+            f"{'-' if prior is None else f'{prior:.4f}'} | "
+            f"{m['model_recall_at_10']:.4f} | {m['model_recall_at_200']:.4f} | {r['seconds']} |"
         )
     return "\n".join(lines)
 

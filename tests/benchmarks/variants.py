@@ -84,7 +84,9 @@ def variants_markdown(rows: list[dict], columns: tuple[str, ...] = COLUMNS) -> s
     return "\n".join(lines)
 
 
-def build_world(root: Path, size: str, seed: int = 0) -> tuple[Path, Path, Path, Path]:
+def build_world(
+    root: Path, size: str, seed: int = 0, min_item_count: int = config.DEMO_MIN_ITEM_COUNT
+) -> tuple[Path, Path, Path, Path]:
     """A demo-generator world run through extract, clean and encode with the stand-in encoder, as the demo
     pipeline would (library calls, no KFP): (encoded, examples, snapshot, ground_truth) folders."""
     from searchrec import demo_data
@@ -105,10 +107,12 @@ def build_world(root: Path, size: str, seed: int = 0) -> tuple[Path, Path, Path,
             root / "snapshot",
             root / "examples",
             holdout_start=config.DEMO_HOLDOUT_START,
-            min_item_count=config.DEMO_MIN_ITEM_COUNT,
+            min_item_count=min_item_count,
         )
         encode_histories(
             root / "examples", EncoderSpec(str(data / "encoder")), root / "encoded", progress=False
         )
-    (root / "world.json").write_text(json.dumps({"size": size, "seed": seed}))
+    (root / "world.json").write_text(
+        json.dumps({"size": size, "seed": seed, "min_item_count": min_item_count})
+    )
     return root / "encoded", root / "examples", root / "snapshot", data / demo_data.GROUND_TRUTH_DIR

@@ -324,3 +324,36 @@ def test_queries_encoded_differently_from_training_are_refused(world: dict, tmp_
     cls = write_encoded(tmp_path / "cls", np.arange(3), hist, table, {**info, "pooling": "cls"})
     stats = recommend(model, tmp_path / "index", cls, tmp_path / "out")
     assert stats.users_served > 0
+
+
+def test_popularity_prior_is_served_through_index_and_infer(world: dict, tmp_path: Path) -> None:
+    """A model with the popularity prior: the index holds its extra dimension and every user gets the
+    brute-force top-k of cosine + weight * log(1 + purchases)."""
+    torch.manual_seed(1)
+    model = TwoTower(TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, popularity_weight=0.3))
+    counts = np.random.default_rng(1).integers(0, 50, N_ITEMS).astype(np.float64)
+    model.set_popularity(world["nm_ids"], counts)
+    model_artifact.write(tmp_path / "model", model.save)
+    build_index(tmp_path / "model", world["emb"], tmp_path / "index")
+    recommend(tmp_path / "model", tmp_path / "index", world["encoded"], tmp_path / "out", top_k=20)
+
+    table = np.load(world["encoded"] / encoded.TABLE_FILE)
+    _, hist = encoded.read_split(world["encoded"], examples.INFER_SPLIT, columns=[], table_rows=len(table))
+    ids, emb, _ = snapshot.read(world["emb"])
+    count_of = dict(zip(world["nm_ids"].tolist(), counts.tolist(), strict=True))
+    loaded = TwoTower.load(tmp_path / "model")
+    with torch.inference_mode():
+        items = loaded.item_tower(torch.from_numpy(emb)).numpy()
+        queries = loaded.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
+    scores = queries @ items.T + 0.3 * np.log1p([count_of[int(i)] for i in ids])[None, :]
+    by_user = dict(zip(world["user_ids"].tolist(), scores, strict=True))
+    recs = read(tmp_path / "out").to_pylist()
+    assert loaded.vector_dim == loaded.cfg.output_dim + 1 and len(recs) == (world["lengths"] >= 1).sum()
+    top_counts = []
+    for rec in recs:
+        s = by_user[rec["user_id"]]
+        order = np.argsort(-s, kind="stable")[:20]
+        expected = [int(ids[j]) for j in order], [float(s[j]) for j in order]
+        assert_same_ranking(rec["nm_ids"], rec["scores"], *expected)
+        top_counts += [count_of[i] for i in rec["nm_ids"]]
+    assert np.mean(top_counts) > counts.mean() + 5  # the prior pulls popular items up

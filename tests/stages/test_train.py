@@ -21,7 +21,7 @@ from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
-from searchrec.stages.train import TrainParams, latest_checkpoint, train_two_tower
+from searchrec.stages.train import TrainParams, latest_checkpoint, popularity_metric, train_two_tower
 
 DQ, DI, LATENT = 24, 16, 8
 
@@ -464,3 +464,28 @@ def test_both_query_towers_train_and_load(inputs, tmp_path: Path) -> None:
     other = table.clone()
     other[0] = torch.randn_like(other[0])  # padded slots get no attention: the [PAD] row does not matter
     assert torch.allclose(model.encode_indices(table, hist), model.encode_indices(other, hist), atol=1e-6)
+
+
+def test_popularity_weight_is_chosen_on_validation_and_saved(inputs, tmp_path: Path) -> None:
+    from searchrec import config
+
+    result = train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, epochs=2, eval_every_epoch=False))
+    scores = {w: result.metrics[popularity_metric("ndcg_at_200", w)] for w in config.POPULARITY_WEIGHTS}
+    best = max(scores.values())
+    assert result.metrics["popularity_weight"] == min(w for w, v in scores.items() if v == best)
+    assert result.metrics["popularity_weight"] > 0, scores  # the synthetic items' popularity is Zipf-like
+    model = TwoTower.load(tmp_path / "m")
+    assert model.cfg.popularity_weight == result.metrics["popularity_weight"]
+    assert (tmp_path / "m" / model_artifact.POPULARITY_FILE).is_file()
+    train = pd.read_parquet(inputs[0] / examples_artifact.split_file("train"))
+    top = train["nm_id"].value_counts()  # the served counts: the whole train split
+    assert model.popularity_feature(top.index[:3].to_numpy()) == pytest.approx(np.log1p(top.to_numpy()[:3]))
+
+    off = train_two_tower(
+        *inputs,
+        tmp_path / "off",
+        params=replace(FAST, epochs=2, eval_every_epoch=False, popularity_prior=False),
+    )
+    assert "popularity_weight" not in off.metrics
+    assert TwoTower.load(tmp_path / "off").cfg.popularity_weight == 0.0
+    assert not (tmp_path / "off" / model_artifact.POPULARITY_FILE).exists()

@@ -13,8 +13,10 @@ KIND = "model"
 CONFIG_FILE = "config.json"
 QUERY_TOWER_FILE = "query_tower.safetensors"
 ITEM_TOWER_FILE = "item_tower.safetensors"
+POPULARITY_FILE = "popularity.safetensors"  # only with a popularity prior: nm_id, log_count
 CHECKPOINTS_DIR = "checkpoints"
 FILES = (CONFIG_FILE, QUERY_TOWER_FILE, ITEM_TOWER_FILE)
+OPTIONAL_FILES = (POPULARITY_FILE,)  # copied along wherever present
 
 
 def publishing(model_dir: Path):
@@ -34,11 +36,12 @@ def read_config(model_dir: Path) -> dict:
 
 
 def digests(model_dir: Path) -> dict[str, str]:
-    """sha256 of the model's config.json and of config + both towers' weights (what infer checks)."""
+    """sha256 of the model's config.json and of config + both towers' weights (+ the popularity prior)."""
     model_dir = require(model_dir)
     config_digest = hashlib.sha256((model_dir / CONFIG_FILE).read_bytes()).hexdigest()
     full = hashlib.sha256()
-    for name in FILES:
+    present = [name for name in (*FILES, *OPTIONAL_FILES) if (model_dir / name).is_file()]
+    for name in present:
         with open(model_dir / name, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 full.update(block)

@@ -224,14 +224,14 @@ def encode_items(
     device = device or next(model.parameters()).device
     info, n = _snapshot_info(embeddings_dir, model.cfg.item_dim)
     nm_ids = np.empty(n, dtype=np.int64)
-    vectors = np.empty((n, model.cfg.output_dim), dtype=np.float32)
+    vectors = np.empty((n, model.vector_dim), dtype=np.float32)
     pos = batches = 0
     started = time.perf_counter()
     with torch.inference_mode(), tqdm(total=n, unit="item", desc="item tower", mininterval=2) as bar:
         for ids, matrix in snapshot.iter_batches(embeddings_dir, model.cfg.item_dim, batch_size):
             x = torch.from_numpy(matrix).to(device, non_blocking=True)
             m = len(matrix)
-            vectors[pos : pos + m] = model.item_tower(x).float().cpu().numpy()
+            vectors[pos : pos + m] = model.item_vectors(x, ids).float().cpu().numpy()
             nm_ids[pos : pos + m] = ids
             pos, batches = pos + m, batches + 1
             bar.update(m)
@@ -364,7 +364,7 @@ def _history_queries(
     with torch.inference_mode():
         x = torch.from_numpy(np.asarray(table[h], dtype=np.float32)).to(devices.torch)
         mask = torch.from_numpy(h != 0).to(devices.torch)
-        return model.query_tower(x, mask).float().cpu().numpy()
+        return model.query_vectors(x, mask).float().cpu().numpy()
 
 
 @dataclass

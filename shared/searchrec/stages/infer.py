@@ -147,9 +147,9 @@ def _load_serving(model_dir: Path, index_dir: Path, encoded_dir: Path, device: s
     index, nm_ids, index_info = load_index(index_dir)
     model = load_model(model_dir, devices.torch)
     cfg = model.cfg
-    if index.d != cfg.output_dim:
+    if index.d != model.vector_dim:
         raise SearchrecError(
-            f"index vectors have dim {index.d} but the model's towers output {cfg.output_dim}"
+            f"index vectors have dim {index.d} but the model's towers output {model.vector_dim}"
         )
     built_by = index_info.get("model_digest")
     if built_by and built_by != model_digests(model_dir)["model_digest"]:
@@ -229,7 +229,7 @@ def _query_vectors(serving: _Serving, rows: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
         x = torch.from_numpy(np.asarray(serving.table[h], dtype=np.float32)).to(serving.devices.torch)
         mask = torch.from_numpy(h != 0).to(serving.devices.torch)
-        return serving.model.query_tower(x, mask).float().cpu().numpy()
+        return serving.model.query_vectors(x, mask).float().cpu().numpy()
 
 
 def _pack(

@@ -31,6 +31,7 @@ from searchrec.errors import SearchrecError
 from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate
 from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, retrieval_loss
 from searchrec.model import (
+    ITEM_TOWERS,
     PADDING_MODES,
     QUERY_TOWERS,
     TwoTower,
@@ -49,7 +50,7 @@ SELECTION_METRICS = (*(f"recall_at_{k}" for k in RECALL_KS), f"ndcg_at_{NDCG_K}"
 @dataclass
 class TrainParams:
     """Everything that shapes a training run. Defaults: searchrec.config (measured on the validation
-    split of the demo and hard worlds; see tests/benchmarks/results/train.md)."""
+    split of the demo and hard worlds; see tests/benchmarks/results/quality.md)."""
 
     epochs: int = config.TRAIN_EPOCHS
     batch_size: int = config.TRAIN_BATCH_SIZE
@@ -64,12 +65,15 @@ class TrainParams:
     margin: float | None = None  # multi_margin (default 1.0) / cosine (default 0.0)
     padding: str = config.TRAIN_PADDING  # "pad": [PAD] encoding in empty slots; "mask": zeroed
     query_tower: str = config.QUERY_TOWER  # one of model.QUERY_TOWERS
+    item_tower: str = config.ITEM_TOWER  # one of model.ITEM_TOWERS
+    attention_heads: int = config.ATTENTION_HEADS  # attention query tower's pooling heads
     sampled_negatives: int = config.SAMPLED_NEGATIVES  # per step, from the whole snapshot (softmax only)
     negative_sampling: str = config.NEGATIVE_SAMPLING  # one of losses.NEGATIVE_SAMPLING
     sampling_alpha: float = config.NEGATIVE_SAMPLING_ALPHA  # popularity sampling: (count + 1) ** alpha
     validation_days: int = config.VALIDATION_DAYS  # last days of the train split held out for selection
     patience: int = config.EARLY_STOPPING_PATIENCE  # 0: run every epoch
     selection_metric: str = config.SELECTION_METRIC  # e.g. ndcg_at_200, recall_at_10
+    popularity_prior: bool = config.POPULARITY_PRIOR  # fold log popularity in, weight chosen on validation
     seed: int = 0
     max_examples: int = 0  # 0: all training examples; else the most recent N
     max_steps_per_epoch: int = 0  # 0: whole epochs; else at most this many batches per epoch
@@ -85,6 +89,7 @@ class TrainParams:
             ("loss", LOSSES),
             ("padding", PADDING_MODES),
             ("query_tower", QUERY_TOWERS),
+            ("item_tower", ITEM_TOWERS),
             ("negative_sampling", NEGATIVE_SAMPLING),
         )
         for name, allowed in choices:
@@ -92,7 +97,7 @@ class TrainParams:
                 raise SearchrecError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        for name in ("epochs", "output_dim", "hidden_dim", "keep_checkpoints"):
+        for name in ("epochs", "output_dim", "hidden_dim", "keep_checkpoints", "attention_heads"):
             if int(getattr(self, name)) < 1:
                 raise SearchrecError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.batch_size < 2:
@@ -149,7 +154,8 @@ class TrainResult:
         }
         for key in (
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
-            *("query_tower", "sampled_negatives", "negative_sampling", "validation_days"),
+            *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
+            *("negative_sampling", "validation_days"),
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
@@ -173,6 +179,10 @@ class TrainingData:
     snapshot: dict
     training_items: int
     validation_start: str = ""  # first day of the validation split, "" without one
+    # purchases per snapshot row in the train split before the validation split / within it (every item,
+    # training target or not): the popularity prior's counts
+    item_counts: np.ndarray | None = None
+    validation_counts: np.ndarray | None = None
 
 
 # --- inputs ---------------------------------------------------------------------------------------
@@ -280,6 +290,8 @@ def load_training_data(
         snapshot=snapshot,
         training_items=int(len(training_items)),
         validation_start=val_start,
+        item_counts=np.bincount(pos[in_snapshot & ~val], minlength=len(item_ids)).astype(np.float64),
+        validation_counts=np.bincount(pos[in_snapshot & val], minlength=len(item_ids)).astype(np.float64),
     )
 
 
@@ -359,7 +371,16 @@ def _model_config(data: TrainingData, params: TrainParams) -> TwoTowerConfig:
         dropout=float(params.dropout),
         padding=params.padding,
         query_tower=params.query_tower,
+        item_tower=params.item_tower,
+        attention_heads=int(params.attention_heads),
     )
+
+
+_OLD_DEFAULTS = {
+    "query_tower": "concat",
+    "item_tower": "mlp",
+    "attention_heads": 1,
+}  # checkpoints written before the option
 
 
 def _check_resumable(
@@ -374,8 +395,10 @@ def _check_resumable(
         "hidden_dim",
         "padding",
         "query_tower",
+        "item_tower",
+        "attention_heads",
     ):
-        if saved.get(name, "concat" if name == "query_tower" else None) != getattr(cfg, name):
+        if saved.get(name, _OLD_DEFAULTS.get(name)) != getattr(cfg, name):
             raise SearchrecError(
                 f"checkpoint in {model_dir} has {name}={saved.get(name)!r} but the inputs/params give "
                 f"{getattr(cfg, name)!r}; use an empty model folder"
@@ -707,10 +730,44 @@ def train_two_tower(
     torch.manual_seed(int(params.seed))
     model = TwoTower(cfg).to(device)
     history, selection, start_epoch = _fit(model, run, data, params, model_dir, cfg)
-    metrics = _final_metrics(model, run, data, ground_truth_dir)
+    prior = choose_popularity_weight(model, run, data, params, selection.metric)
+    metrics = {**_final_metrics(model, run, data, ground_truth_dir), **prior}
     return _finish(
         model, cfg, data, params, history, selection, metrics, start_epoch, started, model_dir, report_path
     )
+
+
+def popularity_metric(metric: str, weight: float) -> str:
+    """Metric name of a validation score with the prior at ``weight``: ``validation_ndcg_at_200_prior_0_02``."""
+    return f"validation_{metric}_prior_{weight:g}".replace(".", "_")
+
+
+def choose_popularity_weight(
+    model: TwoTower, run: _Run, data: TrainingData, params: TrainParams, metric: str
+) -> dict[str, float]:
+    """The popularity prior's weight: each of config.POPULARITY_WEIGHTS scored on the validation split
+    with counts from before it; the best (the smallest on ties) is kept and the served model counts
+    the whole train split. Sets ``model.cfg.popularity_weight``; returns the scores as metrics."""
+    if not params.popularity_prior:
+        return {}
+    if run.validation is None or data.item_counts is None:
+        log.warning("train: no validation split, so no popularity prior (its weight is chosen on it)")
+        return {}
+    model.set_popularity(data.item_ids, data.item_counts)
+    scores = {}
+    for weight in config.POPULARITY_WEIGHTS:
+        model.cfg.popularity_weight = float(weight)
+        split = run.validation
+        m = evaluate(
+            model, run.table, split.hist, split.true_ids, data.item_ids, run.item_emb, data.train_nm_ids
+        )
+        scores[float(weight)] = m[f"model_{metric}"]
+    best = max(scores, key=lambda w: (scores[w], -w))
+    model.cfg.popularity_weight = best
+    model.set_popularity(data.item_ids, data.item_counts + data.validation_counts)
+    log.info("train: popularity prior weight %s (validation %s by weight: %s)", best, metric, scores)
+    out = {popularity_metric(metric, w): round(v, 6) for w, v in scores.items()}
+    return {**out, "popularity_weight": best}
 
 
 def _final_metrics(model: TwoTower, run: _Run, data: TrainingData, ground_truth_dir: Path | None) -> dict:
@@ -820,9 +877,11 @@ __all__ = [
     "TrainParams",
     "TrainResult",
     "TrainingData",
+    "choose_popularity_weight",
     "latest_checkpoint",
     "load_item_embeddings",
     "load_training_data",
+    "popularity_metric",
     "train_two_tower",
     "validation_mask",
 ]
