@@ -6,6 +6,7 @@
   loads a pandas DataFrame with COPY.
 - ``s3_endpoint``: URL of a session-wide moto S3 server; AWS_* variables point at it for the test
   and its state is reset before each test.
+- ``backend``: parametrized over local, S3 and GCS: a function giving a fresh folder URI on each.
 - ``gcs_endpoint``: URL of a session-wide gcp-storage-emulator; STORAGE_EMULATOR_HOST points at it
   for the test and it is wiped before each test.
 
@@ -208,3 +209,23 @@ def tiny_demo(tmp_path_factory) -> Path:
     demo_data.generate(out, size="tiny", seed=0)
     build_standin_encoder(demo_data.query_texts(out), out / "encoder", seed=0)
     return out
+
+
+@pytest.fixture(params=["local", "s3", "gs"])
+def backend(request, tmp_path: Path) -> Callable[[str], str]:
+    """A function giving the URI of a fresh folder (or prefix) on the backend under test: a local folder,
+    the moto S3 server or the GCS emulator (the tests run once per backend)."""
+    if request.param == "local":
+        return lambda name: str(tmp_path / "remote" / name)
+    if request.param == "s3":
+        request.getfixturevalue("s3_endpoint")
+        import boto3
+
+        boto3.client("s3").create_bucket(Bucket="searchrec-test")
+        return lambda name: f"s3://searchrec-test/team/{name}"
+    request.getfixturevalue("gcs_endpoint")
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs
+
+    gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("searchrec-test")
+    return lambda name: f"gs://searchrec-test/team/{name}"

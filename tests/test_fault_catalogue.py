@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrec.cli import main
+from tests.tiny_world import run_sources as _sources
 
 
 @dataclass(frozen=True)
@@ -193,17 +194,6 @@ def door(tiny_demo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
         json.dumps({"pipeline": "demo", "arguments": {}, "state": "SUCCEEDED"})
     )
     return tmp_path
-
-
-def _sources(data: Path) -> list[str]:
-    return [
-        "--warehouse-uri",
-        f"duckdb:///{data / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(data / "embeddings"),
-        "--encoder",
-        str(data / "encoder"),
-    ]
 
 
 @pytest.mark.parametrize("case", CATALOGUE, ids=[c.name for c in CATALOGUE])

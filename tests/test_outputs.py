@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from searchrec import outputs, storage
 from searchrec.artifacts import folder
 from searchrec.errors import SearchrecError
+from tests.tiny_world import run_sources
 
 DATE = "2026-10-14"
 
@@ -31,25 +31,6 @@ def _tree(uri: str) -> dict[str, bytes]:
         return {rel: storage.read_bytes(storage.join_uri(uri, rel)) for _, rel in storage._list_tree(uri)}
     root = storage.local_path(uri)
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-@pytest.fixture(params=["local", "s3", "gs"])
-def backend(request, tmp_path: Path) -> Callable[[str], str]:
-    """A function giving the URI of a fresh folder (or prefix) on the backend under test."""
-    if request.param == "local":
-        return lambda name: str(tmp_path / "remote" / name)
-    if request.param == "s3":
-        request.getfixturevalue("s3_endpoint")
-        import boto3
-
-        boto3.client("s3").create_bucket(Bucket="recs")
-        return lambda name: f"s3://recs/team/{name}"
-    request.getfixturevalue("gcs_endpoint")
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage as gcs
-
-    gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("recs")
-    return lambda name: f"gs://recs/team/{name}"
 
 
 def test_a_run_writes_its_own_sub_folder_then_the_pointer(backend, tmp_path):
@@ -228,21 +209,7 @@ def test_a_remote_root_containing_the_pipeline_root_is_refused(s3_endpoint):
 
 
 def _run_args(data: Path, runs: Path, output: str) -> list[str]:
-    return [
-        "run",
-        "--pipeline",
-        "demo",
-        "--warehouse-uri",
-        f"duckdb:///{data / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(data / "embeddings"),
-        "--encoder",
-        str(data / "encoder"),
-        "--runs-dir",
-        str(runs),
-        "--output-uri",
-        output,
-    ]
+    return ["run", "--pipeline", "demo", *run_sources(data), "--runs-dir", str(runs), "--output-uri", output]
 
 
 def test_run_refuses_a_parent_of_the_runs_folder_before_starting(tiny_demo, tmp_path, monkeypatch, capsys):

@@ -15,6 +15,7 @@ import pytest
 from searchrec import config
 from searchrec.errors import SearchrecError
 from searchrec.secrets import carries_password, refuse_passwords
+from tests.tiny_world import run_sources
 
 SECRET = "S3cr3tVal"
 PG_SECRET = "PgEnvS3cretZ9"  # PGPASSWORD's value in these runs (the test database trusts any password)
@@ -108,10 +109,6 @@ def _leaks(result: subprocess.CompletedProcess, folder: Path) -> list[str]:
     return found
 
 
-def _sources(data: Path) -> list[str]:
-    return ["--embeddings-uri", str(data / "embeddings"), "--encoder", str(data / "encoder")]
-
-
 CLUSTER = ["--host", "http://127.0.0.1:9", "--tag", "test"]  # nothing listens there: no request is made
 
 
@@ -184,7 +181,7 @@ def test_every_command_refuses_a_password_before_anything_runs(tiny_demo, tmp_pa
     runs = tmp_path / "runs"
     args = [*command]
     if command[0] in ("run", "demo") or "--local" in command:
-        args += [*_sources(tiny_demo), "--runs-dir", str(runs)]
+        args += [*run_sources(tiny_demo, warehouse=False), "--runs-dir", str(runs)]
     result = _cli(args, cwd=tmp_path)
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
@@ -230,7 +227,7 @@ def test_a_good_run_with_pgpassword_leaves_it_nowhere(tiny_demo, tmp_path, pg_ds
     pg_load(pd.DataFrame({"user_id": [1], "order_ts": [pd.Timestamp("2026-10-01")], "nm_id": [7]}), "orders")
     runs = tmp_path / "runs"
     args = ["preflight", "--local", "--allow-no-gpu", "--date", "2026-10-14", "--warehouse-uri", pg_dsn]
-    result = _cli([*args, *_sources(tiny_demo), "--runs-dir", str(runs)], cwd=tmp_path)
+    result = _cli([*args, *run_sources(tiny_demo, warehouse=False), "--runs-dir", str(runs)], cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "PASS extract warehouse" in result.stdout
     assert any(runs.rglob("executor_output.json"))  # the run left its files: they were searched

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,25 +26,6 @@ def write_tree(root: Path) -> None:
 
 def read_tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
-
-
-@pytest.fixture(params=["local", "s3", "gs"])
-def backend(request, tmp_path: Path) -> Callable[[str], str]:
-    """A function giving the URI of a fresh folder on the backend under test."""
-    if request.param == "local":
-        return lambda name: str(tmp_path / "remote" / name)
-    if request.param == "s3":
-        request.getfixturevalue("s3_endpoint")
-        import boto3
-
-        boto3.client("s3").create_bucket(Bucket="models")
-        return lambda name: f"s3://models/team/{name}"
-    request.getfixturevalue("gcs_endpoint")
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage as gcs
-
-    gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("models")
-    return lambda name: f"gs://models/team/{name}"
 
 
 def test_upload_list_download_round_trip(backend, tmp_path):

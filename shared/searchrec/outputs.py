@@ -130,16 +130,7 @@ def is_root(uri: str | Path) -> bool:
 
 def read_latest(root: str | Path) -> dict | None:
     """The pointer of an output root, or None when nothing was published there yet."""
-    uri = storage.join_uri(str(root), LATEST)
-    if not storage.exists(uri):
-        return None
-    try:
-        pointer = json.loads(storage.read_bytes(uri))
-    except ValueError as error:
-        raise SearchrecError(f"output pointer {uri} is not JSON: {error}") from None
-    if not isinstance(pointer, dict) or not isinstance(pointer.get("name"), str):
-        raise SearchrecError(f"output pointer {uri} names no output")
-    return pointer
+    return storage.read_pointer(storage.join_uri(str(root), LATEST), "output pointer", "name")
 
 
 def latest_output(root: str | Path) -> str:

@@ -78,16 +78,7 @@ def version_name(train_end: str, run_id: str) -> str:
 
 def read_pointer(root: str) -> dict | None:
     """The CURRENT pointer of a registry root, or None when nothing was promoted yet."""
-    uri = storage.join_uri(root, POINTER)
-    if not storage.exists(uri):
-        return None
-    try:
-        pointer = json.loads(storage.read_bytes(uri))
-    except ValueError as error:
-        raise SearchrecError(f"registry pointer {uri} is not JSON: {error}") from None
-    if not isinstance(pointer, dict) or not isinstance(pointer.get("version"), str):
-        raise SearchrecError(f"registry pointer {uri} names no version")
-    return pointer
+    return storage.read_pointer(storage.join_uri(root, POINTER), "registry pointer", "version")
 
 
 def resolve(model_uri: str) -> Resolved:

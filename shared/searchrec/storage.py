@@ -418,3 +418,19 @@ def delete(uri: str | Path) -> None:
                 blob.delete()
     except Exception as exc:
         raise _remote_error(str(uri), "delete", exc) from exc
+
+
+def read_pointer(uri: str, what: str, key: str) -> dict | None:
+    """A small JSON object naming something by ``key`` (a registry's CURRENT, an output root's
+    LATEST.json): None when absent, one line naming ``what`` when it is not such an object."""
+    import json
+
+    if not exists(uri):
+        return None
+    try:
+        pointer = json.loads(read_bytes(uri))
+    except ValueError as error:
+        raise SearchrecError(f"{what} {uri} is not JSON: {error}") from None
+    if not isinstance(pointer, dict) or not isinstance(pointer.get(key), str):
+        raise SearchrecError(f"{what} {uri} names no {key}")
+    return pointer

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrec import config, registry
+from tests.tiny_world import run_sources as sources
 
 pytestmark = pytest.mark.slow
 
@@ -40,17 +41,6 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result
-
-
-def sources(data: Path) -> list[str]:
-    return [
-        "--warehouse-uri",
-        f"duckdb:///{data / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(data / "embeddings"),
-        "--encoder",
-        str(data / "encoder"),
-    ]
 
 
 def printed(stdout: str, prefix: str) -> str:

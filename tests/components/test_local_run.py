@@ -15,22 +15,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from searchrec import config
+from tests.tiny_world import run_sources as _sources
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _sources(data: Path, embeddings: Path | None = None) -> list[str]:
-    """The run options that point at a generated demo folder (its warehouse, snapshots and encoder)."""
-    return [
-        "--warehouse-uri",
-        f"duckdb:///{data / 'warehouse.duckdb'}",
-        "--embeddings-uri",
-        str(embeddings or data / "embeddings"),
-        "--encoder",
-        str(data / "encoder"),
-    ]
 
 
 FUSE_IMITATION = REPO / "tests" / "fuse"  # sitecustomize.py: no directory renames under a root
