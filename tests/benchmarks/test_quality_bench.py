@@ -16,14 +16,13 @@ Results go to tests/benchmarks/results/quality.md.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from variants import build_world
+from variants import build_world, update_results_section
 
 from searchrec.stages.train import TrainParams, popularity_metric, train_two_tower
 
@@ -51,13 +50,7 @@ pytestmark = pytest.mark.benchmark
 
 
 def _update_results(section: str, text: str) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = RESULTS.read_text() if RESULTS.exists() else "# Model quality: demo and hard worlds\n"
-    block = f"<!-- section:{section} -->\n{text.strip()}\n<!-- /section:{section} -->"
-    pattern = re.compile(rf"<!-- section:{section} -->.*?<!-- /section:{section} -->", re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old.rstrip()}\n\n{block}\n"
-    RESULTS.write_text(new)
-    print("\n" + text)
+    update_results_section(RESULTS, "Model quality: demo and hard worlds", section, text)
 
 
 @pytest.fixture(scope="module")

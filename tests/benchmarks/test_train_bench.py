@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 import torch
-from variants import compare_variants, variants_markdown
+from variants import compare_variants, update_results_section, variants_markdown
 
 from searchrec.artifacts import encoded as encoded_artifact
 from searchrec.artifacts import examples as examples_artifact
@@ -46,14 +45,7 @@ pytestmark = pytest.mark.benchmark
 
 
 def _update_results(section: str, text: str) -> None:
-    """Replace one named section of results/train.md, keeping the others."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = RESULTS.read_text() if RESULTS.exists() else "# Train stage benchmarks\n"
-    block = f"<!-- section:{section} -->\n{text.strip()}\n<!-- /section:{section} -->"
-    pattern = re.compile(rf"<!-- section:{section} -->.*?<!-- /section:{section} -->", re.S)
-    new = pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old.rstrip()}\n\n{block}\n"
-    RESULTS.write_text(new)
-    print("\n" + text)
+    update_results_section(RESULTS, "Train stage benchmarks", section, text)
 
 
 def _embeddings(folder: Path, ids: np.ndarray, emb: np.ndarray) -> None:

@@ -116,3 +116,17 @@ def build_world(
         json.dumps({"size": size, "seed": seed, "min_item_count": min_item_count})
     )
     return root / "encoded", root / "examples", root / "snapshot", data / demo_data.GROUND_TRUTH_DIR
+
+
+def update_results_section(results: Path, title: str, section: str, text: str) -> None:
+    """Replace one named section (``<!-- section:NAME -->`` ... ``<!-- /section:NAME -->``) of a results
+    file, keeping the others; a new file starts with ``title``. Prints the text as well."""
+    import re
+
+    results.parent.mkdir(parents=True, exist_ok=True)
+    old = results.read_text() if results.exists() else f"# {title}\n"
+    block = f"<!-- section:{section} -->\n{text.strip()}\n<!-- /section:{section} -->"
+    pattern = re.compile(rf"<!-- section:{section} -->.*?<!-- /section:{section} -->", re.S)
+    new = pattern.sub(lambda _: block, old) if pattern.search(old) else f"{old.rstrip()}\n\n{block}\n"
+    results.write_text(new)
+    print("\n" + text)
