@@ -6,6 +6,7 @@
   loads a pandas DataFrame with COPY.
 - ``s3_endpoint``: URL of a session-wide moto S3 server; AWS_* variables point at it for the test
   and its state is reset before each test.
+- ``vertex``: the loopback Vertex AI stand-in with aiplatform pointed at it (pipeline root bucket ready).
 - ``backend``: parametrized over local, S3 and GCS: a function giving a fresh folder URI on each.
 - ``gcs_endpoint``: URL of a session-wide gcp-storage-emulator; STORAGE_EMULATOR_HOST points at it
   for the test and it is wiped before each test.
@@ -229,3 +230,35 @@ def backend(request, tmp_path: Path) -> Callable[[str], str]:
 
     gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket("searchrec-test")
     return lambda name: f"gs://searchrec-test/team/{name}"
+
+
+VERTEX_PIPELINE_BUCKET = "ml-platform-pipelines"  # the pipeline root's bucket in the Vertex tests
+
+
+@pytest.fixture()
+def vertex(monkeypatch: pytest.MonkeyPatch, gcs_endpoint: str):
+    """The loopback Vertex AI stand-in (tests/vertex_api_server.py), with aiplatform's client on its REST
+    transport pointed at it, anonymous.
+
+    aiplatform's submit first checks the pipeline root's bucket: against the GCS emulator, where the bucket
+    exists. It then asks Cloud Resource Manager whether the bucket is the project's (no stand-in here):
+    that answers at once that it cannot, as an air-gapped runner would after minutes of retries, and
+    aiplatform logs it and submits anyway."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage as gcs
+    from google.cloud.aiplatform import initializer
+    from google.cloud.aiplatform.utils import resource_manager_utils
+
+    from tests.vertex_api_server import VertexApiServer
+
+    gcs.Client(credentials=AnonymousCredentials(), project="test").create_bucket(VERTEX_PIPELINE_BUCKET)
+
+    def no_resource_manager(project: str) -> int:
+        raise ConnectionError(f"no Cloud Resource Manager on loopback (project {project})")
+
+    monkeypatch.setattr(resource_manager_utils, "get_project_number", no_resource_manager)
+    with VertexApiServer() as server:
+        monkeypatch.setattr(initializer.global_config, "_api_endpoint", server.url)
+        monkeypatch.setattr(initializer.global_config, "_api_transport", "rest")
+        monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
+        yield server

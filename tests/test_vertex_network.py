@@ -6,7 +6,6 @@ from google.auth.credentials import AnonymousCredentials
 from searchrec import config, submit
 from searchrec.cli import main
 from searchrec.errors import SearchrecError
-from tests.vertex_api_server import VertexApiServer
 
 WINDOW = {"start_date": "2026-10-01", "end_date": "2026-10-07"}
 PARAMS = {
@@ -17,17 +16,6 @@ PARAMS = {
 }
 NETWORK = "projects/123456789/global/networks/ml-vpc"
 ATTACHMENT = "projects/ml-platform/regions/europe-west4/networkAttachments/searchrec-psc"
-
-
-@pytest.fixture()
-def vertex(monkeypatch):
-    from google.cloud.aiplatform import initializer
-
-    with VertexApiServer() as server:
-        # the official client, on its REST transport, pointed at the stand-in
-        monkeypatch.setattr(initializer.global_config, "_api_endpoint", server.url)
-        monkeypatch.setattr(initializer.global_config, "_api_transport", "rest")
-        yield server
 
 
 def _target(**network) -> dict:

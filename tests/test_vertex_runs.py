@@ -3,12 +3,10 @@ PipelineJob.list against the loopback Vertex AI stand-in (jobs submitted by the 
 
 import json
 
-import pytest
 from google.auth.credentials import AnonymousCredentials
 
 from searchrec import config, registry, submit
 from searchrec.cli import main
-from tests.vertex_api_server import VertexApiServer
 
 PROJECT, LOCATION = "ml-platform", "europe-west4"
 PARAMS = {
@@ -16,18 +14,6 @@ PARAMS = {
     "warehouse_uri": "bigquery://ml-platform/dwh",
     "embeddings_uri": "gs://ml-bert4rec/nm_embeddings",
 }
-
-
-@pytest.fixture()
-def vertex(monkeypatch):
-    from google.cloud.aiplatform import initializer
-
-    with VertexApiServer() as server:
-        # the official client, on its REST transport, pointed at the stand-in; anonymous for the CLI too
-        monkeypatch.setattr(initializer.global_config, "_api_endpoint", server.url)
-        monkeypatch.setattr(initializer.global_config, "_api_transport", "rest")
-        monkeypatch.setattr(initializer.global_config, "_credentials", AnonymousCredentials())
-        yield server
 
 
 def _submit(pipeline: str, start: str, end: str, **params) -> str:
