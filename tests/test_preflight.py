@@ -48,6 +48,9 @@ def test_embeddings_check_wants_a_partition_within_the_limit(tiny_demo):
     assert near.ok and near.detail.startswith("dt=2026-10-12 ") and "2 day(s)" in near.detail
     far = _check("embeddings", preflight.check_embeddings, root, "2027-03-01", 14)
     assert not far.ok and "no embeddings snapshot within 14 days of 2027-03-01" in far.detail
+    # a pinned partition is taken as it is, as extract takes it, however far from the date
+    pinned = _check("embeddings", preflight.check_embeddings, f"{root}/dt=2026-10-12", "2027-03-01", 14)
+    assert pinned.ok and pinned.detail.startswith("dt=2026-10-12 "), pinned.line
 
 
 def test_encoder_check_loads_it_and_wants_its_manifest(tiny_demo, tmp_path):

@@ -113,11 +113,10 @@ def check_warehouse(warehouse_uri: str, warehouse_secret: str = "") -> str:
 def check_embeddings(embeddings_uri: str, date: str, max_days: int) -> str:
     """A dt= partition within max_days of date (or the pinned partition exists)."""
     from searchrec.dates import parse_date
-    from searchrec.stages.extract import list_snapshots, pick_snapshot
+    from searchrec.stages.extract import locate_snapshot
 
     wanted = parse_date(date, "date")
-    snapshots = list_snapshots(embeddings_uri)
-    nearest = pick_snapshot(snapshots, wanted, int(max_days), str(embeddings_uri))
+    nearest, _, _ = locate_snapshot(str(embeddings_uri), wanted, int(max_days))
     days = abs((nearest - wanted).days)
     return f"dt={nearest} under {embeddings_uri} is {days} day(s) from {wanted} (limit {max_days})"
 

@@ -310,6 +310,20 @@ def pick_snapshot(snapshots: dict[date, str], wanted: date, max_days: int, where
     return nearest
 
 
+def locate_snapshot(
+    embeddings_uri: str, wanted: date, max_days: int, where: str = ""
+) -> tuple[date, str, dict[date, str] | None]:
+    """The partition to read for ``wanted``: a pinned ``.../dt=YYYY-MM-DD`` URI as it is, else the
+    snapshot nearest ``wanted`` under ``embeddings_uri`` within ``max_days`` (``where`` names it in the
+    error). Returns its date, its URI and the snapshots listed (None when pinned)."""
+    pinned = pinned_snapshot_date(embeddings_uri)
+    if pinned is not None:
+        return pinned, embeddings_uri.rstrip("/"), None
+    snapshots = list_snapshots(embeddings_uri)
+    picked = pick_snapshot(snapshots, wanted, max_days, where or embeddings_uri)
+    return picked, storage.join_uri(embeddings_uri, snapshots[picked]), snapshots
+
+
 def fetch_snapshot(
     embeddings_uri: str | Path,
     date: str | date,  # the pipeline parameter's name (shadows datetime.date in here)
@@ -328,16 +342,13 @@ def fetch_snapshot(
     max_days = _positive_int(max_days, "max_days", minimum=0)
     uri = str(embeddings_uri)
     t0 = time.perf_counter()
-    pinned = pinned_snapshot_date(uri)
-    if pinned is not None:
-        picked, partition = pinned, uri.rstrip("/")
+    picked, partition, snapshots = locate_snapshot(uri, wanted, max_days)
+    pinned = snapshots is None
+    if pinned:
         log.info(
             "embeddings: pinned snapshot %s (%+d days from %s)", partition, (picked - wanted).days, wanted
         )
     else:
-        snapshots = list_snapshots(uri)
-        picked = pick_snapshot(snapshots, wanted, max_days, uri)
-        partition = storage.join_uri(uri, snapshots[picked])
         log.info(
             "embeddings: %d snapshots under %s; picked dt=%s for %s (%+d days)",
             len(snapshots),
@@ -351,7 +362,7 @@ def fetch_snapshot(
         info.snapshot_date, info.requested_date, info.pinned = (
             picked.isoformat(),
             wanted.isoformat(),
-            pinned is not None,
+            pinned,
         )
         folder.write_json(out / snapshot.INFO_FILE, info.to_json())
     info.seconds = time.perf_counter() - t0
