@@ -228,15 +228,7 @@ def _run_arguments(args: argparse.Namespace) -> dict:
             arguments["users_uri"] = _abs_uri(args.users_uri)
         if args.output_uri:
             arguments["output_uri"] = _abs_uri(args.output_uri)
-            _check_output_root(arguments["output_uri"], args.runs_dir)
     return arguments
-
-
-def _check_output_root(root: str, runs_dir: str) -> None:
-    """Before anything runs: the output root is refused if it holds foreign files or the runs folder."""
-    from searchrec.outputs import check_root
-
-    check_root(root, {str(Path(runs_dir).resolve()): "the runs folder"})
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -129,8 +129,7 @@ def resume_local(run_dir: Path, *, verbose: bool = False) -> LocalRun:
         raise SearchrecError(f"--resume {run_dir}: not a local run folder (no {RUN_RECORD})")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-        arguments = dict(record["arguments"])
-        _pipeline(str(record["pipeline"]))
+        arguments, record["pipeline"] = dict(record["arguments"]), str(record["pipeline"])
     except (ValueError, KeyError, TypeError) as error:
         raise SearchrecError(f"--resume {run_dir}: unreadable {RUN_RECORD}: {error}") from None
     if record.get("state") == "SUCCEEDED":

@@ -90,7 +90,8 @@ def window_arguments(pipeline: str, arguments: dict) -> dict[tuple[str, str], tu
 
 
 def check_snapshots(arguments: dict, windows: dict) -> None:
-    """A snapshot within --snapshot-max-days of each window's end (or the pinned partition exists)."""
+    """A snapshot within --snapshot-max-days of each window's end (or the pinned partition exists). Unlike
+    extract's ``locate_snapshot`` (one window), the folder is listed once for all the run's windows."""
     from searchrec.dates import parse_date
     from searchrec.stages.extract import list_snapshots, pick_snapshot, pinned_snapshot_date
 
@@ -126,11 +127,20 @@ def check_windows(uri: str, windows: dict) -> None:
                 )
 
 
+def check_output_root(arguments: dict, runs_dir: Path) -> None:
+    """The output root takes no foreign files and does not contain the runs folder (outputs.check_root)."""
+    from searchrec.outputs import check_root
+
+    if arguments.get("output_uri"):
+        check_root(arguments["output_uri"], {str(Path(runs_dir).resolve()): "the runs folder"})
+
+
 def check_run(pipeline: str, arguments: dict, runs_dir: Path) -> None:
     """Every check above, cheapest first."""
     started = time.perf_counter()
     check_numbers(arguments)
     check_runs_dir(runs_dir)
+    check_output_root(arguments, runs_dir)
     check_named_files(arguments)
     windows = window_arguments(pipeline, arguments)
     check_snapshots(arguments, windows)

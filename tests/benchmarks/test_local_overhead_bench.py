@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from searchrec import config
+from tests.tiny_world import run_sources
 
 pytestmark = pytest.mark.benchmark
 
@@ -116,12 +117,7 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
             "run",
             "--pipeline",
             "demo",
-            "--warehouse-uri",
-            f"duckdb:///{data / 'warehouse.duckdb'}",
-            "--embeddings-uri",
-            str(data / "embeddings"),
-            "--encoder",
-            str(data / "encoder"),
+            *run_sources(data),
             "--min-item-count",
             "1",
             "--epochs",
