@@ -21,6 +21,7 @@ DRIVER = {
     "searchrec.runcheck",
     "searchrec.runs",
     "searchrec.demo_data",
+    "searchrec.warmstart",
     "pipelines",
 }
 

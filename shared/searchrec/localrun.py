@@ -150,6 +150,7 @@ def _execute(root: Path, record: dict, verbose: bool, resume: bool = False) -> L
     from searchrec import config
     from searchrec.runlog import RunnerLog, capture
     from searchrec.runtime import ERRORS_FILE_ENV
+    from searchrec.warmstart import warm_tasks
 
     pipeline_name = record["pipeline"]
     pipeline = _pipeline(pipeline_name)
@@ -164,7 +165,7 @@ def _execute(root: Path, record: dict, verbose: bool, resume: bool = False) -> L
         os.environ[config.RESUME_DIR_ENV] = str(root)  # train adopts the interrupted attempt's checkpoints
     runner_log = RunnerLog(root / RUNNER_LOG, root, cache_root, sys.stdout, sys.stdout if verbose else None)
     try:
-        with capture(runner_log):
+        with capture(runner_log), warm_tasks(root / WARM_LOG):
             pipeline(**record["arguments"])
         record["state"] = "SUCCEEDED"
     except KeyboardInterrupt:
@@ -190,6 +191,7 @@ def _execute(root: Path, record: dict, verbose: bool, resume: bool = False) -> L
 
 
 RUNNER_LOG = "runner.log"  # in each local run's folder: everything kfp.local and the tasks wrote
+WARM_LOG = "warm-tasks.log"  # and what the warm task servers (searchrec.warmstart) said
 
 
 def _pipeline(name: str):

@@ -1,0 +1,375 @@
+"""Warm task processes for local runs: each kfp.local task forked from a process that has already
+imported its image's libraries, instead of a fresh interpreter importing torch, faiss and transformers
+again for every task.
+
+kfp.local's SubprocessRunner starts every task as `sh -ec <script> <component source> <args>`, and the
+script runs `python3 -m kfp.dsl.executor_main`. On a tiny demo run most of a task's seconds went to
+that interpreter importing the same libraries as the task before it (tests/benchmarks/results/
+local_overhead.md). Here, for the length of one local run, one server process per image family
+(`FAMILIES`: the CPU images' libraries, the CUDA images' libraries) imports them once, in the background
+while the first tasks run, then serves each task by forking: the child takes the task's environment,
+working directory, component source and arguments, runs kfp's own executor_main, and its exit code
+and output (stdout and stderr, line by line) come back to kfp.local as a subprocess's would.
+
+A task is served cold (kfp.local's own subprocess, unchanged) whenever anything differs from what a
+fork can reproduce exactly: the server is not ready yet, the command is not kfp's lightweight-component
+command, the environment differs from the one the server started with (libraries read some variables
+at import), or `SEARCHREC_WARM_TASKS=0`. A CPU image's server never imports torch, so a CPU stage
+that did would still fail as it would in its image. On the cluster nothing of this exists: every task is
+its own container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ENV = "SEARCHREC_WARM_TASKS"  # "0": every task in a fresh interpreter, as kfp.local does by itself
+KFP_RUNTIME_ENV = "_KFP_RUNTIME"  # what kfp's task script sets for executor_main
+
+BASE = ("numpy", "pyarrow", "pyarrow.parquet", "pandas", "tqdm", "kfp.dsl.executor_main")
+# What each image family's server imports before it serves; stage -> family as the images are built
+# (pyproject's extras: extract/clean never pull torch, the CUDA images share the `ml` extra).
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "cpu": BASE,
+    "ml": (
+        *BASE,
+        "torch",
+        "faiss",
+        "safetensors.torch",
+        "transformers",
+        "transformers.models.bert.modeling_bert",  # rubert-tiny2 and the offline stand-in are BERTs
+    ),
+}
+STAGE_FAMILY = {"extract": "cpu", "clean": "cpu", "encode": "ml", "train": "ml", "index": "ml", "infer": "ml"}
+
+_HEADER = struct.Struct("!I")
+READY_TIMEOUT_S = 120.0  # a server not ready by then (a slow disk, a broken import): tasks run cold
+
+
+def family_of(image: str) -> str | None:
+    """The family of a stage image (`.../searchrec-<stage>:<tag>`), None for any other image."""
+    name = image.rsplit("/", 1)[-1].split(":", 1)[0]
+    stage = name.removeprefix("searchrec-")
+    return STAGE_FAMILY.get(stage) if name != stage else None
+
+
+def _kfp_script() -> str | None:
+    """The script element of kfp's lightweight-component command (before kfp.local swaps in its python)."""
+    try:
+        from kfp.dsl import component_factory
+
+        def probe() -> None:  # pragma: no cover - never run, only its command is built
+            pass
+
+        command, _ = component_factory._get_command_and_args_for_lightweight_component(probe)
+        return command[2]
+    except Exception:  # another kfp: every task is served cold
+        return None
+
+
+def task_request(full_command: list[str], env: dict[str, str], cwd: str) -> dict | None:
+    """What a warm server needs to run this kfp.local command, or None if it is not exactly kfp's
+    `sh -ec <script> <source> <args...>` for a lightweight component (then it runs cold)."""
+    script = _kfp_script()
+    if script is None or len(full_command) < 4 or full_command[:3] != ["sh", "-ec", script]:
+        return None
+    return {"source": full_command[3], "args": list(full_command[4:]), "env": env, "cwd": cwd}
+
+
+# --- the server ------------------------------------------------------------------------------------
+
+
+def _recv_exact(conn: socket.socket, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("peer closed")
+        data += chunk
+    return data
+
+
+def _exit_code(error: SystemExit) -> int:
+    if error.code is None:
+        return 0
+    if isinstance(error.code, int):
+        return error.code
+    print(error.code, file=sys.stderr)
+    return 1
+
+
+def _run_task(request: dict) -> int:
+    """In the forked child: become the task process kfp.local would have started, run executor_main."""
+    import atexit
+    import runpy
+    import traceback
+
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.path[0] = request["cwd"]  # `python -m` puts the working directory first
+    program_dir = tempfile.mkdtemp()
+    module_path = os.path.join(program_dir, "ephemeral_component.py")
+    with open(module_path, "w", encoding="utf-8") as f:
+        f.write(request["source"])
+    sys.argv = ["executor_main", "--component_module_path", module_path, *request["args"]]
+    if "numpy" in sys.modules:  # a fresh interpreter seeds numpy's global generator from the OS
+        sys.modules["numpy"].random.seed()
+    code = 0
+    try:
+        runpy.run_module("kfp.dsl.executor_main", run_name="__main__", alter_sys=True)
+    except SystemExit as error:
+        code = _exit_code(error)
+    except BaseException:  # what an uncaught exception does to an interpreter: traceback, exit 1
+        traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+        logging.shutdown()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+    return code
+
+
+def _task_child(conn: socket.socket, out_fd: int, request: dict) -> None:
+    """The forked child that answers one request: fork the task, wait for it, send its exit status."""
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            conn.close()
+            os.dup2(out_fd, 1)
+            os.dup2(out_fd, 2)
+            os.close(out_fd)
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C reaches the task as usual
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            sys.stdout.reconfigure(line_buffering=True)
+            code = _run_task(request)
+        finally:
+            os._exit(code)
+    os.close(out_fd)
+    _, status = os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(status)
+    with contextlib.suppress(OSError):
+        conn.sendall(struct.pack("!i", code))
+    os._exit(0)
+
+
+def _serve_one(listener: socket.socket) -> None:
+    conn, _ = listener.accept()
+    try:
+        conn.settimeout(30.0)
+        header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 1)
+        header += _recv_exact(conn, _HEADER.size - len(header))
+        request = json.loads(_recv_exact(conn, _HEADER.unpack(header)[0]))
+    except (OSError, ValueError, ConnectionError):
+        conn.close()
+        return
+    if not fds:
+        conn.close()
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() == 0:
+        try:
+            listener.close()
+            _task_child(conn, fds[0], request)
+        finally:
+            os._exit(1)
+    os.close(fds[0])
+    conn.close()
+
+
+def serve(socket_path: str, family: str) -> None:
+    """The server's main loop: import the family's libraries, then fork one child per request until the
+    process that started it goes away or it is told to stop (SIGTERM)."""
+    parent = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the tasks and the run, not the server
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # answered requests' children are reaped by the kernel
+    os.environ[KFP_RUNTIME_ENV] = "true"  # import kfp as a task process does
+    started = time.perf_counter()
+    for module in FAMILIES[family]:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:  # not installed here: a task that needs it fails as it would cold
+            print(f"warm {family} tasks: not preloaded: {module} ({error})", flush=True)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what the imports allocated stays shared with every forked task
+    del os.environ[KFP_RUNTIME_ENV]
+    print(
+        f"warm {family} tasks: imported {len(FAMILIES[family])} modules in "
+        f"{time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    partial = socket_path + ".partial"
+    listener.bind(partial)
+    listener.listen(16)
+    os.rename(partial, socket_path)  # the socket appears only once the server can answer at once
+    listener.settimeout(1.0)
+    while os.getppid() == parent:
+        try:
+            _serve_one(listener)
+        except TimeoutError:
+            continue
+
+
+# --- the client (in the local run's process) ------------------------------------------------------
+
+
+@dataclass
+class WarmServer:
+    family: str
+    socket_path: str
+    env: dict[str, str]  # the environment it was started with: a task with another one runs cold
+    process: subprocess.Popen
+
+    @property
+    def ready(self) -> bool:
+        return os.path.exists(self.socket_path) and self.process.poll() is None
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        """A task that arrives while the server is still importing waits for it: started cold, it would
+        import the same libraries itself, on the same cores."""
+        deadline = time.monotonic() + timeout
+        while not self.ready and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self.ready
+
+    def run(self, request: dict, echo) -> int | None:
+        """Run one task; its output lines go to `echo`; its exit code, or None if the server did not
+        take the request (then nothing ran and the caller runs it cold)."""
+        read_fd, write_fd = os.pipe()
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                try:
+                    conn.connect(self.socket_path)
+                    body = json.dumps(request).encode()
+                    socket.send_fds(conn, [_HEADER.pack(len(body))], [write_fd])
+                    conn.sendall(body)
+                except OSError:
+                    return None
+                finally:
+                    os.close(write_fd)
+                echo(
+                    f"searchrec: task forked from the warm {self.family} process ({ENV}=0: a fresh interpreter)\n"
+                )
+                with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace", closefd=True) as out:
+                    read_fd = -1
+                    for line in out:
+                        echo(line)
+                try:
+                    return struct.unpack("!i", _recv_exact(conn, 4))[0]
+                except (OSError, ConnectionError):
+                    return 1  # the child that waits for the task was killed: the task did not finish
+        finally:
+            if read_fd >= 0:
+                os.close(read_fd)
+
+
+def enabled() -> bool:
+    """On Linux unless SEARCHREC_WARM_TASKS=0 (fork after importing these libraries is not safe on macOS)."""
+    return (
+        os.environ.get(ENV, "1") != "0" and sys.platform.startswith("linux") and hasattr(socket, "send_fds")
+    )
+
+
+def _start(family: str, folder: str, log_path: Path) -> WarmServer:
+    socket_path = os.path.join(folder, f"{family}.sock")
+    env = dict(os.environ)
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "searchrec.warmstart", socket_path, family],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    return WarmServer(family, socket_path, env, process)
+
+
+@contextlib.contextmanager
+def warm_tasks(log_path: Path) -> Iterator[dict[str, WarmServer]]:
+    """For the length of a local run: start one server per image family and serve kfp.local's tasks
+    from them (`patched_subprocess_runner`). The servers' own lines go to `log_path`."""
+    if not enabled():
+        yield {}
+        return
+    folder = tempfile.mkdtemp(prefix="searchrec-warm-")  # short: a socket path has ~100 characters
+    servers = {family: _start(family, folder, log_path) for family in FAMILIES}
+    try:
+        with patched_subprocess_runner(servers):
+            yield servers
+    finally:
+        for server in servers.values():
+            server.process.terminate()
+        for server in servers.values():
+            try:
+                server.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def patched_subprocess_runner(servers: dict[str, WarmServer]) -> Iterator[None]:
+    """kfp.local's SubprocessTaskHandler.run, served by a warm server where one can run the task exactly."""
+    from kfp.local import status, subprocess_task_handler
+
+    handler = subprocess_task_handler.SubprocessTaskHandler
+    cold_run = handler.run
+
+    def run(self) -> status.Status:
+        code = _run_warm(servers, self.image, self.full_command, self.env_vars)
+        if code is None:
+            return cold_run(self)
+        return status.Status.SUCCESS if code == 0 else status.Status.FAILURE
+
+    handler.run = run
+    try:
+        yield
+    finally:
+        handler.run = cold_run
+
+
+def _run_warm(servers: dict[str, WarmServer], image: str, full_command: list, env_vars: dict) -> int | None:
+    server = servers.get(family_of(image) or "")
+    if server is None or not server.wait_ready():
+        return None
+    env = {**os.environ, **(env_vars or {})}
+    if env != server.env or full_command[:1] != ["sh"]:
+        return None
+    request = task_request(full_command, {**env, KFP_RUNTIME_ENV: "true"}, os.getcwd())
+    if request is None:
+        return None
+    code = server.run(request, lambda line: print(line, end=""))
+    if code is not None:
+        print("\n")  # as kfp.local's own subprocess runner ends a task's output
+    return code
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], sys.argv[2])

@@ -1,0 +1,128 @@
+"""Warm task processes (searchrec.warmstart): kfp.local tasks forked from a server that imported the
+image family's libraries once, and run cold (kfp.local's own subprocess) whenever a fork could not
+reproduce the task exactly. Real kfp.local runs of small components; nothing mocked."""
+
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from kfp import dsl, local
+
+from searchrec import config, warmstart
+
+pytestmark = pytest.mark.slow
+
+
+@dsl.component(base_image=config.image("train"), install_kfp_package=False)
+def ml_probe(marker: str) -> str:
+    import json
+    import os
+    import sys
+
+    import numpy
+
+    print(f"probe says {marker}")
+    return json.dumps(
+        {
+            "torch": "torch" in sys.modules,
+            "marker": os.environ.get("SEARCHREC_PROBE_MARKER", ""),
+            "cwd": os.getcwd(),
+            "draw": float(numpy.random.random()),
+            # the parent's parent: a fork of the warm server is its child's child
+            "grandparent": int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1]),
+        }
+    )
+
+
+@dsl.component(base_image=config.image("clean"), install_kfp_package=False)
+def cpu_probe() -> str:
+    import json
+    import sys
+
+    return json.dumps({"torch": "torch" in sys.modules, "pandas": "pandas" in sys.modules})
+
+
+@dsl.component(base_image=config.image("infer"), install_kfp_package=False)
+def failing_probe(reason: str) -> str:
+    raise SystemExit(f"searchrec probe failed: {reason}")
+
+
+@pytest.fixture
+def kfp_local(tmp_path: Path):
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+    yield tmp_path
+
+
+def _wait_ready(servers: dict[str, warmstart.WarmServer], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(s.ready for s in servers.values()):
+        assert time.monotonic() < deadline, "warm servers never became ready"
+        assert all(s.process.poll() is None for s in servers.values()), "a warm server died"
+        time.sleep(0.2)
+
+
+def test_every_stage_image_has_a_family_and_cpu_images_never_load_torch() -> None:
+    for stage in config.STAGES:
+        family = warmstart.family_of(config.image(stage))
+        assert family == ("ml" if stage in config.GPU_STAGES else "cpu"), stage
+    assert warmstart.family_of("python:3.11") is None
+    assert warmstart.family_of("europe-docker.pkg.dev/x/other-train:dev") is None
+    assert not any(m.split(".")[0] in ("torch", "faiss", "transformers") for m in warmstart.FAMILIES["cpu"])
+
+
+def test_only_kfps_exact_lightweight_command_is_taken() -> None:
+    container = ml_probe.component_spec.implementation.container
+    command = [*container.command, *container.args]
+    request = warmstart.task_request(command, {"A": "1"}, "/somewhere")
+    assert request is not None
+    assert request["source"] == container.command[3] and "def ml_probe" in request["source"]
+    assert request["args"] == container.args and request["cwd"] == "/somewhere"
+    changed = [command[0], command[1], command[2].replace("executor_main", "executor_main -X"), *command[3:]]
+    assert warmstart.task_request(changed, {}, "/") is None
+    assert warmstart.task_request(["python3", "-m", "kfp.dsl.executor_main"], {}, "/") is None
+
+
+def test_tasks_run_forked_from_their_familys_server(kfp_local: Path, capfd) -> None:
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        _wait_ready(servers)
+        first = json.loads(ml_probe(marker="one").output)
+        second = json.loads(ml_probe(marker="two").output)
+        cpu = json.loads(cpu_probe().output)
+    out = capfd.readouterr().out
+    # served warm: the ml image's server had imported torch, the task did not
+    assert first["torch"] and second["torch"]
+    assert first["grandparent"] == second["grandparent"] == servers["ml"].process.pid
+    assert first["cwd"] == os.getcwd()
+    assert first["draw"] != second["draw"]  # numpy's global generator reseeded per task, as in a new process
+    assert cpu == {"torch": False, "pandas": True}  # the CPU image's server never imports torch
+    assert "probe says one" in out and "probe says two" in out  # the task's output reaches kfp.local
+    assert out.count("forked from the warm ml process") == 2 and "forked from the warm cpu process" in out
+    assert all(s.process.poll() is not None for s in servers.values())  # stopped with the run
+    assert not Path(next(iter(servers.values())).socket_path).parent.exists()
+
+
+def test_a_failing_task_fails_with_its_own_line(kfp_local: Path, capfd) -> None:
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        _wait_ready(servers)
+        with pytest.raises(RuntimeError, match="failing-probe"):
+            failing_probe(reason="on purpose")
+    out = capfd.readouterr().out
+    assert "forked from the warm ml process" in out
+    assert "searchrec probe failed: on purpose" in out
+
+
+def test_a_changed_environment_or_the_switch_runs_cold(kfp_local: Path, monkeypatch, capfd) -> None:
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        _wait_ready(servers)
+        monkeypatch.setenv("SEARCHREC_PROBE_MARKER", "set after the servers started")
+        changed = json.loads(ml_probe(marker="cold").output)
+    assert changed == {**changed, "torch": False, "marker": "set after the servers started"}
+    monkeypatch.setenv(warmstart.ENV, "0")
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        assert servers == {}
+        switched = json.loads(ml_probe(marker="off").output)
+    assert switched["torch"] is False
+    assert "forked from the warm" not in capfd.readouterr().out
