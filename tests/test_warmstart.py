@@ -2,7 +2,6 @@
 image family's libraries once, and run cold (kfp.local's own subprocess) whenever a fork could not
 reproduce the task exactly. Real kfp.local runs of small components; nothing mocked."""
 
-
 import json
 import os
 import time
