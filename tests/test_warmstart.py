@@ -27,7 +27,7 @@ def ml_probe(marker: str) -> str:
     return json.dumps(
         {
             "torch": "torch" in sys.modules,
-            "marker": os.environ.get("SEARCHREC_PROBE_MARKER", ""),
+            "marker": os.environ.get("WARMSTART_PROBE_MARKER", ""),
             "cwd": os.getcwd(),
             "draw": float(numpy.random.random()),
             # the parent's parent: a fork of the warm server is its child's child
@@ -116,7 +116,7 @@ def test_a_failing_task_fails_with_its_own_line(kfp_local: Path, capfd) -> None:
 def test_a_changed_environment_or_the_switch_runs_cold(kfp_local: Path, monkeypatch, capfd) -> None:
     with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
         _wait_ready(servers)
-        monkeypatch.setenv("SEARCHREC_PROBE_MARKER", "set after the servers started")
+        monkeypatch.setenv("WARMSTART_PROBE_MARKER", "set after the servers started")
         changed = json.loads(ml_probe(marker="cold").output)
     assert changed == {**changed, "torch": False, "marker": "set after the servers started"}
     monkeypatch.setenv(warmstart.ENV, "0")
@@ -125,3 +125,20 @@ def test_a_changed_environment_or_the_switch_runs_cold(kfp_local: Path, monkeypa
         switched = json.loads(ml_probe(marker="off").output)
     assert switched["torch"] is False
     assert "forked from the warm" not in capfd.readouterr().out
+
+
+def test_prestarted_servers_are_taken_over_by_the_run_and_stopped_after(kfp_local: Path, monkeypatch) -> None:
+    with warmstart.prestarted():
+        prestarted = dict(warmstart._PRESTARTED)
+        # the run sets the project's own variables after the servers started: no preloaded library reads them
+        monkeypatch.setenv("SEARCHREC_ERRORS_FILE", str(kfp_local / "errors.txt"))
+        with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+            assert servers == prestarted and not warmstart._PRESTARTED
+            _wait_ready(servers)
+            assert json.loads(ml_probe(marker="taken over").output)["torch"]
+    assert all(s.process.poll() is not None for s in prestarted.values())
+    assert "imported" in (kfp_local / "warm.log").read_text()
+    with pytest.raises(KeyError), warmstart.prestarted():  # a run that fails before it starts
+        left = dict(warmstart._PRESTARTED)
+        raise KeyError("a check failed")
+    assert left and all(s.process.poll() is not None for s in left.values()) and not warmstart._PRESTARTED

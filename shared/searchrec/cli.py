@@ -121,14 +121,17 @@ def _print_headline(train_metrics: dict[str, float]) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from searchrec.localrun import resume_local, run_local
     from searchrec.runcheck import check_run
+    from searchrec.warmstart import prestarted
 
-    if args.resume:
-        run = resume_local(Path(args.resume), verbose=args.verbose)
-        _print_run(run)
-        return 0
-    arguments = _run_arguments(args)
-    check_run(args.pipeline, arguments, Path(args.runs_dir))
-    run = run_local(args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose)
+    with prestarted():  # the warm task processes import torch & co. while the checks below run
+        if args.resume:
+            run = resume_local(Path(args.resume), verbose=args.verbose)
+        else:
+            arguments = _run_arguments(args)
+            check_run(args.pipeline, arguments, Path(args.runs_dir))
+            run = run_local(
+                args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose
+            )
     _print_run(run)
     return 0
 

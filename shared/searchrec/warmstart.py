@@ -21,6 +21,7 @@ its own container.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import importlib
 import json
@@ -117,7 +118,6 @@ def _exit_code(error: SystemExit) -> int:
 
 def _run_task(request: dict) -> int:
     """In the forked child: become the task process kfp.local would have started, run executor_main."""
-    import atexit
     import runpy
     import traceback
 
@@ -296,42 +296,91 @@ def enabled() -> bool:
     )
 
 
-def _start(family: str, folder: str, log_path: Path) -> WarmServer:
-    socket_path = os.path.join(folder, f"{family}.sock")
+def _start_all() -> dict[str, WarmServer]:
+    folder = tempfile.mkdtemp(prefix="searchrec-warm-")  # short: a socket path has ~100 characters
     env = dict(os.environ)
-    with open(log_path, "a", encoding="utf-8") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "searchrec.warmstart", socket_path, family],
-            stdin=subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    return WarmServer(family, socket_path, env, process)
+    servers = {}
+    for family in FAMILIES:
+        socket_path = os.path.join(folder, f"{family}.sock")
+        with open(os.path.join(folder, f"{family}.log"), "a", encoding="utf-8") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "searchrec.warmstart", socket_path, family],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        servers[family] = WarmServer(family, socket_path, env, process)
+    return servers
+
+
+def _stop(servers: dict[str, WarmServer], log_path: Path | None = None) -> None:
+    """Stop the servers; their own lines are appended to `log_path`."""
+    for server in servers.values():
+        server.process.terminate()
+    for server in servers.values():
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+    for server in servers.values():
+        folder = os.path.dirname(server.socket_path)
+        if log_path is not None:
+            with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as out:
+                out.write(Path(folder, f"{server.family}.log").read_text(encoding="utf-8", errors="replace"))
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_PRESTARTED: dict[str, WarmServer] = {}
+
+
+@contextlib.contextmanager
+def prestarted() -> Iterator[None]:
+    """Start the servers on entry, so that their imports overlap the run's own checks and pipeline build;
+    a `warm_tasks` inside takes them over; whatever it did not take is stopped on exit."""
+    if enabled() and not _PRESTARTED:
+        _PRESTARTED.update(_start_all())
+    try:
+        yield
+    finally:
+        if _PRESTARTED:
+            _stop(_PRESTARTED)
+            _PRESTARTED.clear()
+
+
+def _same_env(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Equal but for the project's own SEARCHREC_* variables, which no preloaded library reads."""
+
+    def theirs(env: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in env.items() if not k.startswith("SEARCHREC_")}
+
+    return theirs(a) == theirs(b)
+
+
+def _take_prestarted() -> dict[str, WarmServer]:
+    servers = dict(_PRESTARTED)
+    _PRESTARTED.clear()
+    alive = all(s.process.poll() is None for s in servers.values())
+    if servers and (not alive or not all(_same_env(s.env, dict(os.environ)) for s in servers.values())):
+        _stop(servers)
+        return {}
+    return servers
 
 
 @contextlib.contextmanager
 def warm_tasks(log_path: Path) -> Iterator[dict[str, WarmServer]]:
-    """For the length of a local run: start one server per image family and serve kfp.local's tasks
-    from them (`patched_subprocess_runner`). The servers' own lines go to `log_path`."""
+    """For the length of a local run: one server per image family (prestarted, or started now) serves
+    kfp.local's tasks (`patched_subprocess_runner`). The servers' own lines go to `log_path` at the end."""
     if not enabled():
         yield {}
         return
-    folder = tempfile.mkdtemp(prefix="searchrec-warm-")  # short: a socket path has ~100 characters
-    servers = {family: _start(family, folder, log_path) for family in FAMILIES}
+    servers = _take_prestarted() or _start_all()
     try:
         with patched_subprocess_runner(servers):
             yield servers
     finally:
-        for server in servers.values():
-            server.process.terminate()
-        for server in servers.values():
-            try:
-                server.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
-                server.process.wait()
-        shutil.rmtree(folder, ignore_errors=True)
+        _stop(servers, log_path)
 
 
 @contextlib.contextmanager
@@ -360,7 +409,7 @@ def _run_warm(servers: dict[str, WarmServer], image: str, full_command: list, en
     if server is None or not server.wait_ready():
         return None
     env = {**os.environ, **(env_vars or {})}
-    if env != server.env or full_command[:1] != ["sh"]:
+    if not _same_env(env, server.env) or full_command[:1] != ["sh"]:
         return None
     request = task_request(full_command, {**env, KFP_RUNTIME_ENV: "true"}, os.getcwd())
     if request is None:
