@@ -30,8 +30,7 @@ def ml_probe(marker: str) -> str:
             "marker": os.environ.get("WARMSTART_PROBE_MARKER", ""),
             "cwd": os.getcwd(),
             "draw": float(numpy.random.random()),
-            # the parent's parent: a fork of the warm server is its child's child
-            "grandparent": int(open(f"/proc/{os.getppid()}/stat").read().rsplit(")", 1)[1].split()[1]),
+            "ppid": os.getppid(),
         }
     )
 
@@ -93,7 +92,7 @@ def test_tasks_run_forked_from_their_familys_server(kfp_local: Path, capfd) -> N
     out = capfd.readouterr().out
     # served warm: the ml image's server had imported torch, the task did not
     assert first["torch"] and second["torch"]
-    assert first["grandparent"] == second["grandparent"] == servers["ml"].process.pid
+    assert first["ppid"] == second["ppid"] == servers["ml"].process.pid  # forked from the ml server
     assert first["cwd"] == os.getcwd()
     assert first["draw"] != second["draw"]  # numpy's global generator reseeded per task, as in a new process
     assert cpu == {"torch": False, "pandas": True}  # the CPU image's server never imports torch
@@ -142,3 +141,18 @@ def test_prestarted_servers_are_taken_over_by_the_run_and_stopped_after(kfp_loca
         left = dict(warmstart._PRESTARTED)
         raise KeyError("a check failed")
     assert left and all(s.process.poll() is not None for s in left.values()) and not warmstart._PRESTARTED
+
+
+@dsl.pipeline
+def parallel_probes():
+    with dsl.ParallelFor(items=["a", "b", "c"], parallelism=3) as marker:
+        ml_probe(marker=marker)
+
+
+def test_tasks_of_a_parallel_for_are_served_at_once(kfp_local: Path, capfd) -> None:
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        _wait_ready(servers)
+        parallel_probes()
+    out = capfd.readouterr().out
+    assert out.count("forked from the warm ml process") == 3
+    assert all(f"probe says {m}" in out for m in "abc")

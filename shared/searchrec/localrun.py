@@ -201,11 +201,9 @@ def _pipeline(name: str):
     from searchrec import config
 
     os.environ[config.LOCAL_RUN_ENV] = "1"  # before the pipelines are built: no cluster retries locally
-    from pipelines import ALL_PIPELINES as PIPELINES  # the data pipelines and preflight
+    from pipelines import pipeline  # the data pipelines and preflight, each built when first asked for
 
-    if name not in PIPELINES:
-        raise SearchrecError(f"unknown pipeline {name!r}; expected one of {', '.join(PIPELINES)}")
-    return PIPELINES[name]
+    return pipeline(name)
 
 
 def _new_root(pipeline_name: str, runs_dir: Path) -> Path:

@@ -150,62 +150,104 @@ def _run_task(request: dict) -> int:
     return code
 
 
-def _task_child(conn: socket.socket, out_fd: int, request: dict) -> None:
-    """The forked child that answers one request: fork the task, wait for it, send its exit status."""
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            conn.close()
-            os.dup2(out_fd, 1)
-            os.dup2(out_fd, 2)
-            os.close(out_fd)
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C reaches the task as usual
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            sys.stdout.reconfigure(line_buffering=True)
-            code = _run_task(request)
-        finally:
-            os._exit(code)
-    os.close(out_fd)
-    _, status = os.waitpid(pid, 0)
-    code = os.waitstatus_to_exitcode(status)
-    with contextlib.suppress(OSError):
-        conn.sendall(struct.pack("!i", code))
-    os._exit(0)
-
-
-def _serve_one(listener: socket.socket) -> None:
-    conn, _ = listener.accept()
+def _read_request(conn: socket.socket) -> tuple[dict, int] | None:
+    """A request: its length, the task's output pipe (passed as a file descriptor), then its JSON."""
     try:
         conn.settimeout(30.0)
         header, fds, _, _ = socket.recv_fds(conn, _HEADER.size, 1)
+        if not fds:
+            return None
         header += _recv_exact(conn, _HEADER.size - len(header))
-        request = json.loads(_recv_exact(conn, _HEADER.unpack(header)[0]))
+        return json.loads(_recv_exact(conn, _HEADER.unpack(header)[0])), fds[0]
     except (OSError, ValueError, ConnectionError):
-        conn.close()
-        return
-    if not fds:
-        conn.close()
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if os.fork() == 0:
+        return None
+
+
+def _become_task(out_fd: int, request: dict, inherited: list) -> None:
+    """In the forked child: drop the server's sockets and signal set-up, write to the task's pipe, run it."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for thing in inherited:  # the listener, the selector, other tasks' connections
+            thing.close()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C reaches the task as usual
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.dup2(out_fd, 1)
+        os.dup2(out_fd, 2)
+        os.close(out_fd)
+        sys.stdout.reconfigure(line_buffering=True)
+        code = _run_task(request)
+    finally:
+        os._exit(code)
+
+
+class _Server:
+    """One process, one thread: accept requests, fork a task per request, answer each connection with
+    its task's exit status when the kernel reports the child ended (SIGCHLD wakes the loop)."""
+
+    def __init__(self, listener: socket.socket):
+        import selectors
+
+        self.listener = listener
+        self.waiting: dict[int, socket.socket] = {}  # task pid -> the connection to answer
+        self.wake_r, wake_w = os.pipe()
+        for fd in (self.wake_r, wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # a Python handler, so the wakeup fd is written
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ)
+        self.selector.register(self.wake_r, selectors.EVENT_READ)
+
+    def step(self) -> None:
+        for key, _ in self.selector.select(timeout=1.0):
+            if key.fileobj is self.listener:
+                self._accept()
+            else:
+                with contextlib.suppress(BlockingIOError):
+                    os.read(self.wake_r, 4096)
+        self._reap()
+
+    def _accept(self) -> None:
         try:
-            listener.close()
-            _task_child(conn, fds[0], request)
-        finally:
-            os._exit(1)
-    os.close(fds[0])
-    conn.close()
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        conn.setblocking(True)
+        got = _read_request(conn)
+        if got is None:
+            conn.close()
+            return
+        request, out_fd = got
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            _become_task(out_fd, request, [self.listener, self.selector, conn, *self.waiting.values()])
+        os.close(out_fd)
+        self.waiting[pid] = conn
+
+    def _reap(self) -> None:
+        while self.waiting:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            conn = self.waiting.pop(pid, None)
+            if conn is not None:
+                with contextlib.suppress(OSError):
+                    conn.sendall(struct.pack("!i", os.waitstatus_to_exitcode(status)))
+                conn.close()
 
 
 def serve(socket_path: str, family: str) -> None:
-    """The server's main loop: import the family's libraries, then fork one child per request until the
+    """The server's main loop: import the family's libraries, then fork one task per request until the
     process that started it goes away or it is told to stop (SIGTERM)."""
     parent = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the tasks and the run, not the server
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # answered requests' children are reaped by the kernel
     os.environ[KFP_RUNTIME_ENV] = "true"  # import kfp as a task process does
     started = time.perf_counter()
     for module in FAMILIES[family]:
@@ -227,13 +269,11 @@ def serve(socket_path: str, family: str) -> None:
     partial = socket_path + ".partial"
     listener.bind(partial)
     listener.listen(16)
+    listener.setblocking(False)
+    server = _Server(listener)
     os.rename(partial, socket_path)  # the socket appears only once the server can answer at once
-    listener.settimeout(1.0)
     while os.getppid() == parent:
-        try:
-            _serve_one(listener)
-        except TimeoutError:
-            continue
+        server.step()
 
 
 # --- the client (in the local run's process) ------------------------------------------------------
@@ -283,7 +323,7 @@ class WarmServer:
                 try:
                     return struct.unpack("!i", _recv_exact(conn, 4))[0]
                 except (OSError, ConnectionError):
-                    return 1  # the child that waits for the task was killed: the task did not finish
+                    return 1  # the server went away before it could say how the task ended
         finally:
             if read_fd >= 0:
                 os.close(read_fd)

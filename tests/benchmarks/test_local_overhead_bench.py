@@ -143,6 +143,7 @@ def demo_run(data: Path, work: Path, warm: bool) -> dict:
         "phases": phases,
         "totals": [sum(p[i] for _, p in phases) for i in range(len(PHASES))],
         "forked": text.count("forked from the warm"),
+        "headline": [line for line in out.stdout.splitlines() if line.startswith("Recall@200")],
         "logs": logs,
     }
 
@@ -169,20 +170,30 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
         "per-task lines; stage-body seconds are the stages' own `done in` lines (tasks without a stage body, "
         "such as shard bookkeeping, count as start-up).",
         "",
-        "| mode | tasks | tasks forked warm | command wall s | summed task s | stage bodies s | start-up share |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| mode | tasks | tasks forked warm | command wall s | summed task s | stage bodies s | "
+        "start-up s | start-up / command wall | start-up / summed task time |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         *(
             f"| {name} | {len(r['tasks'])} | {r['forked']} | {r['wall']:.1f} | {r['task_s']:.1f} | "
-            f"{r['body_s']:.1f} | **{r['share']:.0%}** |"
+            f"{r['body_s']:.1f} | {r['task_s'] - r['body_s']:.1f} | **{(r['task_s'] - r['body_s']) / r['wall']:.0%}** "
+            f"| {r['share']:.0%} |"
             for name, r in (("cold", cold), ("warm (default)", warm))
         ),
         "",
-        f"- **Start-up share, warm (the default): {warm['share']:.0%}** (target under 35%; cold "
-        f"{cold['share']:.0%}). The whole command took {warm['wall'] / cold['wall']:.2f}x the cold run's wall "
-        f"time, the tasks {warm['task_s'] / cold['task_s']:.2f}x their summed seconds.",
-        "- The stage body starts where the stage function starts (`runtime.stage`). Cold, encode's bodies include "
-        "importing torch and transformers (the stage imports them itself), so the cold share is if anything "
-        f"understated; `from_pretrained` took {encoder_load['cold']:.1f} s cold, {encoder_load['warm']:.1f} s warm "
+        f"- **Per-task start-up, warm (the default): {(warm['task_s'] - warm['body_s']) / warm['wall']:.0%} of the "
+        f"run's wall time** (the issue's measure, target under 35%; cold {(cold['task_s'] - cold['body_s']) / cold['wall']:.0%}), "
+        f"{(warm['task_s'] - warm['body_s']) / len(warm['tasks']):.2f} s per task (cold "
+        f"{(cold['task_s'] - cold['body_s']) / len(cold['tasks']):.2f} s). The whole command took "
+        f"{warm['wall'] / cold['wall']:.2f}x the cold run's wall time, the tasks {warm['task_s'] / cold['task_s']:.2f}x "
+        "their summed seconds; both runs printed the same headline "
+        f"({'; '.join(warm['headline'])}).",
+        f"- Of the summed task time, start-up is {warm['share']:.0%} warm ({cold['share']:.0%} cold): warm, the stage "
+        "bodies shrink too, because cold they held imports that a stage makes itself (encode's torch and "
+        "transformers, train's first optimizer step importing torch._dynamo), so on tiny data the remaining "
+        "per-task cost (fork, kfp's executor reading its input and writing its outputs, process exit) is "
+        "compared with bodies of a tenth of a second.",
+        "- The stage body starts where the stage function starts (`runtime.stage`); "
+        f"`from_pretrained` took {encoder_load['cold']:.1f} s cold, {encoder_load['warm']:.1f} s warm "
         "(the `encoder: loaded` lines).",
         "",
         "Where each task's time goes, from the timestamps in runner.log (seconds): process + kfp = process start "
@@ -226,6 +237,7 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
         assert run["tasks"] and run["bodies"] and 0 < run["share"] < 1
         assert len(run["phases"]) == len(run["tasks"]) - 1  # every task process but the importer (no process)
     assert cold["forked"] == 0 and warm["forked"] == len(warm["phases"])
+    assert warm["headline"] and warm["headline"] == cold["headline"]  # the same results either way
 
 
 def _phase_rows(cold: list, warm: list) -> list[str]:
