@@ -322,8 +322,11 @@ class WarmServer:
                         echo(line)
                 try:
                     return struct.unpack("!i", _recv_exact(conn, 4))[0]
-                except (OSError, ConnectionError):
-                    return 1  # the server went away before it could say how the task ended
+                except (OSError, ConnectionError):  # the task's own end is unknown: count it as failed
+                    echo(
+                        f"searchrec: the warm {self.family} process ended before its task's exit status came back\n"
+                    )
+                    return 1
         finally:
             if read_fd >= 0:
                 os.close(read_fd)
