@@ -143,6 +143,7 @@ def _run_task(request: dict) -> int:
     try:
         atexit._run_exitfuncs()
         logging.shutdown()
+        shutil.rmtree(program_dir, ignore_errors=True)  # kfp's `mktemp -d` copy is never removed
     finally:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):
