@@ -123,12 +123,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from searchrec.runcheck import check_run
     from searchrec.warmstart import prestarted
 
-    with prestarted():  # the warm task processes import torch & co. while the checks below run
-        if args.resume:
+    if args.resume:
+        with prestarted():  # the warm task processes import torch & co. while the pipeline is built
             run = resume_local(Path(args.resume), verbose=args.verbose)
-        else:
-            arguments = _run_arguments(args)
-            check_run(args.pipeline, arguments, Path(args.runs_dir))
+    else:
+        arguments = _run_arguments(args)
+        check_run(args.pipeline, arguments, Path(args.runs_dir))  # nothing starts before the checks pass
+        with prestarted():
             run = run_local(
                 args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose
             )
