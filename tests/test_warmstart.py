@@ -2,6 +2,7 @@
 image family's libraries once, and run cold (kfp.local's own subprocess) whenever a fork could not
 reproduce the task exactly. Real kfp.local runs of small components; nothing mocked."""
 
+import builtins
 import json
 import os
 import time
@@ -49,7 +50,8 @@ def failing_probe(reason: str) -> str:
 
 
 @pytest.fixture
-def kfp_local(tmp_path: Path):
+def kfp_local(tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(builtins, "print", builtins.print)  # kfp.local indents print() and may leave it so
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
     yield tmp_path
 
