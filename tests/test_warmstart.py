@@ -158,3 +158,14 @@ def test_tasks_of_a_parallel_for_are_served_at_once(kfp_local: Path, capfd) -> N
     out = capfd.readouterr().out
     assert out.count("forked from the warm ml process") == 3
     assert all(f"probe says {m}" in out for m in "abc")
+
+
+def test_on_a_machine_with_an_nvidia_device_the_cuda_family_runs_cold(kfp_local: Path, monkeypatch) -> None:
+    (kfp_local / "nvidia0").write_text("")
+    monkeypatch.setattr(warmstart, "GPU_DEVICE_NODES", str(kfp_local / "nvidia[0-9]*"))
+    assert warmstart.served_families() == ["cpu"]
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        assert list(servers) == ["cpu"]
+        _wait_ready(servers)
+        assert json.loads(ml_probe(marker="cold on a GPU machine").output)["torch"] is False
+        assert json.loads(cpu_probe().output)["pandas"] is True

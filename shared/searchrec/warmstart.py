@@ -60,6 +60,10 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 STAGE_FAMILY = {"extract": "cpu", "clean": "cpu", "encode": "ml", "train": "ml", "index": "ml", "infer": "ml"}
 
+# Where an NVIDIA device is present the CUDA family runs cold: CUDA does not survive a fork once a library
+# has initialised it, and some do at import (a device count, an availability check).
+GPU_DEVICE_NODES = "/dev/nvidia[0-9]*"
+
 _HEADER = struct.Struct("!I")
 READY_TIMEOUT_S = 120.0  # a server not ready by then (a slow disk, a broken import): tasks run cold
 
@@ -333,6 +337,14 @@ class WarmServer:
                 os.close(read_fd)
 
 
+def served_families() -> list[str]:
+    """The image families whose tasks are forked on this machine."""
+    import glob
+
+    gpu = bool(glob.glob(GPU_DEVICE_NODES))
+    return [family for family in FAMILIES if not (gpu and family == "ml")]
+
+
 def enabled() -> bool:
     """On Linux unless SEARCHREC_WARM_TASKS=0 (fork after importing these libraries is not safe on macOS)."""
     return (
@@ -344,7 +356,7 @@ def _start_all() -> dict[str, WarmServer]:
     folder = tempfile.mkdtemp(prefix="searchrec-warm-")  # short: a socket path has ~100 characters
     env = dict(os.environ)
     servers = {}
-    for family in FAMILIES:
+    for family in served_families():
         socket_path = os.path.join(folder, f"{family}.sock")
         with open(os.path.join(folder, f"{family}.log"), "a", encoding="utf-8") as log_file:
             process = subprocess.Popen(
