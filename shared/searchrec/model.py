@@ -40,6 +40,9 @@ class TwoTowerConfig:
     # never seen as positives stay where the snapshot puts them
     item_tower: str = "mlp"
     attention_heads: int = 1  # attention query tower: pooling heads, each its own weights over the queries
+    # query vectors per user (multi-interest, ComiRec-SA style): the user's score of an item is the max over
+    # its interest vectors; 1 = one vector (the original); serving searches each and merges by max score
+    interests: int = 1
     # weight of the popularity prior: the served score is cos(query, item) + popularity_weight * log(1 +
     # the item's training purchases); 0 = none. Carried as one extra vector dimension (the query's is the
     # weight, the item's its log count from popularity.safetensors), so faiss inner product serves it.
@@ -55,6 +58,7 @@ class TwoTowerConfig:
             "output_dim",
             "hidden_dim",
             "attention_heads",
+            "interests",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -114,8 +118,16 @@ def _check_history(history: torch.Tensor, length: int, dim: int) -> None:
         raise SearchrecError(f"query tower expects [B, {length}, {dim}] histories, got {list(history.shape)}")
 
 
+def _unit_interests(out: torch.Tensor, interests: int) -> torch.Tensor:
+    """[B, K * D] -> unit vectors: [B, D] for one interest (the original shape), else [B, K, D]."""
+    if interests > 1:
+        out = out.view(len(out), interests, -1)
+    return nn.functional.normalize(out, dim=-1)
+
+
 class QueryTower(nn.Module):
-    """[B, L, Dq] query encodings (+ [B, L] bool mask of real queries) -> [B, out] unit vectors.
+    """[B, L, Dq] query encodings (+ [B, L] bool mask of real queries) -> [B, out] unit vectors
+    ([B, K, out] with K = ``interests`` > 1: the MLP's last layer outputs K vectors).
 
     padding="pad": the padded slots hold the [PAD] encoding (table row 0) and the mask is ignored.
     padding="mask": the padded slots are zeroed, so the [PAD] encoding never reaches the network.
@@ -126,19 +138,26 @@ class QueryTower(nn.Module):
         self.padding = cfg.padding
         self.history_length = cfg.history_length
         self.query_dim = cfg.query_dim
-        self.mlp = _mlp(cfg.history_length * cfg.query_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+        self.interests = cfg.interests
+        self.mlp = _mlp(
+            cfg.history_length * cfg.query_dim, cfg.hidden_dim, cfg.output_dim * cfg.interests, cfg.dropout
+        )
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         _check_history(history, self.history_length, self.query_dim)
         if self.padding == "mask" and mask is not None:
             history = history * mask.unsqueeze(-1).to(history.dtype)
-        return nn.functional.normalize(self.mlp(history.flatten(1)), dim=-1)
+        return _unit_interests(self.mlp(history.flatten(1)), self.interests)
 
 
 class AttentionQueryTower(nn.Module):
     """[B, L, Dq] (+ [B, L] mask) -> [B, out] unit vectors: each query through one shared projection,
     plus a learned embedding of its position (slot L-1 is the most recent query), then attention
-    pooling over the real queries (padded slots get no weight) and an output MLP."""
+    pooling over the real queries (padded slots get no weight) and an output MLP.
+
+    ``interests`` K > 1 (ComiRec-SA): K sets of ``attention_heads`` pooling heads, each set through the
+    shared output MLP to its own unit vector: [B, K, out]. K = 1 is the single-vector tower, weight for
+    weight (the pooling layer's heads are laid out interest-major, so its first K=1 slice is today's)."""
 
     def __init__(self, cfg: TwoTowerConfig):
         super().__init__()
@@ -148,7 +167,8 @@ class AttentionQueryTower(nn.Module):
         self.project = nn.Sequential(nn.Linear(cfg.query_dim, cfg.hidden_dim), nn.LayerNorm(cfg.hidden_dim))
         self.position = nn.Parameter(torch.zeros(cfg.history_length, cfg.hidden_dim))
         self.heads = cfg.attention_heads
-        self.attend = nn.Linear(cfg.hidden_dim, cfg.attention_heads)
+        self.interests = cfg.interests
+        self.attend = nn.Linear(cfg.hidden_dim, cfg.attention_heads * cfg.interests)
         self.out = _mlp(cfg.hidden_dim * cfg.attention_heads, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -158,8 +178,9 @@ class AttentionQueryTower(nn.Module):
         if mask is not None:
             real = mask | ~mask.any(dim=1, keepdim=True)  # a history without queries: attend to all
             scores = scores.masked_fill(~real.unsqueeze(-1), float("-inf"))
-        pooled = torch.einsum("blk,bld->bkd", torch.softmax(scores, dim=1), h).flatten(1)
-        return nn.functional.normalize(self.out(pooled), dim=-1)
+        pooled = torch.einsum("blk,bld->bkd", torch.softmax(scores, dim=1), h)  # [B, K * heads, hidden]
+        pooled = pooled.reshape(len(h) * self.interests, -1)  # each interest's heads side by side
+        return _unit_interests(self.out(pooled).view(len(h), -1), self.interests)
 
 
 class ItemTower(nn.Module):
@@ -229,11 +250,12 @@ class TwoTower(nn.Module):
         return np.where(ids[pos] == nm_ids, feature[pos], 0.0).astype(np.float32)
 
     def query_vectors(self, history: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """What is searched with: the query tower's unit vector (+ the prior's weight as the last value)."""
+        """What is searched with: the query tower's unit vector (+ the prior's weight as the last value),
+        [B, D(+1)]; [B, K, D(+1)] with K > 1 interests (searched each, merged by the max score)."""
         q = self.query_tower(history, mask)
         if self.cfg.popularity_weight <= 0:
             return q
-        return torch.cat([q, q.new_full((len(q), 1), float(self.cfg.popularity_weight))], dim=1)
+        return torch.cat([q, q.new_full((*q.shape[:-1], 1), float(self.cfg.popularity_weight))], dim=-1)
 
     def item_vectors(self, items: torch.Tensor, nm_ids: np.ndarray | None = None) -> torch.Tensor:
         """What is indexed: the item tower's unit vector (+ the item's log popularity as the last value)."""

@@ -67,6 +67,7 @@ class TrainParams:
     query_tower: str = config.QUERY_TOWER  # one of model.QUERY_TOWERS
     item_tower: str = config.ITEM_TOWER  # one of model.ITEM_TOWERS
     attention_heads: int = config.ATTENTION_HEADS  # attention query tower's pooling heads
+    interests: int = config.INTERESTS  # query vectors per user; an item's score is the max over them
     sampled_negatives: int = config.SAMPLED_NEGATIVES  # per step, from the whole snapshot (softmax only)
     negative_sampling: str = config.NEGATIVE_SAMPLING  # one of losses.NEGATIVE_SAMPLING
     sampling_alpha: float = config.NEGATIVE_SAMPLING_ALPHA  # popularity sampling: (count + 1) ** alpha
@@ -97,7 +98,14 @@ class TrainParams:
                 raise SearchrecError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        for name in ("epochs", "output_dim", "hidden_dim", "keep_checkpoints", "attention_heads"):
+        for name in (
+            "epochs",
+            "output_dim",
+            "hidden_dim",
+            "keep_checkpoints",
+            "attention_heads",
+            "interests",
+        ):
             if int(getattr(self, name)) < 1:
                 raise SearchrecError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.batch_size < 2:
@@ -155,7 +163,7 @@ class TrainResult:
         for key in (
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
             *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
-            *("negative_sampling", "validation_days"),
+            *("negative_sampling", "validation_days", "interests"),
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
@@ -373,6 +381,7 @@ def _model_config(data: TrainingData, params: TrainParams) -> TwoTowerConfig:
         query_tower=params.query_tower,
         item_tower=params.item_tower,
         attention_heads=int(params.attention_heads),
+        interests=int(params.interests),
     )
 
 
@@ -380,6 +389,7 @@ _OLD_DEFAULTS = {
     "query_tower": "concat",
     "item_tower": "mlp",
     "attention_heads": 1,
+    "interests": 1,
 }  # checkpoints written before the option
 
 
@@ -397,6 +407,7 @@ def _check_resumable(
         "query_tower",
         "item_tower",
         "attention_heads",
+        "interests",
     ):
         if saved.get(name, _OLD_DEFAULTS.get(name)) != getattr(cfg, name):
             raise SearchrecError(
@@ -810,6 +821,7 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "logq_correction": params.logq_correction,
         "sampled_negatives": params.sampled_negatives,
         "negative_sampling": params.negative_sampling,
+        "interests": cfg.interests,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
