@@ -43,6 +43,8 @@ GRID: dict[str, dict] = {
     "residual item tower": {"item_tower": "residual"},
     "4 attention heads": {"attention_heads": 4},
     "dropout 0.3": {"dropout": 0.3},
+    "2 interests": {"interests": 2},
+    "3 interests": {"interests": 3},
 }
 SHOWN = ("recall_at_10", "recall_at_50", "recall_at_200", "ndcg_at_200", "mrr")
 
