@@ -24,6 +24,7 @@ def train(
     query_tower: str = "attention",  # config.QUERY_TOWER
     attention_heads: int = 1,  # config.ATTENTION_HEADS
     interests: int = 1,  # config.INTERESTS
+    interest_offsets: bool = False,  # config.INTEREST_OFFSETS
     item_tower: str = "mlp",  # config.ITEM_TOWER
     popularity_prior: bool = True,  # config.POPULARITY_PRIOR
     sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
@@ -61,6 +62,7 @@ def train(
             patience=patience,
             attention_heads=attention_heads,
             interests=interests,
+            interest_offsets=interest_offsets,
             popularity_prior=popularity_prior,
             seed=seed,
             train_start=train_start,

@@ -116,6 +116,7 @@ QUERY_TOWER = (
 )
 ATTENTION_HEADS = 1  # pooling heads of the attention query tower
 INTERESTS = 1  # query vectors per user (multi-interest); an item's score is the max over them
+INTEREST_OFFSETS = False  # interests > 1: each interest's scores shifted by a learned per-user offset
 ITEM_TOWER = "mlp"  # or "residual": geometry-keeping linear map + zero-initialised MLP
 SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
 NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA

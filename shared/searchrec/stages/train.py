@@ -68,6 +68,7 @@ class TrainParams:
     item_tower: str = config.ITEM_TOWER  # one of model.ITEM_TOWERS
     attention_heads: int = config.ATTENTION_HEADS  # attention query tower's pooling heads
     interests: int = config.INTERESTS  # query vectors per user; an item's score is the max over them
+    interest_offsets: bool = config.INTEREST_OFFSETS  # interests > 1: a learned offset per interest vector
     sampled_negatives: int = config.SAMPLED_NEGATIVES  # per step, from the whole snapshot (softmax only)
     negative_sampling: str = config.NEGATIVE_SAMPLING  # one of losses.NEGATIVE_SAMPLING
     sampling_alpha: float = config.NEGATIVE_SAMPLING_ALPHA  # popularity sampling: (count + 1) ** alpha
@@ -163,7 +164,7 @@ class TrainResult:
         for key in (
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
             *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
-            *("negative_sampling", "validation_days", "interests"),
+            *("negative_sampling", "validation_days", "interests", "interest_offsets"),
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
@@ -382,6 +383,7 @@ def _model_config(data: TrainingData, params: TrainParams) -> TwoTowerConfig:
         item_tower=params.item_tower,
         attention_heads=int(params.attention_heads),
         interests=int(params.interests),
+        interest_offsets=bool(params.interest_offsets),
     )
 
 
@@ -390,6 +392,7 @@ _OLD_DEFAULTS = {
     "item_tower": "mlp",
     "attention_heads": 1,
     "interests": 1,
+    "interest_offsets": False,
 }  # checkpoints written before the option
 
 
@@ -408,6 +411,7 @@ def _check_resumable(
         "item_tower",
         "attention_heads",
         "interests",
+        "interest_offsets",
     ):
         if saved.get(name, _OLD_DEFAULTS.get(name)) != getattr(cfg, name):
             raise SearchrecError(
@@ -822,6 +826,7 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "sampled_negatives": params.sampled_negatives,
         "negative_sampling": params.negative_sampling,
         "interests": cfg.interests,
+        "interest_offsets": cfg.interest_offsets,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
