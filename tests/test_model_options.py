@@ -183,3 +183,22 @@ def test_a_bad_interests_value_is_refused(bad) -> None:
     with pytest.raises(SearchrecError, match="interests must be a positive integer") as error:
         TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=bad)
     assert "\n" not in str(error.value)
+
+
+def test_interest_offsets_start_at_zero_and_are_one_more_dimension(tmp_path: Path) -> None:
+    history, mask = _histories()
+    items = torch.randn(7, ITEM_DIM)
+    for tower in ("attention", "concat"):
+        plain = _model(query_tower=tower, interests=2)
+        model = _model(query_tower=tower, interests=2, interest_offsets=True)
+        assert model.vector_dim == plain.vector_dim + 1
+        with torch.no_grad():
+            q, v = model.query_tower(history, mask), model.item_tower(items)
+            assert torch.all(q[..., -1] == 0) and torch.all(v[:, -1] == 1)  # the plain max at first
+            assert torch.allclose(q[..., :-1], plain.query_tower(history, mask), atol=1e-6)
+    model_artifact.write(tmp_path / "m", model.save)
+    assert TwoTower.load(tmp_path / "m").cfg.interest_offsets is True
+    single = _model(interest_offsets=True)  # one interest: nothing to offset against, nothing added
+    assert single.vector_dim == single.cfg.output_dim and single.query_tower.offset is None
+    with pytest.raises(SearchrecError, match="interest_offsets must be true or false"):
+        TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=2, interest_offsets="yes")

@@ -359,12 +359,20 @@ def test_popularity_prior_is_served_through_index_and_infer(world: dict, tmp_pat
     assert np.mean(top_counts) > counts.mean() + 5  # the prior pulls popular items up
 
 
-def test_several_interests_are_searched_and_merged_by_the_max_score(world: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("offsets", [False, True])
+def test_several_interests_are_searched_and_merged_by_the_max_score(
+    world: dict, tmp_path: Path, offsets: bool
+) -> None:
     """K = 2 interest vectors with the popularity prior: every user gets the brute-force top-k of
-    max over interests (cosine) + weight * log(1 + purchases), each item once, bought items left out."""
+    max over interests (cosine, + the interest's offset) + weight * log(1 + purchases), each item once,
+    bought items left out."""
     torch.manual_seed(2)
-    cfg = TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=2, popularity_weight=0.05)
+    cfg = TwoTowerConfig(
+        query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=2, popularity_weight=0.05, interest_offsets=offsets
+    )
     model = TwoTower(cfg)
+    if offsets:  # zero at initialisation: give them weights, so they differ by user and interest
+        torch.nn.init.normal_(model.query_tower.offset.weight, std=0.3)
     counts = np.random.default_rng(2).integers(0, 50, N_ITEMS).astype(np.float64)
     model.set_popularity(world["nm_ids"], counts)
     model_artifact.write(tmp_path / "model", model.save)
@@ -377,8 +385,12 @@ def test_several_interests_are_searched_and_merged_by_the_max_score(world: dict,
     with torch.inference_mode():
         items = loaded.item_tower(torch.from_numpy(emb)).numpy()
         queries = loaded.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
-    assert queries.shape == (N_USERS, 2, loaded.cfg.output_dim)
-    per_interest = np.einsum("ukd,nd->ukn", queries, items)
+    dim = loaded.cfg.output_dim
+    assert queries.shape == (N_USERS, 2, dim + offsets)
+    per_interest = np.einsum("ukd,nd->ukn", queries[..., :dim], items[:, :dim])
+    if offsets:
+        assert np.all(items[:, dim] == 1.0) and np.abs(queries[:, 0, dim] - queries[:, 1, dim]).mean() > 0.05
+        per_interest += queries[..., dim : dim + 1]
     assert (per_interest.argmax(axis=1) == 1).mean() > 0.1  # the second interest wins for some items
     prior = 0.05 * np.log1p([count_of[int(i)] for i in ids])[None, :]
     by_user = dict(zip(world["user_ids"].tolist(), per_interest.max(axis=1) + prior, strict=True))
