@@ -491,16 +491,20 @@ def test_popularity_weight_is_chosen_on_validation_and_saved(inputs, tmp_path: P
     assert not (tmp_path / "off" / model_artifact.POPULARITY_FILE).exists()
 
 
-def test_several_interests_train_and_the_holdout_ranks_by_the_max_over_them(inputs, tmp_path: Path) -> None:
+@pytest.mark.parametrize("offsets", [False, True])
+def test_several_interests_train_and_the_holdout_ranks_by_the_max_over_them(
+    inputs, tmp_path: Path, offsets: bool
+) -> None:
     """interests=2: the saved model gives two vectors per user, and the holdout metrics are those of the
     brute-force ranking of every snapshot item by max over interests + the prior (what infer serves)."""
     from searchrec.evaluation import encode_items, ranking_metrics
     from searchrec.stages.train import load_training_data
 
-    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=2)
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=2, interest_offsets=offsets)
     result = train_two_tower(*inputs, tmp_path / "m", params=params)
     model = TwoTower.load(tmp_path / "m")
     assert model.cfg.interests == 2 and result.params["interests"] == 2
+    assert model.cfg.interest_offsets is offsets
     assert result.metrics["model_recall_at_10"] > result.metrics["popularity_recall_at_10"] + 0.2
     data = load_training_data(*inputs, validation_days=FAST.validation_days)
     with torch.no_grad():
