@@ -284,7 +284,8 @@ class TwoTower(nn.Module):
 
     def query_vectors(self, history: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         """What is searched with: the query tower's unit vector (+ the prior's weight as the last value),
-        [B, D(+1)]; [B, K, D(+1)] with K > 1 interests (searched each, merged by the max score)."""
+        [B, D(+1)]; [B, K, D(+1)(+1)] with K > 1 interests (searched each, merged by the max score; the
+        interest's offset after the unit vector where configured)."""
         q = self.query_tower(history, mask)
         if self.cfg.popularity_weight <= 0:
             return q

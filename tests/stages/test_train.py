@@ -263,6 +263,19 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
     ]
 
 
+def test_a_checkpoint_written_before_the_interests_option_resumes(inputs, tmp_path: Path) -> None:
+    params = replace(FAST, epochs=2, eval_every_epoch=False)
+    train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=1))
+    meta_path = tmp_path / "m" / "checkpoints" / "epoch-0001.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("interests", "interest_offsets"):  # as the code before the option wrote them
+        del meta["fingerprint"][key], meta["config"][key]
+    meta_path.write_text(json.dumps(meta))
+    assert train_two_tower(*inputs, tmp_path / "m", params=params).resumed_from_epoch == 1
+    with pytest.raises(SearchrecError, match="interests=1 but the inputs/params give 2"):
+        train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=3, interests=2))
+
+
 def test_checkpoint_from_other_dimensions_is_refused(inputs, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))

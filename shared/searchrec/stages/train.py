@@ -393,7 +393,7 @@ _OLD_DEFAULTS = {
     "attention_heads": 1,
     "interests": 1,
     "interest_offsets": False,
-}  # checkpoints written before the option
+}  # checkpoints written before the option (its config and its fingerprint)
 
 
 def _check_resumable(
@@ -418,7 +418,8 @@ def _check_resumable(
                 f"checkpoint in {model_dir} has {name}={saved.get(name)!r} but the inputs/params give "
                 f"{getattr(cfg, name)!r}; use an empty model folder"
             )
-    if meta.get("fingerprint") != json.loads(json.dumps(params.fingerprint())):
+    saved_fingerprint = {**_OLD_DEFAULTS, **meta.get("fingerprint", {})}  # options added since: as before
+    if saved_fingerprint != json.loads(json.dumps(params.fingerprint())):
         raise SearchrecError(
             f"checkpoint in {model_dir} was trained with other parameters; use an empty model folder"
         )
