@@ -23,6 +23,8 @@ def train(
     padding: str = "mask",  # config.TRAIN_PADDING
     query_tower: str = "attention",  # config.QUERY_TOWER
     attention_heads: int = 1,  # config.ATTENTION_HEADS
+    interests: int = 1,  # config.INTERESTS
+    interest_offsets: bool = False,  # config.INTEREST_OFFSETS
     item_tower: str = "mlp",  # config.ITEM_TOWER
     popularity_prior: bool = True,  # config.POPULARITY_PRIOR
     sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
@@ -59,6 +61,8 @@ def train(
             validation_days=validation_days,
             patience=patience,
             attention_heads=attention_heads,
+            interests=interests,
+            interest_offsets=interest_offsets,
             popularity_prior=popularity_prior,
             seed=seed,
             train_start=train_start,

@@ -150,6 +150,8 @@ PLACES = {
             ("TRAIN_PADDING", "padding", "padding", list),
             ("QUERY_TOWER", "query_tower", "query_tower", list),
             ("ATTENTION_HEADS", "attention_heads", "attention_heads", list),
+            ("INTERESTS", "interests", "interests", list),
+            ("INTEREST_OFFSETS", "interest_offsets", "interest_offsets", list),
             ("ITEM_TOWER", "item_tower", "item_tower", list),
             ("POPULARITY_PRIOR", "popularity_prior", "popularity_prior", list),
             ("SAMPLED_NEGATIVES", "sampled_negatives", "sampled_negatives", list),

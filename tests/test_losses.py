@@ -12,6 +12,7 @@ from searchrec.losses import (
     NegativeSampler,
     accidental_hits,
     cosine_loss,
+    interest_scores,
     multi_margin_loss,
     retrieval_loss,
     sampled_softmax_loss,
@@ -121,3 +122,32 @@ def test_negative_sampler_reaches_every_item_of_the_snapshot() -> None:
     assert (popular.sample(4000, generator) >= 2).any()  # smoothed popularity still draws them
     with pytest.raises(ValueError, match="negative sampling"):
         NegativeSampler(counts, "zipf")
+
+
+def test_with_several_interests_each_item_is_scored_by_its_best_interest() -> None:
+    # row 0's interests: e1 and e2; row 1's: e2 twice. Item 0 = e2 (row 0's positive: only its SECOND
+    # interest matches), item 1 = e1 (row 1's positive). Max-over-interest scores: [[1, 1], [1, 0]].
+    queries = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])
+    items = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    assert torch.equal(interest_scores(queries, items), torch.tensor([[1.0, 1.0], [1.0, 0.0]]))
+    assert torch.equal(
+        interest_scores(queries[:, 0], items), queries[:, 0] @ items.T
+    )  # one vector: a product
+    row0 = -1.0 + math.log(math.exp(1.0) + math.exp(1.0))
+    row1 = -0.0 + math.log(math.exp(1.0) + math.exp(0.0))
+    got = sampled_softmax_loss(queries, items, DISTINCT, temperature=1.0).item()
+    assert got == pytest.approx((row0 + row1) / 2)
+    # only the first interest (row 0 cannot reach its positive): a larger loss
+    assert sampled_softmax_loss(queries[:, 0], items, DISTINCT, temperature=1.0).item() > got + 0.2
+    # sampled negatives are scored by the max too: e1 is row 0's best (1.0) through its first interest
+    negatives = torch.tensor([[1.0, 0.0]])
+    with_negative = sampled_softmax_loss(
+        queries, items, DISTINCT, temperature=1.0, negatives=negatives, negative_ids=torch.tensor([30])
+    ).item()
+    row0 = -1.0 + math.log(3 * math.exp(1.0))
+    row1 = -0.0 + math.log(math.exp(1.0) + math.exp(0.0) + math.exp(0.0))
+    assert with_negative == pytest.approx((row0 + row1) / 2)
+    # a gradient reaches the second interest of row 0 (its positive's best)
+    q = queries.clone().requires_grad_(True)
+    sampled_softmax_loss(q, items, DISTINCT, temperature=1.0).backward()
+    assert q.grad[0, 1].abs().sum() > 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -107,3 +108,97 @@ def test_attention_heads_pool_only_the_real_queries() -> None:
     assert torch.allclose(a, b, atol=1e-6) and torch.allclose(a.norm(dim=1), torch.ones(4), atol=1e-5)
     single = _model(query_tower="attention").query_tower
     assert single.attend.out_features == 1 and single.out[0].in_features == single.out[0].out_features
+
+
+def _single_vector_attention(tower, history: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The attention query tower's forward as it was before interests existed (one vector per user)."""
+    h = torch.nn.functional.gelu(tower.project(history) + tower.position)
+    scores = tower.attend(h).masked_fill(
+        ~(mask | ~mask.any(dim=1, keepdim=True)).unsqueeze(-1), float("-inf")
+    )
+    pooled = torch.einsum("blk,bld->bkd", torch.softmax(scores, dim=1), h).flatten(1)
+    return torch.nn.functional.normalize(tower.out(pooled), dim=-1)
+
+
+def _histories() -> tuple[torch.Tensor, torch.Tensor]:
+    history = torch.randn(6, 5, QUERY_DIM, generator=torch.Generator().manual_seed(3))
+    mask = torch.ones(6, 5, dtype=torch.bool)
+    mask[0, :3] = mask[1, :] = False
+    return history, mask
+
+
+def test_one_interest_is_the_single_vector_tower() -> None:
+    history, mask = _histories()
+    for heads in (1, 2):
+        model = _model(query_tower="attention", attention_heads=heads)
+        assert model.cfg.interests == 1 and model.query_tower.attend.out_features == heads
+        with torch.no_grad():
+            assert torch.equal(
+                model.query_tower(history, mask), _single_vector_attention(model.query_tower, history, mask)
+            )
+    concat = _model(query_tower="concat")
+    assert concat.query_tower.mlp[-1].out_features == concat.cfg.output_dim
+    with torch.no_grad():
+        plain = torch.nn.functional.normalize(concat.query_tower.mlp(history.flatten(1)), dim=-1)
+        assert torch.equal(concat.query_tower(history, mask), plain)
+
+
+def test_several_interests_give_distinct_unit_vectors() -> None:
+    history, mask = _histories()
+    for tower in ("attention", "concat"):
+        model = _model(query_tower=tower, interests=3, popularity_weight=0.1)
+        with torch.no_grad():
+            q = model.query_tower(history, mask)
+            served = model.query_vectors(history, mask)
+        assert q.shape == (6, 3, model.cfg.output_dim)
+        assert torch.allclose(q.norm(dim=-1), torch.ones(6, 3), atol=1e-5)
+        assert (q[:, 0] - q[:, 1]).norm(dim=-1).min() > 1e-3  # not one vector three times
+        assert served.shape == (6, 3, model.vector_dim) and torch.all(served[..., -1] == 0.1)
+    attention = _model(query_tower="attention", interests=3, attention_heads=2).query_tower
+    assert (
+        attention.attend.out_features == 6
+        and attention.out[0].in_features == 2 * attention.out[0].out_features
+    )
+
+
+def test_interests_round_trip_and_old_configs_load_as_one(tmp_path: Path) -> None:
+    model = _model(query_tower="attention", interests=2)
+    model_artifact.write(tmp_path / "m", model.save)
+    loaded = TwoTower.load(tmp_path / "m")
+    history, mask = _histories()
+    assert loaded.cfg.interests == 2
+    with torch.no_grad():
+        assert torch.equal(loaded.query_tower(history, mask), model.query_tower(history, mask))
+    old = _model(query_tower="attention")
+    model_artifact.write(tmp_path / "old", old.save)
+    config_path = tmp_path / "old" / model_artifact.CONFIG_FILE
+    data = json.loads(config_path.read_text())
+    del data["interests"]  # a model saved before the option
+    config_path.write_text(json.dumps(data))
+    assert TwoTower.load(tmp_path / "old").cfg.interests == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "2"])
+def test_a_bad_interests_value_is_refused(bad) -> None:
+    with pytest.raises(SearchrecError, match="interests must be a positive integer") as error:
+        TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=bad)
+    assert "\n" not in str(error.value)
+
+
+def test_interest_offsets_start_at_zero_and_are_one_more_dimension(tmp_path: Path) -> None:
+    history, mask = _histories()
+    items = torch.randn(7, ITEM_DIM)
+    for tower in ("attention", "concat"):
+        plain = _model(query_tower=tower, interests=2)
+        model = _model(query_tower=tower, interests=2, interest_offsets=True)
+        assert model.vector_dim == plain.vector_dim + 1
+        with torch.no_grad():
+            q, v = model.query_tower(history, mask), model.item_tower(items)
+            assert torch.all(q[..., -1] == 0) and torch.all(v[:, -1] == 1)  # the plain max at first
+            assert torch.allclose(q[..., :-1], plain.query_tower(history, mask), atol=1e-6)
+    model_artifact.write(tmp_path / "m", model.save)
+    assert TwoTower.load(tmp_path / "m").cfg.interest_offsets is True
+    single = _model(interest_offsets=True)  # one interest: nothing to offset against, nothing added
+    assert single.vector_dim == single.cfg.output_dim and single.query_tower.offset is None
+    with pytest.raises(SearchrecError, match="interest_offsets must be true or false"):
+        TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=2, interest_offsets="yes")

@@ -120,8 +120,9 @@ def model_topk(
 ) -> np.ndarray:
     """Row numbers [n, k] of the top-k items (rows of ``item_vectors``) for each history: exact search
     through the serving stage's faiss searcher (GPU where faiss sees one; 1.6-2.1x torch matmul+topk
-    on the CPU, tests/benchmarks/results/search.md)."""
-    from searchrec.stages.index import Searcher, flat, resolve_devices
+    on the CPU, tests/benchmarks/results/search.md); with several interests, ranked by the max over them
+    as served (index.search_users)."""
+    from searchrec.stages.index import Searcher, flat, resolve_devices, search_users
 
     model.eval()
     device = table.device
@@ -134,7 +135,7 @@ def model_topk(
         queries.append(model.query_vectors(history, mask).float().cpu().numpy())
     items = np.ascontiguousarray(item_vectors.float().cpu().numpy())
     searcher = Searcher(flat(items), resolve_devices("auto").faiss_gpu)
-    return searcher.search(np.concatenate(queries), k)[1]
+    return search_users(searcher, np.concatenate(queries), k)[1]
 
 
 def evaluate(

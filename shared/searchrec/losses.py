@@ -7,6 +7,10 @@
   (RecSys 2019): subtract the log of each candidate's sampling probability from its logit, so that
   popular items, which are sampled as negatives more often, are not over-penalised.
 
+Queries are [B, D] (one vector per row) or [B, K, D] (K interests, multi-interest query tower): the
+score of a (row, item) pair is then the max over the row's interests of the inner product
+(:func:`interest_scores`), for the positive and every negative alike, as serving ranks them.
+
 Every loss removes accidental hits: another row of the batch whose item is the same as this row's
 positive is not treated as a negative.
 
@@ -30,6 +34,13 @@ NEGATIVE_SAMPLING = ("uniform", "popularity")
 _NEG = -1e4  # a logit no positive ever loses to (after scaling by 1/temperature it stays finite)
 
 
+def interest_scores(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """[B, N] scores of queries [B, D] (or [B, K, D]: the max over the K interests) against items [N, D]."""
+    if queries.dim() == 3:
+        return torch.einsum("bkd,nd->bkn", queries, items).amax(dim=1)
+    return queries @ items.T
+
+
 def accidental_hits(item_ids: torch.Tensor) -> torch.Tensor:
     """[B, B] bool: column j holds the same item as row i's positive, j != i."""
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)
@@ -40,7 +51,7 @@ def multi_margin_loss(
     queries: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor | None = None, *, margin: float = 1.0
 ) -> torch.Tensor:
     """torch.nn.MultiMarginLoss over the [B, B] cosine matrix with the target on the diagonal."""
-    scores = queries @ items.T
+    scores = interest_scores(queries, items)
     if item_ids is not None:
         scores = scores.masked_fill(accidental_hits(item_ids), _NEG)
     target = torch.arange(len(scores), device=scores.device)
@@ -51,7 +62,7 @@ def cosine_loss(
     queries: torch.Tensor, items: torch.Tensor, item_ids: torch.Tensor | None = None, *, margin: float = 0.0
 ) -> torch.Tensor:
     """Mean of (1 - cos) over positives plus mean of max(0, cos - margin) over in-batch negatives."""
-    scores = queries @ items.T
+    scores = interest_scores(queries, items)
     n = len(scores)
     positive = 1.0 - scores.diagonal()
     negatives = ~torch.eye(n, dtype=torch.bool, device=scores.device)
@@ -78,13 +89,13 @@ def sampled_softmax_loss(
     ``log_q`` [B]: log sampling weight of in-batch column j; ``negative_log_q`` [S]: the same for
     the sampled columns (see the module docstring for the per-source correction).
     """
-    logits = queries @ items.T / temperature
+    logits = interest_scores(queries, items) / temperature
     if log_q is not None:
         logits = logits - log_q.unsqueeze(0)
     if item_ids is not None:
         logits = logits.masked_fill(accidental_hits(item_ids), _NEG / temperature)
     if negatives is not None:
-        sampled = queries @ negatives.T / temperature
+        sampled = interest_scores(queries, negatives) / temperature
         if negative_log_q is not None:
             sampled = sampled - negative_log_q.unsqueeze(0)
         if item_ids is not None and negative_ids is not None:

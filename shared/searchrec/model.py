@@ -40,6 +40,13 @@ class TwoTowerConfig:
     # never seen as positives stay where the snapshot puts them
     item_tower: str = "mlp"
     attention_heads: int = 1  # attention query tower: pooling heads, each its own weights over the queries
+    # query vectors per user (multi-interest, ComiRec-SA style): the user's score of an item is the max over
+    # its interest vectors; 1 = one vector (the original); serving searches each and merges by max score
+    interests: int = 1
+    # with interests > 1: each interest vector also carries a learned offset (how much this user's history
+    # backs that interest) added to its scores, so a weak interest's items rank below a strong one's; one
+    # extra dimension (the query's offset against a constant 1 on the item side); no effect at interests=1
+    interest_offsets: bool = False
     # weight of the popularity prior: the served score is cos(query, item) + popularity_weight * log(1 +
     # the item's training purchases); 0 = none. Carried as one extra vector dimension (the query's is the
     # weight, the item's its log count from popularity.safetensors), so faiss inner product serves it.
@@ -55,6 +62,7 @@ class TwoTowerConfig:
             "output_dim",
             "hidden_dim",
             "attention_heads",
+            "interests",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -62,6 +70,10 @@ class TwoTowerConfig:
         if not 0.0 <= float(self.popularity_weight) < 1e3:
             raise SearchrecError(
                 f"model config: popularity_weight must be >= 0, got {self.popularity_weight!r}"
+            )
+        if not isinstance(self.interest_offsets, bool):
+            raise SearchrecError(
+                f"model config: interest_offsets must be true or false, got {self.interest_offsets!r}"
             )
         if not 0.0 <= float(self.dropout) < 1.0:
             raise SearchrecError(f"model config: dropout must be in [0, 1), got {self.dropout!r}")
@@ -114,8 +126,28 @@ def _check_history(history: torch.Tensor, length: int, dim: int) -> None:
         raise SearchrecError(f"query tower expects [B, {length}, {dim}] histories, got {list(history.shape)}")
 
 
+def _unit_interests(out: torch.Tensor, interests: int, offsets: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, K * D] -> unit vectors: [B, D] for one interest (the original shape), else [B, K, D]; with
+    ``offsets`` [B, K], each interest's offset appended: [B, K, D + 1]."""
+    if interests > 1:
+        out = out.view(len(out), interests, -1)
+    out = nn.functional.normalize(out, dim=-1)
+    return out if offsets is None else torch.cat([out, offsets.view(len(out), -1, 1)], dim=-1)
+
+
+def _offset_layer(cfg: TwoTowerConfig, in_dim: int) -> nn.Linear | None:
+    """The interests' offsets (zero at initialisation: the plain max over interests), when configured."""
+    if cfg.interests < 2 or not cfg.interest_offsets:
+        return None
+    layer = nn.Linear(in_dim, 1)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
 class QueryTower(nn.Module):
-    """[B, L, Dq] query encodings (+ [B, L] bool mask of real queries) -> [B, out] unit vectors.
+    """[B, L, Dq] query encodings (+ [B, L] bool mask of real queries) -> [B, out] unit vectors
+    ([B, K, out] with K = ``interests`` > 1: the MLP's last layer outputs K vectors).
 
     padding="pad": the padded slots hold the [PAD] encoding (table row 0) and the mask is ignored.
     padding="mask": the padded slots are zeroed, so the [PAD] encoding never reaches the network.
@@ -126,19 +158,29 @@ class QueryTower(nn.Module):
         self.padding = cfg.padding
         self.history_length = cfg.history_length
         self.query_dim = cfg.query_dim
-        self.mlp = _mlp(cfg.history_length * cfg.query_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+        self.interests = cfg.interests
+        self.mlp = _mlp(
+            cfg.history_length * cfg.query_dim, cfg.hidden_dim, cfg.output_dim * cfg.interests, cfg.dropout
+        )
+        self.offset = _offset_layer(cfg, cfg.output_dim)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         _check_history(history, self.history_length, self.query_dim)
         if self.padding == "mask" and mask is not None:
             history = history * mask.unsqueeze(-1).to(history.dtype)
-        return nn.functional.normalize(self.mlp(history.flatten(1)), dim=-1)
+        out = self.mlp(history.flatten(1))
+        offsets = None if self.offset is None else self.offset(out.view(len(out), self.interests, -1))
+        return _unit_interests(out, self.interests, offsets)
 
 
 class AttentionQueryTower(nn.Module):
     """[B, L, Dq] (+ [B, L] mask) -> [B, out] unit vectors: each query through one shared projection,
     plus a learned embedding of its position (slot L-1 is the most recent query), then attention
-    pooling over the real queries (padded slots get no weight) and an output MLP."""
+    pooling over the real queries (padded slots get no weight) and an output MLP.
+
+    ``interests`` K > 1 (ComiRec-SA): K sets of ``attention_heads`` pooling heads, each set through the
+    shared output MLP to its own unit vector: [B, K, out]. K = 1 is the single-vector tower, weight for
+    weight (the pooling layer's heads are laid out interest-major, so its first K=1 slice is today's)."""
 
     def __init__(self, cfg: TwoTowerConfig):
         super().__init__()
@@ -148,8 +190,10 @@ class AttentionQueryTower(nn.Module):
         self.project = nn.Sequential(nn.Linear(cfg.query_dim, cfg.hidden_dim), nn.LayerNorm(cfg.hidden_dim))
         self.position = nn.Parameter(torch.zeros(cfg.history_length, cfg.hidden_dim))
         self.heads = cfg.attention_heads
-        self.attend = nn.Linear(cfg.hidden_dim, cfg.attention_heads)
+        self.interests = cfg.interests
+        self.attend = nn.Linear(cfg.hidden_dim, cfg.attention_heads * cfg.interests)
         self.out = _mlp(cfg.hidden_dim * cfg.attention_heads, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
+        self.offset = _offset_layer(cfg, cfg.hidden_dim * cfg.attention_heads)
 
     def forward(self, history: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         _check_history(history, self.history_length, self.query_dim)
@@ -158,8 +202,15 @@ class AttentionQueryTower(nn.Module):
         if mask is not None:
             real = mask | ~mask.any(dim=1, keepdim=True)  # a history without queries: attend to all
             scores = scores.masked_fill(~real.unsqueeze(-1), float("-inf"))
-        pooled = torch.einsum("blk,bld->bkd", torch.softmax(scores, dim=1), h).flatten(1)
-        return nn.functional.normalize(self.out(pooled), dim=-1)
+        pooled = torch.einsum("blk,bld->bkd", torch.softmax(scores, dim=1), h)  # [B, K * heads, hidden]
+        pooled = pooled.reshape(len(h) * self.interests, -1)  # each interest's heads side by side
+        offsets = None if self.offset is None else self.offset(pooled)
+        return _unit_interests(self.out(pooled).view(len(h), -1), self.interests, offsets)
+
+
+def offset_dims(cfg: TwoTowerConfig) -> int:
+    """1 where the interests carry offsets (an extra dimension of both towers' outputs), else 0."""
+    return 1 if cfg.interests > 1 and cfg.interest_offsets else 0
 
 
 class ItemTower(nn.Module):
@@ -174,6 +225,7 @@ class ItemTower(nn.Module):
     def __init__(self, cfg: TwoTowerConfig):
         super().__init__()
         self.item_dim = cfg.item_dim
+        self.offset_dim = offset_dims(cfg)  # a constant 1 after the unit vector: the queries' offsets
         self.mlp = _mlp(cfg.item_dim, cfg.hidden_dim, cfg.output_dim, cfg.dropout)
         self.linear = None
         if cfg.item_tower == "residual":
@@ -190,7 +242,8 @@ class ItemTower(nn.Module):
         out = self.mlp(items)
         if self.linear is not None:
             out = out + self.linear(items)
-        return nn.functional.normalize(out, dim=-1)
+        out = nn.functional.normalize(out, dim=-1)
+        return torch.cat([out, out.new_ones((len(out), 1))], dim=1) if self.offset_dim else out
 
 
 class TwoTower(nn.Module):
@@ -209,8 +262,9 @@ class TwoTower(nn.Module):
 
     @property
     def vector_dim(self) -> int:
-        """Dimension of the served vectors: the towers' output, plus one for the popularity prior."""
-        return self.cfg.output_dim + (1 if self.cfg.popularity_weight > 0 else 0)
+        """Dimension of the served vectors: the towers' output (plus one for interest offsets), plus one
+        for the popularity prior."""
+        return self.cfg.output_dim + offset_dims(self.cfg) + (1 if self.cfg.popularity_weight > 0 else 0)
 
     def set_popularity(self, nm_ids: np.ndarray, counts: np.ndarray) -> None:
         """The prior's item side from training purchase counts per nm_id (items absent count 0)."""
@@ -229,11 +283,13 @@ class TwoTower(nn.Module):
         return np.where(ids[pos] == nm_ids, feature[pos], 0.0).astype(np.float32)
 
     def query_vectors(self, history: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """What is searched with: the query tower's unit vector (+ the prior's weight as the last value)."""
+        """What is searched with: the query tower's unit vector (+ the prior's weight as the last value),
+        [B, D(+1)]; [B, K, D(+1)(+1)] with K > 1 interests (searched each, merged by the max score; the
+        interest's offset after the unit vector where configured)."""
         q = self.query_tower(history, mask)
         if self.cfg.popularity_weight <= 0:
             return q
-        return torch.cat([q, q.new_full((len(q), 1), float(self.cfg.popularity_weight))], dim=1)
+        return torch.cat([q, q.new_full((*q.shape[:-1], 1), float(self.cfg.popularity_weight))], dim=-1)
 
     def item_vectors(self, items: torch.Tensor, nm_ids: np.ndarray | None = None) -> torch.Tensor:
         """What is indexed: the item tower's unit vector (+ the item's log popularity as the last value)."""

@@ -43,6 +43,10 @@ GRID: dict[str, dict] = {
     "residual item tower": {"item_tower": "residual"},
     "4 attention heads": {"attention_heads": 4},
     "dropout 0.3": {"dropout": 0.3},
+    "2 interests": {"interests": 2},
+    "3 interests": {"interests": 3},
+    "4 interests": {"interests": 4},
+    "3 interests with offsets": {"interests": 3, "interest_offsets": True},
 }
 SHOWN = ("recall_at_10", "recall_at_50", "recall_at_200", "ndcg_at_200", "mrr")
 

@@ -12,13 +12,21 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from searchrec.artifacts import encoded, examples, snapshot
 from searchrec.artifacts import folder as artifact_folder
 from searchrec.artifacts import index as index_artifact
 from searchrec.artifacts import model as model_artifact
-from searchrec.artifacts import snapshot
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower, TwoTowerConfig
-from searchrec.stages.index import Searcher, build_index, load_index, recall_at_k
+from searchrec.stages.index import (
+    Searcher,
+    _history_queries,
+    build_index,
+    load_index,
+    merge_interests,
+    recall_at_k,
+    resolve_devices,
+)
 
 QUERY_DIM, ITEM_DIM, N_ITEMS = 8, 16, 1500
 
@@ -252,3 +260,28 @@ def test_bad_input_is_refused_and_nothing_written(
     with pytest.raises(SearchrecError, match=message):
         build_index(model, emb, tmp_path / "idx", kind=kind)
     assert not (tmp_path / "idx").exists() and leftovers(tmp_path) == []
+
+
+def test_merge_interests_keeps_each_item_once_at_its_best_score() -> None:
+    # user 0: two interests' lists [7, 3, 5] and [3, 9, -1]; user 1: fewer than k distinct items
+    scores = np.array([[0.9, 0.5, 0.2, 0.8, 0.6, -np.inf], [0.4, 0.3, 0.1, 0.4, 0.3, 0.1]], np.float32)
+    rows = np.array([[7, 3, 5, 3, 9, -1], [1, 2, -1, 1, 2, -1]])
+    merged_scores, merged_rows = merge_interests(scores, rows, 4)
+    assert merged_rows.tolist() == [[7, 3, 9, 5], [1, 2, -1, -1]]
+    assert np.allclose(merged_scores[0], [0.9, 0.8, 0.6, 0.2]) and np.isneginf(merged_scores[1, 2:]).all()
+
+
+def test_history_sample_for_tuning_holds_every_interest_vector(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = TwoTower(TwoTowerConfig(query_dim=8, item_dim=16, interests=3)).eval()
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(11, 8)).astype(np.float32)
+    hist = rng.integers(0, 11, size=(40, 5)).astype(np.int32)
+    rows = pa.table({"user_id": pa.array(np.arange(40), pa.int64())})
+    texts = [f"q{i}" for i in range(10)]
+    encoded.write(
+        tmp_path / "enc", table, texts, [encoded.EncodedSplit(examples.INFER_SPLIT, rows, hist)], {}
+    )
+    sample = _history_queries(model, tmp_path / "enc", resolve_devices("cpu"), 12, np.random.default_rng(0))
+    assert sample.shape == (12, model.vector_dim)  # 4 histories x 3 interests
+    assert np.allclose(np.linalg.norm(sample, axis=1), 1.0, atol=1e-5)

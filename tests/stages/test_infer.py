@@ -357,3 +357,64 @@ def test_popularity_prior_is_served_through_index_and_infer(world: dict, tmp_pat
         assert_same_ranking(rec["nm_ids"], rec["scores"], *expected)
         top_counts += [count_of[i] for i in rec["nm_ids"]]
     assert np.mean(top_counts) > counts.mean() + 5  # the prior pulls popular items up
+
+
+@pytest.mark.parametrize("offsets", [False, True])
+def test_several_interests_are_searched_and_merged_by_the_max_score(
+    world: dict, tmp_path: Path, offsets: bool
+) -> None:
+    """K = 2 interest vectors with the popularity prior: every user gets the brute-force top-k of
+    max over interests (cosine, + the interest's offset) + weight * log(1 + purchases), each item once,
+    bought items left out."""
+    torch.manual_seed(2)
+    cfg = TwoTowerConfig(
+        query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=2, popularity_weight=0.05, interest_offsets=offsets
+    )
+    model = TwoTower(cfg)
+    if offsets:  # zero at initialisation: give them weights, so they differ by user and interest
+        torch.nn.init.normal_(model.query_tower.offset.weight, std=0.3)
+    counts = np.random.default_rng(2).integers(0, 50, N_ITEMS).astype(np.float64)
+    model.set_popularity(world["nm_ids"], counts)
+    model_artifact.write(tmp_path / "model", model.save)
+    build_index(tmp_path / "model", world["emb"], tmp_path / "index")
+    table = np.load(world["encoded"] / encoded.TABLE_FILE)
+    _, hist = encoded.read_split(world["encoded"], examples.INFER_SPLIT, columns=[], table_rows=len(table))
+    ids, emb, _ = snapshot.read(world["emb"])
+    count_of = dict(zip(world["nm_ids"].tolist(), counts.tolist(), strict=True))
+    loaded = TwoTower.load(tmp_path / "model")
+    with torch.inference_mode():
+        items = loaded.item_tower(torch.from_numpy(emb)).numpy()
+        queries = loaded.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
+    dim = loaded.cfg.output_dim
+    assert queries.shape == (N_USERS, 2, dim + offsets)
+    per_interest = np.einsum("ukd,nd->ukn", queries[..., :dim], items[:, :dim])
+    if offsets:
+        assert np.all(items[:, dim] == 1.0) and np.abs(queries[:, 0, dim] - queries[:, 1, dim]).mean() > 0.05
+        per_interest += queries[..., dim : dim + 1]
+    assert (per_interest.argmax(axis=1) == 1).mean() > 0.1  # the second interest wins for some items
+    prior = 0.05 * np.log1p([count_of[int(i)] for i in ids])[None, :]
+    by_user = dict(zip(world["user_ids"].tolist(), per_interest.max(axis=1) + prior, strict=True))
+    served = world["user_ids"][world["lengths"] >= 1]
+    u1 = int(served[0])
+    bought = {int(ids[j]) for j in np.argsort(-by_user[u1], kind="stable")[:30:3]}  # 10 of its top 30
+    bought_dir = tmp_path / "bought"
+    orders = {
+        "user_id": pa.array([u1] * len(bought), pa.int64()),
+        "order_ts": pa.array([0] * len(bought), pa.timestamp("us")),
+        "nm_id": pa.array(sorted(bought), pa.int64()),
+    }
+    event_parts.write(bought_dir, [pa.table(orders)])
+
+    recommend(tmp_path / "model", tmp_path / "index", world["encoded"], tmp_path / "out", top_k=30,
+              exclude_bought_dir=bought_dir, batch_size=50)  # fmt: skip
+
+    recs = read(tmp_path / "out").to_pylist()
+    assert len(recs) == len(served)
+    for rec in recs:
+        s, exclude = by_user[rec["user_id"]], bought if rec["user_id"] == u1 else set()
+        order = [j for j in np.argsort(-s, kind="stable") if int(ids[j]) not in exclude][:30]
+        assert len(rec["nm_ids"]) == len(set(rec["nm_ids"])) == 30
+        assert_same_ranking(
+            rec["nm_ids"], rec["scores"], [int(ids[j]) for j in order], [float(s[j]) for j in order]
+        )
+    assert not set(next(r for r in recs if r["user_id"] == u1)["nm_ids"]) & bought

@@ -263,6 +263,19 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
     ]
 
 
+def test_a_checkpoint_written_before_the_interests_option_resumes(inputs, tmp_path: Path) -> None:
+    params = replace(FAST, epochs=2, eval_every_epoch=False)
+    train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=1))
+    meta_path = tmp_path / "m" / "checkpoints" / "epoch-0001.json"
+    meta = json.loads(meta_path.read_text())
+    for key in ("interests", "interest_offsets"):  # as the code before the option wrote them
+        del meta["fingerprint"][key], meta["config"][key]
+    meta_path.write_text(json.dumps(meta))
+    assert train_two_tower(*inputs, tmp_path / "m", params=params).resumed_from_epoch == 1
+    with pytest.raises(SearchrecError, match="interests=1 but the inputs/params give 2"):
+        train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=3, interests=2))
+
+
 def test_checkpoint_from_other_dimensions_is_refused(inputs, tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     train_two_tower(*inputs, model_dir, params=replace(FAST, epochs=1, eval_every_epoch=False))
@@ -489,3 +502,33 @@ def test_popularity_weight_is_chosen_on_validation_and_saved(inputs, tmp_path: P
     assert "popularity_weight" not in off.metrics
     assert TwoTower.load(tmp_path / "off").cfg.popularity_weight == 0.0
     assert not (tmp_path / "off" / model_artifact.POPULARITY_FILE).exists()
+
+
+@pytest.mark.parametrize("offsets", [False, True])
+def test_several_interests_train_and_the_holdout_ranks_by_the_max_over_them(
+    inputs, tmp_path: Path, offsets: bool
+) -> None:
+    """interests=2: the saved model gives two vectors per user, and the holdout metrics are those of the
+    brute-force ranking of every snapshot item by max over interests + the prior (what infer serves)."""
+    from searchrec.evaluation import encode_items, ranking_metrics
+    from searchrec.stages.train import load_training_data
+
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=2, interest_offsets=offsets)
+    result = train_two_tower(*inputs, tmp_path / "m", params=params)
+    model = TwoTower.load(tmp_path / "m")
+    assert model.cfg.interests == 2 and result.params["interests"] == 2
+    assert model.cfg.interest_offsets is offsets
+    assert result.metrics["model_recall_at_10"] > result.metrics["popularity_recall_at_10"] + 0.2
+    data = load_training_data(*inputs, validation_days=FAST.validation_days)
+    with torch.no_grad():
+        hist = torch.from_numpy(data.holdout_hist).long()
+        queries = model.query_vectors(torch.from_numpy(data.table)[hist], hist != 0)
+        items = encode_items(model, torch.from_numpy(data.item_emb), data.item_ids)
+        scores = torch.einsum("ukd,nd->ukn", queries, items).amax(dim=1)
+    assert queries.shape == (len(hist), 2, model.vector_dim)
+    top = data.item_ids[torch.topk(scores, 200, dim=1).indices.numpy()]
+    expected = ranking_metrics(top, data.holdout["nm_id"].to_numpy(), "model")
+    for key in ("model_recall_at_10", "model_recall_at_200", "model_mrr"):
+        assert result.metrics[key] == pytest.approx(expected[key], abs=1e-6), key  # one interest: 0.005 off
+    with pytest.raises(SearchrecError, match="interests must be at least 1"):
+        train_two_tower(*inputs, tmp_path / "bad", params=replace(FAST, interests=0))

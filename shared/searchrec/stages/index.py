@@ -114,6 +114,37 @@ class Searcher:
             return self.cpu.search(queries, k)
 
 
+def search_users(searcher: Searcher, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k per user from query vectors [U, D] or, multi-interest, [U, K, D]: one search over all
+    U * K vectors, then per user the union of its K lists ranked by the max score over its interests
+    (what training optimises). The exact top-k by that max is always within the union of the
+    per-interest top-k, so over an exact index the merge is exact. Rows -1 where fewer were found."""
+    queries = np.asarray(queries, dtype=np.float32)
+    if queries.ndim == 2:
+        return searcher.search(queries, k)
+    users, interests, dim = queries.shape
+    scores, rows = searcher.search(queries.reshape(users * interests, dim), k)
+    return merge_interests(scores.reshape(users, -1), rows.reshape(users, -1), k)
+
+
+def merge_interests(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of [U, M] candidates (rows -1: none): each index row once, at its best score, the best
+    ``k`` first; [U, k] scores and rows, -inf / -1 where fewer than k distinct rows were found."""
+    users, width = rows.shape
+    scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32, copy=False)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
+    key = np.arange(users, dtype=np.int64)[:, None] * (int(rows.max(initial=0)) + 2) + rows + 1
+    first = np.zeros(users * width, dtype=bool)
+    first[np.unique(key.ravel(), return_index=True)[1]] = True  # flat order = best score first
+    keep = first.reshape(users, width) & (rows >= 0)
+    keep &= np.cumsum(keep, axis=1) <= k
+    pick = np.argsort(~keep, axis=1, kind="stable")[:, :k]
+    kept = np.take_along_axis(keep, pick, 1)
+    out_scores = np.where(kept, np.take_along_axis(scores, pick, 1), -np.inf).astype(np.float32)
+    return out_scores, np.where(kept, np.take_along_axis(rows, pick, 1), -1)
+
+
 @contextlib.contextmanager
 def cpu_blas_blocks(items_per_block: int = CPU_BLAS_DATABASE_BLOCK) -> Iterator[None]:
     """Larger sgemm blocks for faiss' exhaustive CPU search while the block runs (a faiss global)."""
@@ -357,14 +388,16 @@ def _history_queries(
     if split is None:
         raise SearchrecError(f"{encoded_dir} holds no encoded split")
     _, hist = encoded.read_split(encoded_dir, split, columns=[], table_rows=len(table), mmap=True)
-    rows = np.sort(rng.choice(len(hist), min(recall_sample, len(hist)), replace=False))
+    users = -(-recall_sample // model.cfg.interests)  # each history gives `interests` query vectors
+    rows = np.sort(rng.choice(len(hist), min(users, len(hist)), replace=False))
     h = np.asarray(hist[rows])
     if h.size and (h.min() < 0 or h.max() >= len(table)):
         raise SearchrecError(f"{encoded.hist_file(split)} indexes outside {encoded.TABLE_FILE}")
     with torch.inference_mode():
         x = torch.from_numpy(np.asarray(table[h], dtype=np.float32)).to(devices.torch)
         mask = torch.from_numpy(h != 0).to(devices.torch)
-        return model.query_vectors(x, mask).float().cpu().numpy()
+        vectors = model.query_vectors(x, mask).float().cpu().numpy()
+    return vectors.reshape(-1, vectors.shape[-1])  # every interest vector is a query searched with
 
 
 @dataclass

@@ -38,6 +38,7 @@ from searchrec.stages.index import (
     load_model,
     model_digests,
     resolve_devices,
+    search_users,
 )
 
 log = logging.getLogger(__name__)
@@ -271,11 +272,12 @@ def _serve_batch(
     stats: InferStats,
     totals: _Totals,
 ) -> pa.Table:
-    """Query tower, search top k (plus what the batch's users bought), drop bought items, pack."""
+    """Query tower, search top k (plus what the batch's users bought; each interest vector, merged by the
+    max score), drop bought items, pack."""
     users = serving.user_ids[rows]
     n_items = len(serving.nm_ids)
     b_pos, b_rows, extra = bought.in_batch(users) if bought is not None else (None, None, 0)
-    scores, found = searcher.search(_query_vectors(serving, rows), min(n_items, k + extra))
+    scores, found = search_users(searcher, _query_vectors(serving, rows), min(n_items, k + extra))
     valid = found >= 0
     if b_pos is not None and len(b_pos):
         key = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + found

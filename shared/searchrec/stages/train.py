@@ -67,6 +67,8 @@ class TrainParams:
     query_tower: str = config.QUERY_TOWER  # one of model.QUERY_TOWERS
     item_tower: str = config.ITEM_TOWER  # one of model.ITEM_TOWERS
     attention_heads: int = config.ATTENTION_HEADS  # attention query tower's pooling heads
+    interests: int = config.INTERESTS  # query vectors per user; an item's score is the max over them
+    interest_offsets: bool = config.INTEREST_OFFSETS  # interests > 1: a learned offset per interest vector
     sampled_negatives: int = config.SAMPLED_NEGATIVES  # per step, from the whole snapshot (softmax only)
     negative_sampling: str = config.NEGATIVE_SAMPLING  # one of losses.NEGATIVE_SAMPLING
     sampling_alpha: float = config.NEGATIVE_SAMPLING_ALPHA  # popularity sampling: (count + 1) ** alpha
@@ -97,7 +99,14 @@ class TrainParams:
                 raise SearchrecError(
                     f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
                 )
-        for name in ("epochs", "output_dim", "hidden_dim", "keep_checkpoints", "attention_heads"):
+        for name in (
+            "epochs",
+            "output_dim",
+            "hidden_dim",
+            "keep_checkpoints",
+            "attention_heads",
+            "interests",
+        ):
             if int(getattr(self, name)) < 1:
                 raise SearchrecError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.batch_size < 2:
@@ -155,7 +164,7 @@ class TrainResult:
         for key in (
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
             *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
-            *("negative_sampling", "validation_days"),
+            *("negative_sampling", "validation_days", "interests", "interest_offsets"),
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
@@ -373,6 +382,8 @@ def _model_config(data: TrainingData, params: TrainParams) -> TwoTowerConfig:
         query_tower=params.query_tower,
         item_tower=params.item_tower,
         attention_heads=int(params.attention_heads),
+        interests=int(params.interests),
+        interest_offsets=bool(params.interest_offsets),
     )
 
 
@@ -380,7 +391,9 @@ _OLD_DEFAULTS = {
     "query_tower": "concat",
     "item_tower": "mlp",
     "attention_heads": 1,
-}  # checkpoints written before the option
+    "interests": 1,
+    "interest_offsets": False,
+}  # checkpoints written before the option (its config and its fingerprint)
 
 
 def _check_resumable(
@@ -397,13 +410,16 @@ def _check_resumable(
         "query_tower",
         "item_tower",
         "attention_heads",
+        "interests",
+        "interest_offsets",
     ):
         if saved.get(name, _OLD_DEFAULTS.get(name)) != getattr(cfg, name):
             raise SearchrecError(
                 f"checkpoint in {model_dir} has {name}={saved.get(name)!r} but the inputs/params give "
                 f"{getattr(cfg, name)!r}; use an empty model folder"
             )
-    if meta.get("fingerprint") != json.loads(json.dumps(params.fingerprint())):
+    saved_fingerprint = {**_OLD_DEFAULTS, **meta.get("fingerprint", {})}  # options added since: as before
+    if saved_fingerprint != json.loads(json.dumps(params.fingerprint())):
         raise SearchrecError(
             f"checkpoint in {model_dir} was trained with other parameters; use an empty model folder"
         )
@@ -810,6 +826,8 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "logq_correction": params.logq_correction,
         "sampled_negatives": params.sampled_negatives,
         "negative_sampling": params.negative_sampling,
+        "interests": cfg.interests,
+        "interest_offsets": cfg.interest_offsets,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
