@@ -23,7 +23,7 @@ def train(
     padding: str = "mask",  # config.TRAIN_PADDING
     query_tower: str = "attention",  # config.QUERY_TOWER
     attention_heads: int = 1,  # config.ATTENTION_HEADS
-    interests: int = 1,  # config.INTERESTS
+    interests: int = 4,  # config.INTERESTS
     interest_offsets: bool = False,  # config.INTEREST_OFFSETS
     item_tower: str = "mlp",  # config.ITEM_TOWER
     popularity_prior: bool = True,  # config.POPULARITY_PRIOR

@@ -115,9 +115,10 @@ QUERY_TOWER = (
     "attention"  # shared per-query projection + positions + attention pooling; or "concat" (the original)
 )
 ATTENTION_HEADS = 1  # pooling heads of the attention query tower
-# query vectors per user (multi-interest); an item's score is the max over them. K = 4 is best on validation
-# (hard's holdout Recall@200 0.749 -> 0.809) but drops three demo holdout metrics by <= 0.0008: not the default
-INTERESTS = 1
+# query vectors per user (multi-interest); an item's score is the max over them, served as K searches merged
+# by score. K = 4 is best on validation (K 1-6, T 0.07-0.14; tests/benchmarks/results/quality.md); hard's
+# holdout Recall@200 0.749 -> 0.809 (mean of 3 seeds 0.815), demo's metrics up on the mean of 3 seeds
+INTERESTS = 4
 INTEREST_OFFSETS = False  # interests > 1: each interest's scores shifted by a learned per-user offset (worse)
 ITEM_TOWER = "mlp"  # or "residual": geometry-keeping linear map + zero-initialised MLP
 SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
