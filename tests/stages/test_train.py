@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from searchrec import config
 from searchrec.artifacts import encoded as encoded_artifact
 from searchrec.artifacts import examples as examples_artifact
 from searchrec.artifacts import folder
@@ -222,7 +223,9 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
     table = torch.from_numpy(np.load(inputs[0] / encoded_artifact.TABLE_FILE))
     hist = torch.from_numpy(np.load(inputs[0] / "holdout_hist.npy"))
     q = model.encode_indices(table, hist)
-    assert q.shape == (600, 32) and torch.allclose(q.norm(dim=1), torch.ones(600), atol=1e-5)
+    k = config.INTERESTS  # one unit vector per interest (the default's K)
+    assert q.shape == ((600, 32) if k == 1 else (600, k, 32))
+    assert torch.allclose(q.norm(dim=-1), torch.ones(q.shape[:-1]), atol=1e-5)
 
     html = report.read_text()
     assert html.count("<svg") == 2 and "Recall@200" in html and "softmax" in html
@@ -264,7 +267,7 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
 
 
 def test_a_checkpoint_written_before_the_interests_option_resumes(inputs, tmp_path: Path) -> None:
-    params = replace(FAST, epochs=2, eval_every_epoch=False)
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=1)  # what the code then trained
     train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=1))
     meta_path = tmp_path / "m" / "checkpoints" / "epoch-0001.json"
     meta = json.loads(meta_path.read_text())

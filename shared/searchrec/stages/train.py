@@ -413,9 +413,9 @@ def _check_resumable(
         "interests",
         "interest_offsets",
     ):
-        if saved.get(name, _OLD_DEFAULTS.get(name)) != getattr(cfg, name):
+        if (was := saved.get(name, _OLD_DEFAULTS.get(name))) != getattr(cfg, name):
             raise SearchrecError(
-                f"checkpoint in {model_dir} has {name}={saved.get(name)!r} but the inputs/params give "
+                f"checkpoint in {model_dir} has {name}={was!r} but the inputs/params give "
                 f"{getattr(cfg, name)!r}; use an empty model folder"
             )
     saved_fingerprint = {**_OLD_DEFAULTS, **meta.get("fingerprint", {})}  # options added since: as before
