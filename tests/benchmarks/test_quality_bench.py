@@ -60,7 +60,8 @@ def _update_results(section: str, text: str) -> None:
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory) -> dict[str, tuple[Path, Path, Path, Path]]:
     torch.set_num_threads(THREADS)
-    root = Path(os.environ.get("SEARCHREC_BENCH_WORLDS", "")) or tmp_path_factory.mktemp("worlds")
+    named = os.environ.get("SEARCHREC_BENCH_WORLDS")  # a folder to keep the prepared worlds in
+    root = Path(named) if named else tmp_path_factory.mktemp("worlds")
     return {w: build_world(root / w, w) for w in WORLDS}
 
 
