@@ -138,7 +138,8 @@ def test_prestarted_servers_are_taken_over_by_the_run_and_stopped_after(kfp_loca
             _wait_ready(servers)
             assert json.loads(ml_probe(marker="taken over").output)["torch"]
     assert all(s.process.poll() is not None for s in prestarted.values())
-    assert "imported" in (kfp_local / "warm.log").read_text()
+    said = (kfp_local / "warm.log").read_text()
+    assert "warm cpu tasks: imported" in said and "warm ml tasks: imported" in said  # both servers' lines
     with pytest.raises(KeyError), warmstart.prestarted():  # a run that fails before it starts
         left = dict(warmstart._PRESTARTED)
         raise KeyError("a check failed")

@@ -380,11 +380,13 @@ def _stop(servers: dict[str, WarmServer], log_path: Path | None = None) -> None:
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
-    for server in servers.values():
-        folder = os.path.dirname(server.socket_path)
-        if log_path is not None:
+    folders = {os.path.dirname(server.socket_path) for server in servers.values()}
+    if log_path is not None:
+        for server in servers.values():
+            own_log = Path(os.path.dirname(server.socket_path), f"{server.family}.log")
             with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as out:
-                out.write(Path(folder, f"{server.family}.log").read_text(encoding="utf-8", errors="replace"))
+                out.write(own_log.read_text(encoding="utf-8", errors="replace"))
+    for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
 
