@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import importlib
 import json
 import logging
@@ -75,8 +76,10 @@ def family_of(image: str) -> str | None:
     return STAGE_FAMILY.get(stage) if name != stage else None
 
 
+@functools.cache
 def _kfp_script() -> str | None:
-    """The script element of kfp's lightweight-component command (before kfp.local swaps in its python)."""
+    """The script element of kfp's lightweight-component command (before kfp.local swaps in its python);
+    built once per process by kfp's own function."""
     try:
         from kfp.dsl import component_factory
 
@@ -464,13 +467,11 @@ def patched_subprocess_runner(servers: dict[str, WarmServer]) -> Iterator[None]:
 
 def _run_warm(servers: dict[str, WarmServer], image: str, full_command: list, env_vars: dict) -> int | None:
     server = servers.get(family_of(image) or "")
-    if server is None or not server.wait_ready():
-        return None
     env = {**os.environ, **(env_vars or {})}
-    if not _same_env(env, server.env) or full_command[:1] != ["sh"]:
+    if server is None or not _same_env(env, server.env):
         return None
     request = task_request(full_command, {**env, KFP_RUNTIME_ENV: "true"}, os.getcwd())
-    if request is None:
+    if request is None or not server.wait_ready():  # only a task the server can take waits for it
         return None
     code = server.run(request, lambda line: print(line, end=""))
     if code is not None:
