@@ -337,14 +337,8 @@ def test_popularity_prior_is_served_through_index_and_infer(world: dict, tmp_pat
     build_index(tmp_path / "model", world["emb"], tmp_path / "index")
     recommend(tmp_path / "model", tmp_path / "index", world["encoded"], tmp_path / "out", top_k=20)
 
-    table = np.load(world["encoded"] / encoded.TABLE_FILE)
-    _, hist = encoded.read_split(world["encoded"], examples.INFER_SPLIT, columns=[], table_rows=len(table))
-    ids, emb, _ = snapshot.read(world["emb"])
+    loaded, ids, items, queries = _served_towers(world, tmp_path / "model")
     count_of = dict(zip(world["nm_ids"].tolist(), counts.tolist(), strict=True))
-    loaded = TwoTower.load(tmp_path / "model")
-    with torch.inference_mode():
-        items = loaded.item_tower(torch.from_numpy(emb)).numpy()
-        queries = loaded.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
     scores = queries @ items.T + 0.3 * np.log1p([count_of[int(i)] for i in ids])[None, :]
     by_user = dict(zip(world["user_ids"].tolist(), scores, strict=True))
     recs = read(tmp_path / "out").to_pylist()
@@ -377,14 +371,8 @@ def test_several_interests_are_searched_and_merged_by_the_max_score(
     model.set_popularity(world["nm_ids"], counts)
     model_artifact.write(tmp_path / "model", model.save)
     build_index(tmp_path / "model", world["emb"], tmp_path / "index")
-    table = np.load(world["encoded"] / encoded.TABLE_FILE)
-    _, hist = encoded.read_split(world["encoded"], examples.INFER_SPLIT, columns=[], table_rows=len(table))
-    ids, emb, _ = snapshot.read(world["emb"])
+    loaded, ids, items, queries = _served_towers(world, tmp_path / "model")
     count_of = dict(zip(world["nm_ids"].tolist(), counts.tolist(), strict=True))
-    loaded = TwoTower.load(tmp_path / "model")
-    with torch.inference_mode():
-        items = loaded.item_tower(torch.from_numpy(emb)).numpy()
-        queries = loaded.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
     dim = loaded.cfg.output_dim
     assert queries.shape == (N_USERS, 2, dim + offsets)
     per_interest = np.einsum("ukd,nd->ukn", queries[..., :dim], items[:, :dim])
@@ -418,3 +406,16 @@ def test_several_interests_are_searched_and_merged_by_the_max_score(
             rec["nm_ids"], rec["scores"], [int(ids[j]) for j in order], [float(s[j]) for j in order]
         )
     assert not set(next(r for r in recs if r["user_id"] == u1)["nm_ids"]) & bought
+
+
+def _served_towers(world: dict, model_dir: Path) -> tuple[TwoTower, np.ndarray, np.ndarray, np.ndarray]:
+    """For a brute-force check of what infer served: the saved model, the snapshot's item ids, every
+    item's vector and every inference user's query vector(s), straight through the towers."""
+    table = np.load(world["encoded"] / encoded.TABLE_FILE)
+    _, hist = encoded.read_split(world["encoded"], examples.INFER_SPLIT, columns=[], table_rows=len(table))
+    ids, emb, _ = snapshot.read(world["emb"])
+    loaded = TwoTower.load(model_dir)
+    with torch.inference_mode():
+        items = loaded.item_tower(torch.from_numpy(emb)).numpy()
+        queries = loaded.query_tower(torch.from_numpy(table[hist]), torch.from_numpy(hist != 0)).numpy()
+    return loaded, ids, items, queries
