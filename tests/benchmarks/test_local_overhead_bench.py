@@ -154,6 +154,7 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
     cold = demo_run(tiny_demo, tmp_path / "cold", warm=False)
     warm = demo_run(tiny_demo, tmp_path / "warm", warm=True)
     heavy = {m: import_seconds(m) for m in ("kfp.dsl.executor_main", *HEAVY)}
+    wait = ready_wait(warm["phases"])  # once per run, not per task
     torch_imports = sum(p[1] for name, p in cold["phases"] if _function(name) in TORCH_COMPONENTS)
     n_torch = sum(_function(name) in TORCH_COMPONENTS for name, _ in cold["phases"])
     encoder_load = {
@@ -187,11 +188,11 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
         f"{warm['wall'] / cold['wall']:.2f}x the cold run's wall time, the tasks {warm['task_s'] / cold['task_s']:.2f}x "
         "their summed seconds; both runs printed the same headline "
         f"({'; '.join(warm['headline'])}).",
-        f"- Of the warm start-up, {ready_wait(warm['phases']):.1f} s is tasks waiting for their family's warm process "
+        f"- Of the warm start-up, {wait:.1f} s is tasks waiting for their family's warm process "
         "to finish importing (the first CUDA-family task, encode, arrives before torch and transformers are in): "
         "a cost once per run, not per task. Without it the warm per-task start-up is "
-        f"{(warm['task_s'] - warm['body_s'] - ready_wait(warm['phases'])) / warm['wall']:.0%} of the wall time, "
-        f"{(warm['task_s'] - warm['body_s'] - ready_wait(warm['phases'])) / len(warm['tasks']):.3f} s per task.",
+        f"{(warm['task_s'] - warm['body_s'] - wait) / warm['wall']:.0%} of the wall time, "
+        f"{(warm['task_s'] - warm['body_s'] - wait) / len(warm['tasks']):.3f} s per task.",
         f"- Of the summed task time, start-up is {warm['share']:.0%} warm ({cold['share']:.0%} cold): warm, the stage "
         "bodies shrink too, because cold they held imports that a stage makes itself (encode's torch and "
         "transformers, train's first optimizer step importing torch._dynamo), so on tiny data the remaining "
