@@ -192,3 +192,23 @@ def test_the_demo_indexes_only_the_serving_snapshot(compiled):
     [demo_index] = index_tasks(compiled["demo"])
     assert demo_index["taskInfo"]["name"].startswith(SERVING)
     assert len(index_tasks(compiled["training"])) == 1
+
+
+def test_resource_settings_on_a_task_without_a_container_are_refused_naming_the_method() -> None:
+    """pipelines replaces kfp's check (inspect.stack() on every set_* call: a second per pipeline build)
+    with one that names the caller from its frame; the refusal and its message stay kfp's."""
+    from kfp import dsl
+
+    import pipelines
+
+    pipelines.pipeline("demo")  # installs the cheap check
+    from kfp.dsl import pipeline_task
+
+    assert pipeline_task.PipelineTask._ensure_container_spec_exists._searchrec
+
+    def with_limits():  # no annotations: kfp reads them as strings under `from __future__ import annotations`
+        task = dsl.importer(artifact_uri="gs://bucket/x", artifact_class=dsl.Model)
+        task.set_memory_limit("1G")
+
+    with pytest.raises(ValueError, match=r"^set_memory_limit can only be used on single-step components"):
+        dsl.pipeline(name="importer-with-limits")(with_limits)  # building the graph runs the function

@@ -123,13 +123,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from searchrec.runcheck import check_run
     from searchrec.warmstart import prestarted
 
-    if args.resume:
-        with prestarted():  # the warm task processes import torch & co. while the pipeline is built
+    # The warm task processes import torch & co. while the run is checked and its pipeline built; a run
+    # refused by its checks stops them before anything else starts.
+    with prestarted():
+        if args.resume:
             run = resume_local(Path(args.resume), verbose=args.verbose)
-    else:
-        arguments = _run_arguments(args)
-        check_run(args.pipeline, arguments, Path(args.runs_dir))  # nothing starts before the checks pass
-        with prestarted():
+        else:
+            arguments = _run_arguments(args)
+            check_run(args.pipeline, arguments, Path(args.runs_dir))
             run = run_local(
                 args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose
             )
