@@ -132,6 +132,11 @@ SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
 # these on the validation split, 0 included (so it is off where popularity does not help)
 POPULARITY_PRIOR = True
 POPULARITY_WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.16, 0.2, 0.3)
+# interests > 1: the share of the served top k held for each interest's own best items (a quota; the rest
+# by the max score), the best of these on the validation split after the prior's weight, 0 (the plain
+# max) included; index.merge_interests
+INTEREST_QUOTA = True
+INTEREST_QUOTAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"
