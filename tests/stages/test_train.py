@@ -549,7 +549,7 @@ def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(tmp_path
 
     inputs = make_inputs(tmp_path / "inputs", n_extra_items=1500)  # a catalogue where rank 200 matters
     params = replace(FAST, epochs=2, eval_every_epoch=False, interests=3)
-    result = train_two_tower(*inputs, tmp_path / "m", params=params)
+    result = train_two_tower(*inputs, tmp_path / "m", params=params, report_path=tmp_path / "r.html")
     scores = {q: result.metrics[quota_metric("ndcg_at_200", q)] for q in config.INTEREST_QUOTAS}
     chosen = result.metrics["interest_quota"]
     assert chosen == min(q for q, v in scores.items() if v == max(scores.values()))
@@ -558,6 +558,9 @@ def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(tmp_path
     assert scores[0.0] == result.metrics[popularity_metric("ndcg_at_200", weight)]  # same split, same prior
     model = TwoTower.load(tmp_path / "m")
     assert model.cfg.interest_quota == chosen and model.cfg.extra["interest_quota"] == chosen
+    assert result.as_metadata()["interest_quota"] == chosen
+    report = (tmp_path / "r.html").read_text()
+    assert f"interest quota {chosen:.4f}" in report and "best validation ndcg_at_200 " in report
 
     data = load_training_data(*inputs, validation_days=FAST.validation_days)
     val = _eval_split(data.val_hist, data.val_nm_ids, FAST.eval_max_examples, FAST.seed, "cpu")
