@@ -539,21 +539,26 @@ def test_several_interests_train_and_the_holdout_ranks_by_the_max_over_them(
         train_two_tower(*inputs, tmp_path / "bad", params=replace(FAST, interests=0))
 
 
-def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(tmp_path: Path) -> None:
+@pytest.mark.parametrize("min_gain", [0.0, config.INTEREST_QUOTA_MIN_GAIN])
+def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min_gain: float
+) -> None:
     """interests=3: every quota of config.INTEREST_QUOTAS is scored on the validation split (the recorded
     scores are a brute-force ranking of the validation sample, with the prior's counts from before it),
-    the best (the smallest on ties) is saved in the model, and the holdout metrics are those of the
-    brute-force ranking at the saved quota."""
+    the best (the smallest on ties) is saved in the model where it beats 0 by more than the minimum
+    gain, and the holdout metrics are those of the brute-force ranking at the saved quota."""
+    monkeypatch.setattr(config, "INTEREST_QUOTA_MIN_GAIN", min_gain)
     from searchrec.evaluation import encode_items, ranking_metrics
     from searchrec.stages.train import _eval_split, load_training_data, quota_metric
 
     inputs = make_inputs(tmp_path / "inputs", n_extra_items=1500)  # a catalogue where rank 200 matters
-    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=3)
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=3, interest_quota=True)
     result = train_two_tower(*inputs, tmp_path / "m", params=params, report_path=tmp_path / "r.html")
     scores = {q: result.metrics[quota_metric("ndcg_at_200", q)] for q in config.INTEREST_QUOTAS}
     chosen = result.metrics["interest_quota"]
-    assert chosen == min(q for q, v in scores.items() if v == max(scores.values()))
-    assert len(set(scores.values())) > 1, scores  # the quotas rank differently (else nothing is chosen)
+    best = min(q for q, v in scores.items() if v == max(scores.values()))
+    assert chosen == (best if scores[best] - scores[0.0] > min_gain else 0.0), scores
+    assert chosen > 0 if min_gain == 0.0 else chosen == 0.0, scores  # here a quota wins, by less than 0.001
     weight = result.metrics["popularity_weight"]
     assert scores[0.0] == result.metrics[popularity_metric("ndcg_at_200", weight)]  # same split, same prior
     model = TwoTower.load(tmp_path / "m")

@@ -802,7 +802,8 @@ def choose_interest_quota(
 ) -> dict[str, float]:
     """The interest quota (index.merge_interests): each of config.INTEREST_QUOTAS scored on the
     validation split with the chosen prior (its counts from before the split, as when its weight was
-    chosen); the best (the smallest on ties) is kept. Sets ``model.cfg.interest_quota``; returns the
+    chosen); the best (the smallest on ties) is kept where it beats 0, the plain max, by more than
+    config.INTEREST_QUOTA_MIN_GAIN. Sets ``model.cfg.interest_quota``; returns the
     scores (and Recall@200 by quota) as metrics."""
     if not params.interest_quota or model.cfg.interests < 2:
         return {}
@@ -821,6 +822,8 @@ def choose_interest_quota(
         model.popularity = served
     scores = {q: m[f"model_{metric}"] for q, m in by_quota.items()}
     best = max(scores, key=lambda q: (scores[q], -q))
+    if scores[best] - scores.get(0.0, float("-inf")) <= config.INTEREST_QUOTA_MIN_GAIN:
+        best = 0.0  # the plain max, unless a quota beats it by more than a tie
     model.cfg.interest_quota = best
     log.info("train: interest quota %s (validation %s by quota: %s)", best, metric, scores)
     out = {quota_metric(metric, q): round(v, 6) for q, v in scores.items()}
