@@ -27,6 +27,7 @@ def train(
     interest_offsets: bool = False,  # config.INTEREST_OFFSETS
     item_tower: str = "mlp",  # config.ITEM_TOWER
     popularity_prior: bool = True,  # config.POPULARITY_PRIOR
+    interest_quota: bool = False,  # config.INTEREST_QUOTA
     sampled_negatives: int = 1024,  # config.SAMPLED_NEGATIVES
     negative_sampling: str = "uniform",  # config.NEGATIVE_SAMPLING
     validation_days: int = 3,  # config.VALIDATION_DAYS
@@ -64,6 +65,7 @@ def train(
             interests=interests,
             interest_offsets=interest_offsets,
             popularity_prior=popularity_prior,
+            interest_quota=interest_quota,
             seed=seed,
             train_start=train_start,
             train_end=train_end,

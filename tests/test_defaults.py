@@ -154,6 +154,7 @@ PLACES = {
             ("INTEREST_OFFSETS", "interest_offsets", "interest_offsets", list),
             ("ITEM_TOWER", "item_tower", "item_tower", list),
             ("POPULARITY_PRIOR", "popularity_prior", "popularity_prior", list),
+            ("INTEREST_QUOTA", "interest_quota", "interest_quota", list),
             ("SAMPLED_NEGATIVES", "sampled_negatives", "sampled_negatives", list),
             ("NEGATIVE_SAMPLING", "negative_sampling", "negative_sampling", list),
             ("VALIDATION_DAYS", "validation_days", "validation_days", list),

@@ -202,3 +202,21 @@ def test_interest_offsets_start_at_zero_and_are_one_more_dimension(tmp_path: Pat
     assert single.vector_dim == single.cfg.output_dim and single.query_tower.offset is None
     with pytest.raises(SearchrecError, match="interest_offsets must be true or false"):
         TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=2, interest_offsets="yes")
+
+
+def test_interest_quota_is_saved_and_a_model_saved_without_it_serves_the_plain_max(tmp_path: Path) -> None:
+    model = _model(interests=3, interest_quota=0.4)
+    model_artifact.write(tmp_path / "m", model.save)
+    assert TwoTower.load(tmp_path / "m").cfg.interest_quota == 0.4
+    config_path = tmp_path / "m" / model_artifact.CONFIG_FILE
+    saved = json.loads(config_path.read_text())
+    del saved["interest_quota"]  # as the code before the setting wrote it
+    config_path.write_text(json.dumps(saved))
+    old = TwoTower.load(tmp_path / "m")
+    assert old.cfg.interest_quota == 0.0 and old.cfg.interests == 3
+    history = torch.randn(4, 5, QUERY_DIM)
+    with torch.no_grad():
+        assert torch.equal(old.query_vectors(history, None), model.query_vectors(history, None))
+    for bad in (-0.1, 1.5):
+        with pytest.raises(SearchrecError, match="interest_quota must be within"):
+            TwoTowerConfig(query_dim=QUERY_DIM, item_dim=ITEM_DIM, interest_quota=bad)

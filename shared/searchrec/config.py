@@ -132,6 +132,13 @@ SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
 # these on the validation split, 0 included (so it is off where popularity does not help)
 POPULARITY_PRIOR = True
 POPULARITY_WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08, 0.12, 0.16, 0.2, 0.3)
+# interests > 1: the share of the served top k held for each interest's own best items (a quota; the rest
+# by the max score; index.merge_interests), the best of these on the validation split after the prior's
+# weight where it beats 0 (the plain max) by more than INTEREST_QUOTA_MIN_GAIN. Off: on validation no
+# quota beat the plain max by more than 0.0001 NDCG@200 on hard or demo (quality.md, fifth round)
+INTEREST_QUOTA = False
+INTEREST_QUOTAS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
+INTEREST_QUOTA_MIN_GAIN = 0.001  # the quota moves a few tail slots: a smaller gain is a tie
 
 # --- demo (kfp.local) defaults ----------------------------------------------------------------
 DEMO_DIR = "data/demo"

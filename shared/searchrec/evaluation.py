@@ -109,6 +109,26 @@ def exact_topk(
 
 
 @torch.no_grad()
+def query_vectors(
+    model: TwoTower, table: torch.Tensor, hist: torch.Tensor, batch_size: int = 8192
+) -> np.ndarray:
+    """The served query vectors of each history: [n, D], or [n, K, D] with K interests."""
+    model.eval()
+    parts = []
+    for s in range(0, len(hist), batch_size):
+        history, mask = gather_history(table, hist[s : s + batch_size].to(table.device))
+        parts.append(model.query_vectors(history, mask).float().cpu().numpy())
+    return np.concatenate(parts)
+
+
+def _searcher(item_vectors: torch.Tensor):
+    from searchrec.stages.index import Searcher, flat, resolve_devices
+
+    items = np.ascontiguousarray(item_vectors.float().cpu().numpy())
+    return Searcher(flat(items), resolve_devices("auto").faiss_gpu)
+
+
+@torch.no_grad()
 def model_topk(
     model: TwoTower,
     table: torch.Tensor,
@@ -120,22 +140,46 @@ def model_topk(
 ) -> np.ndarray:
     """Row numbers [n, k] of the top-k items (rows of ``item_vectors``) for each history: exact search
     through the serving stage's faiss searcher (GPU where faiss sees one; 1.6-2.1x torch matmul+topk
-    on the CPU, tests/benchmarks/results/search.md); with several interests, ranked by the max over them
-    as served (index.search_users)."""
-    from searchrec.stages.index import Searcher, flat, resolve_devices, search_users
+    on the CPU, tests/benchmarks/results/search.md); with several interests, merged as served
+    (index.search_users: the max over them, with the model's ``interest_quota``)."""
+    from searchrec.stages.index import search_users
 
-    model.eval()
-    device = table.device
     k = min(k, len(item_vectors))
     if len(hist) == 0 or k == 0:
         return np.zeros((0, k), dtype=np.int64)
-    queries = []
-    for s in range(0, len(hist), batch_size):
-        history, mask = gather_history(table, hist[s : s + batch_size].to(device))
-        queries.append(model.query_vectors(history, mask).float().cpu().numpy())
-    items = np.ascontiguousarray(item_vectors.float().cpu().numpy())
-    searcher = Searcher(flat(items), resolve_devices("auto").faiss_gpu)
-    return search_users(searcher, np.concatenate(queries), k)[1]
+    queries = query_vectors(model, table, hist, batch_size)
+    return search_users(_searcher(item_vectors), queries, k, quota=model.cfg.interest_quota)[1]
+
+
+@torch.no_grad()
+def quota_metrics(
+    model: TwoTower,
+    table: torch.Tensor,
+    hist: torch.Tensor,
+    true_ids: np.ndarray,
+    item_ids: np.ndarray,
+    item_emb: torch.Tensor,
+    quotas: Sequence[float],
+    ks: Sequence[int] = RECALL_KS,
+) -> dict[float, dict[str, float]]:
+    """``model_*`` ranking metrics of each interest quota (index.merge_interests) from one search of
+    every interest vector: what ``evaluate`` gives with ``model.cfg.interest_quota`` set to each."""
+    from searchrec.stages.index import merge_interests
+
+    k = min(max(max(ks), NDCG_K), len(item_emb))
+    item_vectors = encode_items(model, item_emb, np.asarray(item_ids, dtype=np.int64))
+    queries = query_vectors(model, table, hist)
+    if queries.ndim == 2:  # one interest: nothing to share
+        queries = queries[:, None, :]
+    users, interests, dim = queries.shape
+    scores, rows = _searcher(item_vectors).search(queries.reshape(-1, dim), k)
+    scores, rows = scores.reshape(users, -1), rows.reshape(users, -1)
+    true_ids = np.asarray(true_ids, dtype=np.int64)
+    out = {}
+    for quota in quotas:
+        merged = merge_interests(scores, rows, k, interests=interests, quota=float(quota))[1]
+        out[float(quota)] = ranking_metrics(np.asarray(item_ids)[merged], true_ids, "model", ks)
+    return out
 
 
 def evaluate(

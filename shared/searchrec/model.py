@@ -51,6 +51,10 @@ class TwoTowerConfig:
     # the item's training purchases); 0 = none. Carried as one extra vector dimension (the query's is the
     # weight, the item's its log count from popularity.safetensors), so faiss inner product serves it.
     popularity_weight: float = 0.0
+    # with interests > 1: the share of a served top-k list held for the interests' own best items, each
+    # interest floor(interest_quota * k / interests) of them, the rest by the max score
+    # (index.merge_interests); 0 = the plain max (also what a model saved before the setting serves)
+    interest_quota: float = 0.0
     # lineage, filled by train: encoder id/pooling, training window, item count, metrics ...
     extra: dict = field(default_factory=dict)
 
@@ -70,6 +74,10 @@ class TwoTowerConfig:
         if not 0.0 <= float(self.popularity_weight) < 1e3:
             raise SearchrecError(
                 f"model config: popularity_weight must be >= 0, got {self.popularity_weight!r}"
+            )
+        if not 0.0 <= float(self.interest_quota) <= 1.0:
+            raise SearchrecError(
+                f"model config: interest_quota must be within [0, 1], got {self.interest_quota!r}"
             )
         if not isinstance(self.interest_offsets, bool):
             raise SearchrecError(

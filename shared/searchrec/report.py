@@ -179,15 +179,25 @@ def _kept_epoch(history: Sequence[Mapping[str, Any]], metrics: Mapping[str, floa
     best = metrics.get("best_epoch")
     if best is None or not history:
         return ""
-    scores = [k for k in metrics if k.startswith("validation_")]
+    grids = ("_prior_", "_quota_")  # the serving choices' scores by candidate, not the epoch's score
+    scores = [k for k in metrics if k.startswith("validation_") and not any(g in k for g in grids)]
     how = (
         f"best validation {scores[0].removeprefix('validation_')} {_fmt(metrics[scores[0]])}"
         if scores
         else "last epoch"
     )
+    chosen = [
+        f"{label} {_fmt(metrics[key])}"
+        for label, key in (
+            ("popularity prior weight", "popularity_weight"),
+            ("interest quota", "interest_quota"),
+        )
+        if key in metrics
+    ]
+    served = f" Served with {', '.join(chosen)}, chosen on validation too." if chosen else ""
     return (
         f'<p class="kept">Kept epoch: <b>{int(best)}</b> of {len(history)} run ({html.escape(how)}); '
-        "the holdout never chose it.</p>"
+        f"the holdout never chose it.{html.escape(served)}</p>"
     )
 
 

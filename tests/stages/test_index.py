@@ -22,11 +22,13 @@ from searchrec.stages.index import (
     Searcher,
     _history_queries,
     build_index,
+    interest_share,
     load_index,
     merge_interests,
     recall_at_k,
     resolve_devices,
 )
+from tests.brute_force import quota_top_k
 
 QUERY_DIM, ITEM_DIM, N_ITEMS = 8, 16, 1500
 
@@ -269,6 +271,46 @@ def test_merge_interests_keeps_each_item_once_at_its_best_score() -> None:
     merged_scores, merged_rows = merge_interests(scores, rows, 4)
     assert merged_rows.tolist() == [[7, 3, 9, 5], [1, 2, -1, -1]]
     assert np.allclose(merged_scores[0], [0.9, 0.8, 0.6, 0.2]) and np.isneginf(merged_scores[1, 2:]).all()
+
+
+@pytest.mark.parametrize("quota", [0.0, 0.2, 0.5, 1.0])
+def test_merge_with_a_quota_keeps_each_interests_share_as_brute_force(quota: float) -> None:
+    """K = 3 interests, each searched 20 deep over 60 items (some users' lists cut short, as a search
+    that finds fewer gives -1): the merge equals the brute-force quota over every item: each interest's
+    own best floor(quota * k / K) items kept, the rest by the max score, ordered by the max, each once."""
+    rng = np.random.default_rng(7)
+    users, interests, n, k = 40, 3, 60, 20
+    full = rng.normal(size=(users, interests, n)).astype(np.float32)
+    full[:, 1] += 3.0 * (rng.random((users, 1)) < 0.5)  # for half the users one interest dominates the max
+    rows = np.argsort(-full, axis=2, kind="stable")[:, :, :k]
+    scores = np.take_along_axis(full, rows, 2)
+    short = np.zeros((users, interests, k), dtype=bool)  # a quarter of the users: one list cut short
+    for u in np.flatnonzero(rng.random(users) < 0.25):
+        short[u, rng.integers(interests), rng.integers(0, k) :] = True
+    rows, scores = np.where(short, -1, rows), np.where(short, -np.inf, scores)
+    merged_scores, merged = merge_interests(
+        scores.reshape(users, -1), rows.reshape(users, -1), k, interests=interests, quota=quota
+    )
+    share = int(quota * k / interests + 1e-9)
+    assert share == interest_share(quota, k, interests)
+    changed = 0
+    for u in range(users):
+        got = merged[u][merged[u] >= 0].tolist()
+        assert len(got) == len(set(got)) and (merged[u][len(got) :] == -1).all()
+        assert np.isneginf(merged_scores[u][len(got) :]).all()
+        assert (np.diff(merged_scores[u][: len(got)]) <= 0).all()  # ordered by the max score
+        for i in range(interests):  # each interest's own best found items are all there
+            own = rows[u, i][rows[u, i] >= 0][:share]
+            assert set(own.tolist()) <= set(got), (u, i)
+        if not short[u].any():  # every list k deep: exact against the brute force over all items
+            expected, best = quota_top_k(full[u], k, quota)
+            assert got == expected and np.allclose(merged_scores[u], best)
+            changed += expected != quota_top_k(full[u], k, 0.0)[0]
+    plain = merge_interests(scores.reshape(users, -1), rows.reshape(users, -1), k)
+    if quota == 0.0:  # the plain max, bit for bit
+        assert np.array_equal(merged, plain[1]) and np.array_equal(merged_scores, plain[0])
+    else:
+        assert changed > 0  # the quota changed some users' lists (else this test checks nothing)
 
 
 def test_history_sample_for_tuning_holds_every_interest_vector(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from searchrec.model import TwoTower, TwoTowerConfig
 from searchrec.stages.index import build_index
 from searchrec.stages.infer import recommend
 from searchrec.stages.merge import copy_to, merge_shards
+from tests.brute_force import quota_top_k
 
 QUERY_DIM, ITEM_DIM, N_ITEMS, N_USERS, N_QUERIES, TOP_K = 8, 16, 500, 240, 40, 200
 
@@ -406,6 +407,63 @@ def test_several_interests_are_searched_and_merged_by_the_max_score(
             rec["nm_ids"], rec["scores"], [int(ids[j]) for j in order], [float(s[j]) for j in order]
         )
     assert not set(next(r for r in recs if r["user_id"] == u1)["nm_ids"]) & bought
+
+
+def test_an_interest_quota_is_served_as_brute_force_and_as_evaluated(world: dict, tmp_path: Path) -> None:
+    """K = 3 interests, the prior and interest_quota 0.5 (5 of the top 30 held for each interest's own
+    best items): every user gets the brute-force quota list (bought items left out before the quota),
+    and, for every user without purchases, exactly the list the holdout evaluation ranks."""
+    from searchrec.evaluation import encode_items, model_topk
+
+    torch.manual_seed(3)
+    cfg = TwoTowerConfig(
+        query_dim=QUERY_DIM, item_dim=ITEM_DIM, interests=3, popularity_weight=0.05, interest_quota=0.5
+    )
+    model = TwoTower(cfg)
+    counts = np.random.default_rng(3).integers(0, 50, N_ITEMS).astype(np.float64)
+    model.set_popularity(world["nm_ids"], counts)
+    model_artifact.write(tmp_path / "model", model.save)
+    build_index(tmp_path / "model", world["emb"], tmp_path / "index")
+    loaded, ids, items, queries = _served_towers(world, tmp_path / "model")
+    assert loaded.cfg.interest_quota == 0.5
+    count_of = dict(zip(world["nm_ids"].tolist(), counts.tolist(), strict=True))
+    prior = 0.05 * np.log1p([count_of[int(i)] for i in ids])[None, None, :]
+    per_interest = np.einsum("ukd,nd->ukn", queries, items) + prior  # [users, 3, items]
+    by_user = dict(zip(world["user_ids"].tolist(), per_interest, strict=True))
+    served = world["user_ids"][world["lengths"] >= 1]
+    u1 = int(served[0])
+    bought = {int(ids[j]) for j in np.argsort(-by_user[u1].max(axis=0), kind="stable")[:30:3]}
+    bought_dir = tmp_path / "bought"
+    orders = {
+        "user_id": pa.array([u1] * len(bought), pa.int64()),
+        "order_ts": pa.array([0] * len(bought), pa.timestamp("us")),
+        "nm_id": pa.array(sorted(bought), pa.int64()),
+    }
+    event_parts.write(bought_dir, [pa.table(orders)])
+
+    recommend(tmp_path / "model", tmp_path / "index", world["encoded"], tmp_path / "out", top_k=30,
+              exclude_bought_dir=bought_dir, batch_size=50)  # fmt: skip
+
+    recs = {r["user_id"]: r for r in read(tmp_path / "out").to_pylist()}
+    assert sorted(recs) == sorted(served.tolist())
+    row_of = {int(i): j for j, i in enumerate(ids)}
+    changed = 0
+    for user, rec in recs.items():
+        exclude = {row_of[i] for i in bought} if user == u1 else set()
+        rows, scores = quota_top_k(by_user[user], 30, 0.5, exclude)
+        assert len(rec["nm_ids"]) == len(set(rec["nm_ids"])) == 30
+        assert_same_ranking(rec["nm_ids"], rec["scores"], [int(ids[j]) for j in rows], scores)
+        changed += rows != quota_top_k(by_user[user], 30, 0.0, exclude)[0]
+    assert changed > len(recs) // 4  # the quota changed many lists (else this checks the plain max)
+    assert not set(recs[u1]["nm_ids"]) & bought
+
+    table = torch.from_numpy(np.load(world["encoded"] / encoded.TABLE_FILE))
+    _, hist = encoded.read_split(world["encoded"], examples.INFER_SPLIT, columns=[], table_rows=len(table))
+    keep = (world["lengths"] >= 1) & (world["user_ids"] != u1)
+    vectors = encode_items(loaded, torch.from_numpy(snapshot.read(world["emb"])[1]), ids)
+    evaluated = ids[model_topk(loaded, table, torch.from_numpy(hist[keep]).long(), vectors, 30)]
+    for user, expected in zip(world["user_ids"][keep].tolist(), evaluated.tolist(), strict=True):
+        assert recs[user]["nm_ids"] == expected
 
 
 def _served_towers(world: dict, model_dir: Path) -> tuple[TwoTower, np.ndarray, np.ndarray, np.ndarray]:

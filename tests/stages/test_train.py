@@ -23,6 +23,7 @@ from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
 from searchrec.stages.train import TrainParams, latest_checkpoint, popularity_metric, train_two_tower
+from tests.brute_force import quota_top_k
 
 DQ, DI, LATENT = 24, 16, 8
 
@@ -517,6 +518,7 @@ def test_several_interests_train_and_the_holdout_ranks_by_the_max_over_them(
     from searchrec.stages.train import load_training_data
 
     params = replace(FAST, epochs=2, eval_every_epoch=False, interests=2, interest_offsets=offsets)
+    params = replace(params, interest_quota=False)  # the plain max (the quota: the test below)
     result = train_two_tower(*inputs, tmp_path / "m", params=params)
     model = TwoTower.load(tmp_path / "m")
     assert model.cfg.interests == 2 and result.params["interests"] == 2
@@ -535,3 +537,57 @@ def test_several_interests_train_and_the_holdout_ranks_by_the_max_over_them(
         assert result.metrics[key] == pytest.approx(expected[key], abs=1e-6), key  # one interest: 0.005 off
     with pytest.raises(SearchrecError, match="interests must be at least 1"):
         train_two_tower(*inputs, tmp_path / "bad", params=replace(FAST, interests=0))
+
+
+@pytest.mark.parametrize("min_gain", [0.0, config.INTEREST_QUOTA_MIN_GAIN])
+def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, min_gain: float
+) -> None:
+    """interests=3: every quota of config.INTEREST_QUOTAS is scored on the validation split (the recorded
+    scores are a brute-force ranking of the validation sample, with the prior's counts from before it),
+    the best (the smallest on ties) is saved in the model where it beats 0 by more than the minimum
+    gain, and the holdout metrics are those of the brute-force ranking at the saved quota."""
+    monkeypatch.setattr(config, "INTEREST_QUOTA_MIN_GAIN", min_gain)
+    from searchrec.evaluation import encode_items, ranking_metrics
+    from searchrec.stages.train import _eval_split, load_training_data, quota_metric
+
+    inputs = make_inputs(tmp_path / "inputs", n_extra_items=1500)  # a catalogue where rank 200 matters
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=3, interest_quota=True)
+    result = train_two_tower(*inputs, tmp_path / "m", params=params, report_path=tmp_path / "r.html")
+    scores = {q: result.metrics[quota_metric("ndcg_at_200", q)] for q in config.INTEREST_QUOTAS}
+    chosen = result.metrics["interest_quota"]
+    best = min(q for q, v in scores.items() if v == max(scores.values()))
+    assert chosen == (best if scores[best] - scores[0.0] > min_gain else 0.0), scores
+    assert chosen > 0 if min_gain == 0.0 else chosen == 0.0, scores  # here a quota wins, by less than 0.001
+    weight = result.metrics["popularity_weight"]
+    assert scores[0.0] == result.metrics[popularity_metric("ndcg_at_200", weight)]  # same split, same prior
+    model = TwoTower.load(tmp_path / "m")
+    assert model.cfg.interest_quota == chosen and model.cfg.extra["interest_quota"] == chosen
+    assert result.as_metadata()["interest_quota"] == chosen
+    report = (tmp_path / "r.html").read_text()
+    assert f"interest quota {chosen:.4f}" in report and "best validation ndcg_at_200 " in report
+
+    data = load_training_data(*inputs, validation_days=FAST.validation_days)
+    val = _eval_split(data.val_hist, data.val_nm_ids, FAST.eval_max_examples, FAST.seed, "cpu")
+
+    def brute(hist: np.ndarray, true: np.ndarray, quota: float) -> dict[str, float]:
+        with torch.no_grad():
+            h = torch.from_numpy(np.asarray(hist)).long()
+            queries = model.query_vectors(torch.from_numpy(data.table)[h], h != 0)
+            items = encode_items(model, torch.from_numpy(data.item_emb), data.item_ids)
+            per_interest = torch.einsum("ukd,nd->ukn", queries, items).numpy()
+        top = [quota_top_k(s, 200, quota)[0] for s in per_interest]
+        return ranking_metrics(data.item_ids[np.array(top)], true, "model")
+
+    served = model.popularity
+    model.set_popularity(data.item_ids, data.item_counts)  # as on validation: counts from before it
+    for quota in {0.0, chosen, 1.0}:
+        m = brute(val.hist.numpy(), val.true_ids, quota)
+        assert m["model_ndcg_at_200"] == pytest.approx(scores[quota], abs=1e-6), quota
+        assert m["model_recall_at_200"] == pytest.approx(
+            result.metrics[quota_metric("recall_at_200", quota)], abs=1e-6
+        )
+    model.popularity = served
+    m = brute(data.holdout_hist, data.holdout["nm_id"].to_numpy(), chosen)
+    for key in ("model_recall_at_10", "model_recall_at_200", "model_ndcg_at_200"):
+        assert result.metrics[key] == pytest.approx(m[key], abs=1e-6), key

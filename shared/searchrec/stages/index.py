@@ -114,23 +114,66 @@ class Searcher:
             return self.cpu.search(queries, k)
 
 
-def search_users(searcher: Searcher, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def interest_share(quota: float, k: int, interests: int) -> int:
+    """Slots of a top-k list held for each interest's own best items: floor(quota * k / interests); 0 for
+    a single interest (nothing to share)."""
+    return int(math.floor(float(quota) * k / interests + 1e-9)) if interests > 1 else 0
+
+
+def search_users(
+    searcher: Searcher,
+    queries: np.ndarray,
+    k: int,
+    *,
+    quota: float = 0.0,
+    depth: int | None = None,
+    drop: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Top-k per user from query vectors [U, D] or, multi-interest, [U, K, D]: one search over all
     U * K vectors, then per user the union of its K lists ranked by the max score over its interests
     (what training optimises). The exact top-k by that max is always within the union of the
-    per-interest top-k, so over an exact index the merge is exact. Rows -1 where fewer were found."""
+    per-interest top-k, so over an exact index the merge is exact. ``quota`` > 0: each interest's own
+    best ``interest_share`` items are kept whatever their max score (``merge_interests``). ``depth``
+    (>= k): how deep each vector is searched; ``drop``: index rows [U, M] -> bool [U, M], candidates
+    removed before the merge (infer: what the user bought; the search goes deeper to refill); each
+    interest's first k candidates left are merged, so the depth never changes a list.
+    Rows -1 where fewer were found."""
     queries = np.asarray(queries, dtype=np.float32)
-    if queries.ndim == 2:
+    depth = max(k, depth or k)
+    if queries.ndim == 2 and depth == k and drop is None:
         return searcher.search(queries, k)
-    users, interests, dim = queries.shape
-    scores, rows = searcher.search(queries.reshape(users * interests, dim), k)
-    return merge_interests(scores.reshape(users, -1), rows.reshape(users, -1), k)
+    users, interests = len(queries), (1 if queries.ndim == 2 else queries.shape[1])
+    scores, rows = searcher.search(queries.reshape(users * interests, queries.shape[-1]), depth)
+    scores, rows = scores.reshape(users, -1), rows.reshape(users, -1)
+    if drop is not None:
+        rows = np.where(drop(rows), -1, rows)
+    if depth > k:  # each interest's first k left: what a k-deep search would find, whatever the depth
+        found = (rows >= 0).reshape(users, interests, -1)
+        rows = np.where((found & (np.cumsum(found, axis=2) <= k)).reshape(users, -1), rows, -1)
+    return merge_interests(scores, rows, k, interests=interests, quota=quota)
 
 
-def merge_interests(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_interests(
+    scores: np.ndarray, rows: np.ndarray, k: int, *, interests: int = 1, quota: float = 0.0
+) -> tuple[np.ndarray, np.ndarray]:
     """Per row of [U, M] candidates (rows -1: none): each index row once, at its best score, the best
-    ``k`` first; [U, k] scores and rows, -inf / -1 where fewer than k distinct rows were found."""
+    ``k`` first; [U, k] scores and rows, -inf / -1 where fewer than k distinct rows were found.
+
+    ``quota`` > 0 with ``interests`` K > 1 (the M columns are the K per-interest lists side by side,
+    each best first): each interest's first ``interest_share(quota, k, K)`` candidates are kept
+    whatever their score (an item several interests hold is kept once), the other slots go by the
+    score. The list stays ordered by the score, so the quota only swaps the tail: the held items that
+    the plain max would not have kept replace its last ones. Such an item's score is its best among
+    the lists that hold it (a lower bound of its max over all interests; exact for every item the
+    plain max keeps). ``quota`` 0 is the plain max."""
     users, width = rows.shape
+    share = interest_share(quota, k, interests)
+    if share and width % interests:
+        raise ValueError(f"{width} candidates per user do not split into {interests} interests' lists")
+    held = None
+    if share:  # each interest's first `share` found candidates
+        found = (rows >= 0).reshape(users, interests, -1)
+        held = (found & (np.cumsum(found, axis=2) <= share)).reshape(users, width)
     scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32, copy=False)
     order = np.argsort(-scores, axis=1, kind="stable")
     scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
@@ -138,7 +181,13 @@ def merge_interests(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.nd
     first = np.zeros(users * width, dtype=bool)
     first[np.unique(key.ravel(), return_index=True)[1]] = True  # flat order = best score first
     keep = first.reshape(users, width) & (rows >= 0)
-    keep &= np.cumsum(keep, axis=1) <= k
+    if held is None:
+        keep &= np.cumsum(keep, axis=1) <= k
+    else:
+        held = np.isin(key, key[np.take_along_axis(held, order, 1)])  # every copy of a held item
+        kept_held, rest = keep & held, keep & ~held
+        slots = k - kept_held.sum(axis=1, keepdims=True)  # held: at most K * share <= k
+        keep = kept_held | (rest & (np.cumsum(rest, axis=1) <= slots))
     pick = np.argsort(~keep, axis=1, kind="stable")[:, :k]
     kept = np.take_along_axis(keep, pick, 1)
     out_scores = np.where(kept, np.take_along_axis(scores, pick, 1), -np.inf).astype(np.float32)

@@ -272,19 +272,30 @@ def _serve_batch(
     stats: InferStats,
     totals: _Totals,
 ) -> pa.Table:
-    """Query tower, search top k (plus what the batch's users bought; each interest vector, merged by the
-    max score), drop bought items, pack."""
+    """Query tower, search each vector k deep (plus what the batch's users bought), drop bought items,
+    merge each user's interests as evaluated (the max score, with the model's interest quota), pack."""
     users = serving.user_ids[rows]
     n_items = len(serving.nm_ids)
     b_pos, b_rows, extra = bought.in_batch(users) if bought is not None else (None, None, 0)
-    scores, found = search_users(searcher, _query_vectors(serving, rows), min(n_items, k + extra))
-    valid = found >= 0
+    drop = None
     if b_pos is not None and len(b_pos):
-        key = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + found
-        dropped = np.isin(key, b_pos.astype(np.int64) * n_items + b_rows) & valid
-        stats.items_excluded += int(dropped.sum())
-        valid &= ~dropped
-    keep = valid & (np.cumsum(valid, axis=1) <= k)
+        bought_keys = b_pos.astype(np.int64) * n_items + b_rows
+
+        def drop(found: np.ndarray) -> np.ndarray:
+            key = np.arange(len(rows), dtype=np.int64)[:, None] * n_items + found
+            dropped = np.isin(key, bought_keys) & (found >= 0)
+            stats.items_excluded += len(np.unique(key[dropped]))  # each (user, item) once over interests
+            return dropped
+
+    scores, found = search_users(
+        searcher,
+        _query_vectors(serving, rows),
+        k,
+        quota=serving.model.cfg.interest_quota,
+        depth=min(n_items, k + extra),
+        drop=drop,
+    )
+    keep = found >= 0
     counts = keep.sum(axis=1)
     stats.users_short_list += int(((counts < k) & (counts > 0)).sum())
     batch = _pack(users, scores, found, keep, serving.nm_ids, totals)

@@ -28,7 +28,7 @@ from searchrec.artifacts import folder
 from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
-from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate
+from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate, quota_metrics
 from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, retrieval_loss
 from searchrec.model import (
     ITEM_TOWERS,
@@ -76,6 +76,7 @@ class TrainParams:
     patience: int = config.EARLY_STOPPING_PATIENCE  # 0: run every epoch
     selection_metric: str = config.SELECTION_METRIC  # e.g. ndcg_at_200, recall_at_10
     popularity_prior: bool = config.POPULARITY_PRIOR  # fold log popularity in, weight chosen on validation
+    interest_quota: bool = config.INTEREST_QUOTA  # interests > 1: a per-interest quota, chosen on validation
     seed: int = 0
     max_examples: int = 0  # 0: all training examples; else the most recent N
     max_steps_per_epoch: int = 0  # 0: whole epochs; else at most this many batches per epoch
@@ -125,6 +126,7 @@ class TrainParams:
     def fingerprint(self) -> dict:
         """What must match for a checkpoint to be resumed (not epochs: a longer run continues)."""
         skip = {"epochs", "eval_every_epoch", "eval_max_examples", "keep_checkpoints", "device", "patience"}
+        skip.add("interest_quota")  # chosen after training: the weights do not depend on it
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -164,7 +166,7 @@ class TrainResult:
         for key in (
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
             *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
-            *("negative_sampling", "validation_days", "interests", "interest_offsets"),
+            *("negative_sampling", "validation_days", "interests", "interest_offsets", "interest_quota"),
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
@@ -747,7 +749,8 @@ def train_two_tower(
     model = TwoTower(cfg).to(device)
     history, selection, start_epoch = _fit(model, run, data, params, model_dir, cfg)
     prior = choose_popularity_weight(model, run, data, params, selection.metric)
-    metrics = {**_final_metrics(model, run, data, ground_truth_dir), **prior}
+    quota = choose_interest_quota(model, run, data, params, selection.metric)
+    metrics = {**_final_metrics(model, run, data, ground_truth_dir), **prior, **quota}
     return _finish(
         model, cfg, data, params, history, selection, metrics, start_epoch, started, model_dir, report_path
     )
@@ -784,6 +787,51 @@ def choose_popularity_weight(
     log.info("train: popularity prior weight %s (validation %s by weight: %s)", best, metric, scores)
     out = {popularity_metric(metric, w): round(v, 6) for w, v in scores.items()}
     return {**out, "popularity_weight": best}
+
+
+def quota_metric(metric: str, quota: float) -> str:
+    """Metric name of a validation score at an interest quota: ``validation_ndcg_at_200_quota_0_2``."""
+    return f"validation_{metric}_quota_{quota:g}".replace(".", "_")
+
+
+QUOTA_SHOWN = f"recall_at_{NDCG_K}"  # also recorded per quota: the slots the quota reallocates
+
+
+def choose_interest_quota(
+    model: TwoTower, run: _Run, data: TrainingData, params: TrainParams, metric: str
+) -> dict[str, float]:
+    """The interest quota (index.merge_interests): each of config.INTEREST_QUOTAS scored on the
+    validation split with the chosen prior (its counts from before the split, as when its weight was
+    chosen); the best (the smallest on ties) is kept where it beats 0, the plain max, by more than
+    config.INTEREST_QUOTA_MIN_GAIN. Sets ``model.cfg.interest_quota``; returns the
+    scores (and Recall@200 by quota) as metrics."""
+    if not params.interest_quota or model.cfg.interests < 2:
+        return {}
+    if run.validation is None:
+        log.warning("train: no validation split, so no interest quota (it is chosen on it)")
+        return {}
+    served = model.popularity
+    if model.cfg.popularity_weight > 0 and data.item_counts is not None:
+        model.set_popularity(data.item_ids, data.item_counts)
+    split = run.validation
+    try:
+        by_quota = quota_metrics(
+            model, run.table, split.hist, split.true_ids, data.item_ids, run.item_emb, config.INTEREST_QUOTAS
+        )
+    finally:
+        model.popularity = served
+    scores = {q: m[f"model_{metric}"] for q, m in by_quota.items()}
+    best = max(scores, key=lambda q: (scores[q], -q))
+    if scores[best] - scores.get(0.0, float("-inf")) <= config.INTEREST_QUOTA_MIN_GAIN:
+        best = 0.0  # the plain max, unless a quota beats it by more than a tie
+    model.cfg.interest_quota = best
+    log.info("train: interest quota %s (validation %s by quota: %s)", best, metric, scores)
+    out = {quota_metric(metric, q): round(v, 6) for q, v in scores.items()}
+    if metric != QUOTA_SHOWN:
+        out.update(
+            {quota_metric(QUOTA_SHOWN, q): round(m[f"model_{QUOTA_SHOWN}"], 6) for q, m in by_quota.items()}
+        )
+    return {**out, "interest_quota": best}
 
 
 def _final_metrics(model: TwoTower, run: _Run, data: TrainingData, ground_truth_dir: Path | None) -> dict:
@@ -828,6 +876,7 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "negative_sampling": params.negative_sampling,
         "interests": cfg.interests,
         "interest_offsets": cfg.interest_offsets,
+        "interest_quota": cfg.interest_quota,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
@@ -895,11 +944,13 @@ __all__ = [
     "TrainParams",
     "TrainResult",
     "TrainingData",
+    "choose_interest_quota",
     "choose_popularity_weight",
     "latest_checkpoint",
     "load_item_embeddings",
     "load_training_data",
     "popularity_metric",
+    "quota_metric",
     "train_two_tower",
     "validation_mask",
 ]
