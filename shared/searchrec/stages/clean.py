@@ -96,9 +96,16 @@ def events_from_table(
     # one dictionary for all chunks (unify_dictionaries transposes the indices if they differ)
     encoded = pa.table({"text": pc.dictionary_encode(texts)}).unify_dictionaries()["text"]
     if encoded.num_chunks:
-        dictionary = encoded.chunks[0].dictionary
+        # codes in the texts' sorted order, not their order of first appearance: a warehouse returns rows
+        # in any order, and the same rows must give the same events (ties in time are broken by code)
+        unsorted = encoded.chunks[0].dictionary
+        order = pc.sort_indices(unsorted).to_numpy()
+        rank = np.empty(len(order), np.int64)
+        rank[order] = np.arange(len(order))
+        dictionary = unsorted.take(pa.array(order))
         indices = pa.chunked_array([chunk.indices for chunk in encoded.chunks])
         codes = pc.fill_null(indices, -1).to_numpy().astype(np.int64)
+        codes = np.where(codes >= 0, rank[np.maximum(codes, 0)], -1)
     else:
         dictionary, codes = pa.array([], pa.string()), np.empty(0, np.int64)
     codes[table["query_ts"].is_null().to_numpy(zero_copy_only=False)] = -1
@@ -109,7 +116,7 @@ def events_from_table(
     logger.info("analysed %d distinct query texts of %d rows", len(dictionary), table.num_rows)
 
     keys = table.select(key).to_pandas()
-    pid = keys.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    pid = keys.groupby(key, sort=True, dropna=False).ngroup().to_numpy()  # numbered in key order, as codes
     purchases = keys.assign(pid=pid).drop_duplicates("pid").set_index("pid").sort_index()
     queries = pd.DataFrame(
         {"pid": pid, "query_ts": table["query_ts"].to_pandas(), "code": codes},
@@ -184,7 +191,7 @@ def drop_short_histories(events: Events, min_history: int) -> Events:
 
 
 def _sorted_queries(events: Events) -> pd.DataFrame:
-    """Queries oldest first within each purchase (ties broken by first appearance of the text)."""
+    """Queries oldest first within each purchase (ties broken by the raw text: codes are in text order)."""
     return events.queries.sort_values(["pid", "query_ts", "code"], kind="stable")
 
 
