@@ -287,13 +287,23 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
         )
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    for pair in pairs:
-        for run in pair.values():
-            assert run["tasks"] and run["bodies"] and 0 < run["share"] < 1
-            assert len(run["phases"]) == len(run["tasks"]) - 1  # every task process but the importer
-        assert pair["cold"]["forked"] == 0 and pair["warm"]["forked"] == len(pair["warm"]["phases"])
-        assert pair["cold"]["wait"] < 0.5  # cold, no task waits for anything but its own process
-        assert pair["warm"]["headline"] and pair["warm"]["headline"] == cold["headline"]  # same results
+    for attempt, pair in enumerate(pairs, 1):
+        for mode, run in pair.items():
+            where = f"{mode} run {attempt}"
+            assert run["tasks"] and run["bodies"] and 0 < run["share"] < 1, where
+            # every task process but the importer's (no process)
+            assert len(run["phases"]) == len(run["tasks"]) - 1, (where, run["phases"], run["tasks"])
+        assert pair["cold"]["forked"] == 0, attempt
+        assert pair["warm"]["forked"] == len(pair["warm"]["phases"]), (attempt, pair["warm"]["forked"])
+        # cold, no task waits for anything but its own process
+        assert pair["cold"]["wait"] < pair["warm"]["wait"], (
+            attempt,
+            pair["cold"]["wait"],
+            pair["warm"]["wait"],
+        )
+        assert pair["warm"]["headline"] and pair["warm"]["headline"] == cold["headline"], (
+            attempt
+        )  # same results
 
 
 def ready_wait(phases: list) -> float:
