@@ -74,7 +74,7 @@ def quality_table(world: str, metrics: dict) -> list[str]:
         )
         rows.append(
             f"| {world} | {key.replace('_at_', '@').replace('_', ' ')} | {model:.4f} | {pop:.4f} | {ceil:.4f} | "
-            f"{model / ceil:.0%} | {model / pop if pop else float('inf'):.1f}x |"
+            f"{model / ceil:.1%} | {model / pop if pop else float('inf'):.1f}x |"
         )
     return rows
 
