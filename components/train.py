@@ -25,6 +25,7 @@ def train(
     attention_heads: int = 1,  # config.ATTENTION_HEADS
     interests: int = 4,  # config.INTERESTS
     interest_offsets: bool = False,  # config.INTEREST_OFFSETS
+    interest_diversity: float = 0.0,  # config.INTEREST_DIVERSITY
     item_tower: str = "mlp",  # config.ITEM_TOWER
     popularity_prior: bool = True,  # config.POPULARITY_PRIOR
     interest_quota: bool = False,  # config.INTEREST_QUOTA
@@ -64,6 +65,7 @@ def train(
             attention_heads=attention_heads,
             interests=interests,
             interest_offsets=interest_offsets,
+            interest_diversity=interest_diversity,
             popularity_prior=popularity_prior,
             interest_quota=interest_quota,
             seed=seed,

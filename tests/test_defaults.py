@@ -152,6 +152,7 @@ PLACES = {
             ("ATTENTION_HEADS", "attention_heads", "attention_heads", list),
             ("INTERESTS", "interests", "interests", list),
             ("INTEREST_OFFSETS", "interest_offsets", "interest_offsets", list),
+            ("INTEREST_DIVERSITY", "interest_diversity", "interest_diversity", list),
             ("ITEM_TOWER", "item_tower", "item_tower", list),
             ("POPULARITY_PRIOR", "popularity_prior", "popularity_prior", list),
             ("INTEREST_QUOTA", "interest_quota", "interest_quota", list),

@@ -12,6 +12,7 @@ from searchrec.losses import (
     NegativeSampler,
     accidental_hits,
     cosine_loss,
+    interest_diversity,
     interest_scores,
     multi_margin_loss,
     retrieval_loss,
@@ -151,3 +152,22 @@ def test_with_several_interests_each_item_is_scored_by_its_best_interest() -> No
     q = queries.clone().requires_grad_(True)
     sampled_softmax_loss(q, items, DISTINCT, temperature=1.0).backward()
     assert q.grad[0, 1].abs().sum() > 0
+
+
+def test_interest_diversity_is_the_mean_squared_cosine_between_a_users_interests() -> None:
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.randn(5, 4, 6, generator=generator)  # 5 users, 4 interests, 5 dims + 1 appended value
+    brute = []
+    for user in queries:
+        v = [x[:5] / x[:5].norm() for x in user]
+        brute += [float(v[i] @ v[j]) ** 2 for i in range(4) for j in range(i + 1, 4)]
+    assert interest_diversity(queries, 5).item() == pytest.approx(sum(brute) / len(brute), rel=1e-5)
+    same = torch.tensor([[[1.0, 0.0], [2.0, 0.0]], [[0.0, 1.0], [0.0, -1.0]]])  # parallel, opposite
+    assert interest_diversity(same).item() == pytest.approx(1.0)
+    apart = torch.tensor([[[1.0, 0.0], [0.0, 3.0]]])
+    assert interest_diversity(apart).item() == 0.0
+    for one in (queries[:, :1], queries[:, 0]):  # one interest, or the single-vector shape: nothing
+        assert interest_diversity(one).item() == 0.0
+    q = queries.clone().requires_grad_(True)
+    interest_diversity(q, 5).backward()
+    assert q.grad[..., :5].abs().sum() > 0 and q.grad[..., 5].abs().sum() == 0  # the appended value: none

@@ -120,6 +120,9 @@ ATTENTION_HEADS = 1  # pooling heads of the attention query tower
 # holdout Recall@200 0.749 -> 0.809 (mean of 3 seeds 0.815), demo's metrics up on the mean of 3 seeds
 INTERESTS = 4
 INTEREST_OFFSETS = False  # interests > 1: each interest's scores shifted by a learned per-user offset (worse)
+# interests > 1: weight of a training loss term, the mean over pairs of a user's interest vectors of their
+# squared cosine (keeps the K interests apart); 0 = none (not computed)
+INTEREST_DIVERSITY = 0.0
 ITEM_TOWER = "mlp"  # or "residual": geometry-keeping linear map + zero-initialised MLP
 SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snapshot (0: in-batch only)
 NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA

@@ -41,6 +41,19 @@ def interest_scores(queries: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
     return queries @ items.T
 
 
+def interest_diversity(queries: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean over rows and over pairs i < j of the squared cosine between a row's K interest vectors
+    ([B, K, D]; the first ``dim`` values of each, i.e. without an offset or prior appended): 0 for
+    orthogonal interests, 1 for identical (or opposite) ones. A zero scalar for [B, D] or K = 1."""
+    if queries.dim() != 3 or queries.shape[1] < 2:
+        return queries.new_zeros(())
+    q = nn.functional.normalize(queries[..., :dim] if dim else queries, dim=-1)
+    k = q.shape[1]
+    cos = q @ q.transpose(1, 2)  # [B, K, K]
+    i, j = torch.triu_indices(k, k, offset=1, device=q.device)
+    return cos[:, i, j].pow(2).mean()
+
+
 def accidental_hits(item_ids: torch.Tensor) -> torch.Tensor:
     """[B, B] bool: column j holds the same item as row i's positive, j != i."""
     same = item_ids.unsqueeze(0) == item_ids.unsqueeze(1)

@@ -274,6 +274,7 @@ def test_a_checkpoint_written_before_the_interests_option_resumes(inputs, tmp_pa
     meta = json.loads(meta_path.read_text())
     for key in ("interests", "interest_offsets"):  # as the code before the option wrote them
         del meta["fingerprint"][key], meta["config"][key]
+    del meta["fingerprint"]["interest_diversity"]  # a training setting only: not in the model config
     meta_path.write_text(json.dumps(meta))
     assert train_two_tower(*inputs, tmp_path / "m", params=params).resumed_from_epoch == 1
     with pytest.raises(SearchrecError, match="interests=1 but the inputs/params give 2"):
@@ -591,3 +592,43 @@ def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(
     m = brute(data.holdout_hist, data.holdout["nm_id"].to_numpy(), chosen)
     for key in ("model_recall_at_10", "model_recall_at_200", "model_ndcg_at_200"):
         assert result.metrics[key] == pytest.approx(m[key], abs=1e-6), key
+
+
+def _mean_interest_cosine(model_dir: Path, inputs) -> float:
+    """Mean over validation users and pairs of interests of the cosine between the two vectors."""
+    from searchrec.stages.train import load_training_data
+
+    model = TwoTower.load(model_dir)
+    data = load_training_data(*inputs, validation_days=FAST.validation_days)
+    with torch.no_grad():
+        hist = torch.from_numpy(data.val_hist).long()
+        q = model.query_tower(torch.from_numpy(data.table)[hist], hist != 0)
+    cos = q @ q.transpose(1, 2)
+    i, j = torch.triu_indices(q.shape[1], q.shape[1], offset=1)
+    return float(cos[:, i, j].mean())
+
+
+def test_interest_diversity_keeps_a_users_interests_apart(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """interest_diversity > 0 lowers the mean cosine between a user's interest vectors; at 0 the term is
+    never computed (the loss and the weights are the ones before the option); with one interest it is
+    zero, so the weights are those of 0, bit for bit."""
+    import searchrec.stages.train as train_stage
+
+    params = replace(FAST, epochs=2, eval_every_epoch=False, popularity_prior=False, interests=3)
+    with_term = train_two_tower(*inputs, tmp_path / "on", params=replace(params, interest_diversity=1.0))
+    assert with_term.params["interest_diversity"] == 1.0
+    with monkeypatch.context() as patch:
+        patch.setattr(train_stage, "interest_diversity", None)  # calling it would fail
+        train_two_tower(*inputs, tmp_path / "off", params=params)
+    on, off = _mean_interest_cosine(tmp_path / "on", inputs), _mean_interest_cosine(tmp_path / "off", inputs)
+    assert on < off - 0.05, (on, off)  # measured: 0.87 against 0.96
+    single = replace(params, interests=1)
+    train_two_tower(*inputs, tmp_path / "one", params=single)
+    train_two_tower(*inputs, tmp_path / "one_term", params=replace(single, interest_diversity=1.0))
+    assert _same(_weights(tmp_path / "one"), _weights(tmp_path / "one_term"))
+    with pytest.raises(SearchrecError, match="other parameters"):  # the weights depend on it: no resume
+        train_two_tower(*inputs, tmp_path / "off", params=replace(params, epochs=3, interest_diversity=0.5))
+    with pytest.raises(SearchrecError, match="interest_diversity must be >= 0"):
+        train_two_tower(*inputs, tmp_path / "bad", params=replace(params, interest_diversity=-0.1))

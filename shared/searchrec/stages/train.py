@@ -29,7 +29,7 @@ from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate, quota_metrics
-from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, retrieval_loss
+from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, interest_diversity, retrieval_loss
 from searchrec.model import (
     ITEM_TOWERS,
     PADDING_MODES,
@@ -69,6 +69,8 @@ class TrainParams:
     attention_heads: int = config.ATTENTION_HEADS  # attention query tower's pooling heads
     interests: int = config.INTERESTS  # query vectors per user; an item's score is the max over them
     interest_offsets: bool = config.INTEREST_OFFSETS  # interests > 1: a learned offset per interest vector
+    # interests > 1: weight of a loss term, the mean squared cosine between a user's interest vectors
+    interest_diversity: float = config.INTEREST_DIVERSITY
     sampled_negatives: int = config.SAMPLED_NEGATIVES  # per step, from the whole snapshot (softmax only)
     negative_sampling: str = config.NEGATIVE_SAMPLING  # one of losses.NEGATIVE_SAMPLING
     sampling_alpha: float = config.NEGATIVE_SAMPLING_ALPHA  # popularity sampling: (count + 1) ** alpha
@@ -115,8 +117,8 @@ class TrainParams:
         if self.temperature <= 0 or self.lr <= 0:
             raise SearchrecError("temperature and lr must be positive")
         counts = ("max_examples", "max_steps_per_epoch", "eval_max_examples", "sampled_negatives")
-        for name in counts + ("validation_days", "patience"):
-            if int(getattr(self, name)) < 0:
+        for name in counts + ("validation_days", "patience", "interest_diversity"):
+            if float(getattr(self, name)) < 0:
                 raise SearchrecError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.selection_metric.removeprefix("model_") not in SELECTION_METRICS:
             raise SearchrecError(
@@ -167,6 +169,7 @@ class TrainResult:
             *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
             *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
             *("negative_sampling", "validation_days", "interests", "interest_offsets", "interest_quota"),
+            "interest_diversity",
         ):
             if key in self.params:
                 meta[f"param_{key}"] = self.params[key]
@@ -395,6 +398,7 @@ _OLD_DEFAULTS = {
     "attention_heads": 1,
     "interests": 1,
     "interest_offsets": False,
+    "interest_diversity": 0.0,
 }  # checkpoints written before the option (its config and its fingerprint)
 
 
@@ -531,6 +535,8 @@ def _batch_loss(
         margin=params.margin,
         **extra,
     )
+    if params.interest_diversity:  # 0: not even computed (today's loss, bit for bit)
+        loss = loss + params.interest_diversity * interest_diversity(queries, model.cfg.output_dim)
     return loss, outside
 
 
@@ -877,6 +883,7 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "interests": cfg.interests,
         "interest_offsets": cfg.interest_offsets,
         "interest_quota": cfg.interest_quota,
+        "interest_diversity": params.interest_diversity,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
