@@ -386,13 +386,7 @@ def test_several_interests_are_searched_and_merged_by_the_max_score(
     served = world["user_ids"][world["lengths"] >= 1]
     u1 = int(served[0])
     bought = {int(ids[j]) for j in np.argsort(-by_user[u1], kind="stable")[:30:3]}  # 10 of its top 30
-    bought_dir = tmp_path / "bought"
-    orders = {
-        "user_id": pa.array([u1] * len(bought), pa.int64()),
-        "order_ts": pa.array([0] * len(bought), pa.timestamp("us")),
-        "nm_id": pa.array(sorted(bought), pa.int64()),
-    }
-    event_parts.write(bought_dir, [pa.table(orders)])
+    bought_dir = _write_bought(tmp_path / "bought", u1, bought)
 
     recommend(tmp_path / "model", tmp_path / "index", world["encoded"], tmp_path / "out", top_k=30,
               exclude_bought_dir=bought_dir, batch_size=50)  # fmt: skip
@@ -433,13 +427,7 @@ def test_an_interest_quota_is_served_as_brute_force_and_as_evaluated(world: dict
     served = world["user_ids"][world["lengths"] >= 1]
     u1 = int(served[0])
     bought = {int(ids[j]) for j in np.argsort(-by_user[u1].max(axis=0), kind="stable")[:30:3]}
-    bought_dir = tmp_path / "bought"
-    orders = {
-        "user_id": pa.array([u1] * len(bought), pa.int64()),
-        "order_ts": pa.array([0] * len(bought), pa.timestamp("us")),
-        "nm_id": pa.array(sorted(bought), pa.int64()),
-    }
-    event_parts.write(bought_dir, [pa.table(orders)])
+    bought_dir = _write_bought(tmp_path / "bought", u1, bought)
 
     recommend(tmp_path / "model", tmp_path / "index", world["encoded"], tmp_path / "out", top_k=30,
               exclude_bought_dir=bought_dir, batch_size=50)  # fmt: skip
@@ -464,6 +452,17 @@ def test_an_interest_quota_is_served_as_brute_force_and_as_evaluated(world: dict
     evaluated = ids[model_topk(loaded, table, torch.from_numpy(hist[keep]).long(), vectors, 30)]
     for user, expected in zip(world["user_ids"][keep].tolist(), evaluated.tolist(), strict=True):
         assert recs[user]["nm_ids"] == expected
+
+
+def _write_bought(folder: Path, user_id: int, nm_ids: set[int]) -> Path:
+    """An orders folder in which `user_id` bought `nm_ids` (infer's exclude_bought_dir)."""
+    orders = {
+        "user_id": pa.array([user_id] * len(nm_ids), pa.int64()),
+        "order_ts": pa.array([0] * len(nm_ids), pa.timestamp("us")),
+        "nm_id": pa.array(sorted(nm_ids), pa.int64()),
+    }
+    event_parts.write(folder, [pa.table(orders)])
+    return folder
 
 
 def _served_towers(world: dict, model_dir: Path) -> tuple[TwoTower, np.ndarray, np.ndarray, np.ndarray]:
