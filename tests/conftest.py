@@ -31,6 +31,9 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 
+# A test run leaves no warm task process behind (searchrec.warmstart); the tests of kept ones set it.
+os.environ["SEARCHREC_WARM_KEEP_S"] = "0"  # config.WARM_KEEP_ENV (asserted in test_warmstart)
+
 PG_HOST = os.environ.get("SEARCHREC_TEST_PGHOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("SEARCHREC_TEST_PGPORT", "5432"))
 PG_DB = os.environ.get("SEARCHREC_TEST_PGDATABASE", "test")

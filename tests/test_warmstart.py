@@ -5,13 +5,18 @@ reproduce the task exactly. Real kfp.local runs of small components; nothing moc
 import builtins
 import json
 import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from kfp import dsl, local
 
-from searchrec import config, warmstart
+from searchrec import cli, config, warmstart
+from searchrec.errors import SearchrecError
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +37,7 @@ def ml_probe(marker: str) -> str:
             "cwd": os.getcwd(),
             "draw": float(numpy.random.random()),
             "ppid": os.getppid(),
+            "searchrec_loaded": "searchrec" in sys.modules,
         }
     )
 
@@ -60,7 +66,7 @@ def _wait_ready(servers: dict[str, warmstart.WarmServer], timeout: float = 300) 
     deadline = time.monotonic() + timeout
     while not all(s.ready for s in servers.values()):
         assert time.monotonic() < deadline, "warm servers never became ready"
-        assert all(s.process.poll() is None for s in servers.values()), "a warm server died"
+        assert all(s.alive for s in servers.values()), "a warm server died"
         time.sleep(0.2)
 
 
@@ -170,3 +176,118 @@ def test_on_a_machine_with_an_nvidia_device_the_cuda_family_runs_cold(kfp_local:
         _wait_ready(servers)
         assert json.loads(ml_probe(marker="cold on a GPU machine").output)["torch"] is False
         assert json.loads(cpu_probe().output)["pandas"] is True
+
+
+# --- kept servers: the next run finds them ------------------------------------------------------------
+
+
+@pytest.fixture
+def keep(monkeypatch):
+    """Kept servers in a folder of this test's own (a short path: a socket path has ~100 characters),
+    all stopped at the end."""
+    folder = tempfile.mkdtemp(prefix="sw", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", folder)
+    monkeypatch.setenv(config.WARM_KEEP_ENV, "120")
+    yield Path(folder, f"searchrec-warm-{os.getuid()}")
+    for _, pid in warmstart.stop_kept():
+        _wait_gone(pid)
+
+
+def _wait_gone(pid: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with __import__("contextlib").suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # a kept server this test process started: reap it
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} is still running")
+
+
+def test_the_conftest_keeps_no_server_by_the_variable_config_names() -> None:
+    assert config.WARM_KEEP_ENV == "SEARCHREC_WARM_KEEP_S" and os.environ[config.WARM_KEEP_ENV] == "0"
+    assert warmstart.keep_seconds() == 0
+
+
+@pytest.mark.parametrize("raw", ["soon", "-1", "nan", "inf"])
+def test_a_keep_time_that_is_not_seconds_is_refused_naming_the_variable(monkeypatch, raw: str) -> None:
+    monkeypatch.setenv(config.WARM_KEEP_ENV, raw)
+    with pytest.raises(SearchrecError, match=f"{config.WARM_KEEP_ENV} must be a number of seconds >= 0"):
+        warmstart.keep_seconds()
+    monkeypatch.setenv(config.WARM_KEEP_ENV, " ")
+    assert warmstart.keep_seconds() == config.WARM_KEEP_S
+
+
+def test_kept_servers_serve_the_next_run_without_importing_again(kfp_local: Path, keep: Path, capsys) -> None:
+    with warmstart.warm_tasks(kfp_local / "first.log") as first:
+        _wait_ready(first)
+        one = json.loads(ml_probe(marker="one").output)
+    assert all(s.kept and s.process.poll() is None for s in first.values())  # still there after the run
+    assert one["ppid"] == first["ml"].process.pid and one["searchrec_loaded"] is False
+    assert sorted(p.name.split("-")[0] for p in keep.glob("*.sock")) == ["cpu", "ml"]
+    assert "warm ml tasks: imported" in (kfp_local / "first.log").read_text()
+
+    with warmstart.warm_tasks(kfp_local / "second.log") as second:
+        assert all(s.process is None and s.ready for s in second.values())  # found, not started
+        two = json.loads(ml_probe(marker="two").output)
+    assert two["torch"] and two["ppid"] == one["ppid"]  # forked from the same server, imports not redone
+    said = (kfp_local / "second.log").read_text()
+    assert "imported" not in said and "warm ml tasks: kept for the next run" in said
+
+    capsys.readouterr()
+    assert cli.main(["warm", "--stop"]) == 0
+    out = capsys.readouterr().out
+    assert f"stopped the warm ml task process (pid {one['ppid']})" in out and "warm cpu" in out
+    _wait_gone(one["ppid"])
+    assert not list(keep.glob("*.sock"))  # a stopped server removes its socket
+    cli.main(["warm", "--stop"])
+    assert "no warm task process was running" in capsys.readouterr().out
+
+
+def test_a_kept_server_of_another_environment_is_replaced(kfp_local: Path, keep: Path, monkeypatch) -> None:
+    with warmstart.warm_tasks(kfp_local / "first.log") as first:
+        _wait_ready(first)
+    monkeypatch.setenv("WARMSTART_PROBE_MARKER", "another environment")  # libraries may read it at import
+    with warmstart.warm_tasks(kfp_local / "second.log") as second:
+        assert all(s.process is not None for s in second.values())  # started anew, not the first's
+        _wait_ready(second)
+        probe = json.loads(ml_probe(marker="new").output)
+    assert probe["torch"] and probe["marker"] == "another environment"
+    assert probe["ppid"] == second["ml"].process.pid != first["ml"].process.pid
+    for server in first.values():  # the first environment's servers were stopped, their sockets gone
+        server.process.wait(timeout=30)
+        assert not Path(server.socket_path).exists()
+    assert "ended after 0 tasks" in Path(first["cpu"].log_path).read_text()
+
+
+def test_a_kept_server_ends_once_idle_after_its_run_ended(keep: Path) -> None:
+    """Idle time counts only from the end of the run that started it (here a process that exits at once)."""
+    keep.mkdir(mode=0o700)
+    start = "import os, sys; from searchrec import warmstart; warmstart._start(sys.argv[1], 'cpu-x', 'cpu', dict(os.environ), 1.0)"
+    subprocess.run([sys.executable, "-c", start, str(keep)], check=True)
+    log = keep / "cpu-x.log"
+    deadline = time.monotonic() + 60
+    while "ended after 0 tasks" not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
+    said = log.read_text()
+    assert "imported" in said and "kept 1 s after its last task" in said
+    assert not (keep / "cpu-x.sock").exists()
+
+
+def test_ctrl_c_is_forwarded_only_to_a_task_outside_the_terminals_process_group() -> None:
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    apart = subprocess.Popen(sleeper, start_new_session=True)  # as a task of a kept server
+    along = subprocess.Popen(sleeper)  # as a task of this run's own server: Ctrl-C reaches it anyway
+    try:
+        warmstart._forward_interrupt(apart.pid)
+        warmstart._forward_interrupt(along.pid)
+        assert apart.wait(timeout=30) == -signal.SIGINT
+        time.sleep(0.5)
+        assert along.poll() is None
+    finally:
+        for process in (apart, along):
+            process.kill()
+            process.wait()

@@ -135,6 +135,35 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.pipeline, arguments, Path(args.runs_dir), cache=args.cache, verbose=args.verbose
             )
     _print_run(run)
+    _say_kept()
+    return 0
+
+
+def _say_kept() -> None:
+    from searchrec import warmstart
+
+    if warmstart.enabled() and warmstart.keep_seconds() > 0:
+        minutes = warmstart.keep_seconds() / 60
+        print(
+            f"warm task processes stay {minutes:g} min after their last task, so the next run skips "
+            f"their imports (searchrec warm --stop ends them; {config.WARM_KEEP_ENV}=0 keeps none)"
+        )
+
+
+def _add_warm_command(command) -> None:
+    p = command("warm", "stop the warm task processes that local runs keep for the next run")
+    p.add_argument("--stop", action="store_true", required=True, help="stop them now")
+    p.set_defaults(func=cmd_warm)
+
+
+def cmd_warm(args: argparse.Namespace) -> int:
+    from searchrec.warmstart import stop_kept
+
+    stopped = stop_kept()
+    for family, pid in stopped:
+        print(f"stopped the warm {family} task process (pid {pid})")
+    if not stopped:
+        print("no warm task process was running")
     return 0
 
 
@@ -651,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.set_defaults(func=cmd_run)
 
+    _add_warm_command(command)
     _add_runs_commands(command)
 
     p = command(

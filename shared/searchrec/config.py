@@ -198,6 +198,11 @@ VERTEX_PROJECT_ENV = "SEARCHREC_VERTEX_PROJECT"
 VERTEX_LOCATION_ENV = "SEARCHREC_VERTEX_LOCATION"
 VERTEX_LOCATION = "europe-west4"  # Vertex AI region when neither --vertex-location nor its variable is set
 PIPELINE_ROOT_ENV = "SEARCHREC_PIPELINE_ROOT"
+# Local runs: how long (idle seconds) the warm task processes stay after the run that started them, so
+# that the next run from the same shell, folder and virtual environment skips the imports; 0: they end
+# with their run. `searchrec warm --stop` ends them at once.
+WARM_KEEP_ENV = "SEARCHREC_WARM_KEEP_S"
+WARM_KEEP_S = 600.0
 SERVICE_ACCOUNT_ENV = "SEARCHREC_SERVICE_ACCOUNT"
 # Vertex AI private networking of the run (so that extract reaches a private Greenplum)
 VERTEX_NETWORK_ENV = "SEARCHREC_VERTEX_NETWORK"  # VPC peering: projects/<number>/global/networks/<name>

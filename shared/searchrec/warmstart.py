@@ -17,6 +17,13 @@ command, the environment differs from the one the server started with (libraries
 at import), or `SEARCHREC_WARM_TASKS=0`. A CPU image's server never imports torch, so a CPU stage
 that did would still fail as it would in its image. On the cluster nothing of this exists: every task is
 its own container.
+
+After the run, the servers are kept (`config.WARM_KEEP_S` idle seconds, `SEARCHREC_WARM_KEEP_S`; 0: they
+end with their run): the next run from the same interpreter, folder, environment and installed packages
+finds them by a key of those (`_kept_key`) and skips the imports altogether. A server with another key is
+stopped when a run starts its own (one kept server per family); a stopped server finishes the tasks it is
+running first. Each task re-imports the project's own modules from disk, so an edit to the project is
+never served stale; a package installed since changes the key. `searchrec warm --stop` ends them.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -39,6 +47,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from searchrec import config
+from searchrec.errors import SearchrecError
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +148,8 @@ def _run_task(request: dict) -> int:
     with open(module_path, "w", encoding="utf-8") as f:
         f.write(request["source"])
     sys.argv = ["executor_main", "--component_module_path", module_path, *request["args"]]
+    for name in [m for m in sys.modules if m == "searchrec" or m.startswith("searchrec.")]:
+        del sys.modules[name]  # the project's code as it is on disk now, not as the server found it
     if "numpy" in sys.modules:  # a fresh interpreter seeds numpy's global generator from the OS
         sys.modules["numpy"].random.seed()
     code = 0
@@ -197,8 +210,10 @@ class _Server:
     def __init__(self, listener: socket.socket):
         import selectors
 
-        self.listener = listener
+        self.listener: socket.socket | None = listener
         self.waiting: dict[int, socket.socket] = {}  # task pid -> the connection to answer
+        self.last_active = time.monotonic()
+        self.forked = 0
         self.wake_r, wake_w = os.pipe()
         for fd in (self.wake_r, wake_w):
             os.set_blocking(fd, False)
@@ -216,6 +231,15 @@ class _Server:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self.wake_r, 4096)
         self._reap()
+        if self.waiting:
+            self.last_active = time.monotonic()
+
+    def close_listener(self) -> None:
+        """Take no more tasks; the ones running still get their exit status."""
+        if self.listener is not None:
+            self.selector.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
 
     def _accept(self) -> None:
         try:
@@ -228,12 +252,16 @@ class _Server:
             conn.close()
             return
         request, out_fd = got
+        self.last_active = time.monotonic()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
             _become_task(out_fd, request, [self.listener, self.selector, conn, *self.waiting.values()])
         os.close(out_fd)
+        self.forked += 1
+        with contextlib.suppress(OSError):  # the task's pid first: the client forwards Ctrl-C to it
+            conn.sendall(struct.pack("!i", pid))
         self.waiting[pid] = conn
 
     def _reap(self) -> None:
@@ -251,11 +279,15 @@ class _Server:
                 conn.close()
 
 
-def serve(socket_path: str, family: str) -> None:
-    """The server's main loop: import the family's libraries, then fork one task per request until the
-    process that started it goes away or it is told to stop (SIGTERM)."""
-    parent = os.getppid()
+def serve(socket_path: str, family: str, keep_s: float = 0.0, parent: int | None = None) -> None:
+    """The server's main loop: import the family's libraries, then fork one task per request until it is
+    told to stop (SIGTERM), or the process that started it goes away (`keep_s` 0), or, kept, `keep_s`
+    seconds pass without a task once that process is gone. It then takes no more tasks and ends when its
+    last task has."""
+    parent = parent or os.getppid()  # given: it may have gone before this line
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the tasks and the run, not the server
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _: stop.append(signum))  # the loop below sees it
     os.environ[KFP_RUNTIME_ENV] = "true"  # import kfp as a task process does
     started = time.perf_counter()
     for module in FAMILIES[family]:
@@ -274,13 +306,29 @@ def serve(socket_path: str, family: str) -> None:
         flush=True,
     )
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    partial = socket_path + ".partial"
+    partial = f"{socket_path}.{os.getpid()}.partial"
     listener.bind(partial)
     listener.listen(16)
     listener.setblocking(False)
     server = _Server(listener)
     os.rename(partial, socket_path)  # the socket appears only once the server can answer at once
-    while os.getppid() == parent:
+    own_socket = os.stat(socket_path).st_ino
+    if keep_s > 0:
+        print(f"warm {family} tasks: pid {os.getpid()}, kept {keep_s:g} s after its last task", flush=True)
+    while not stop:
+        if parent is not None and os.getppid() != parent:  # the run that started it ended
+            if keep_s <= 0:
+                break
+            parent, server.last_active = None, time.monotonic()
+        if parent is None and not server.waiting and time.monotonic() - server.last_active >= keep_s:
+            break
+        server.step()
+    print(f"warm {family} tasks: pid {os.getpid()} ended after {server.forked} tasks", flush=True)
+    with contextlib.suppress(OSError):
+        if os.stat(socket_path).st_ino == own_socket:  # not a newer server's socket of the same name
+            os.unlink(socket_path)
+    server.close_listener()
+    while server.waiting:
         server.step()
 
 
@@ -292,17 +340,28 @@ class WarmServer:
     family: str
     socket_path: str
     env: dict[str, str]  # the environment it was started with: a task with another one runs cold
-    process: subprocess.Popen
+    process: subprocess.Popen | None  # None: a kept server an earlier run started
+    log_path: str = ""
+    log_offset: int = 0  # where this run's part of the server's log starts
+    kept: bool = False  # outlives this run
+
+    @property
+    def alive(self) -> bool:
+        """Started by this run: its process is running; a kept one found: its socket is there (a server
+        removes it when it stops taking tasks)."""
+        if self.process is None:
+            return os.path.exists(self.socket_path)
+        return self.process.poll() is None
 
     @property
     def ready(self) -> bool:
-        return os.path.exists(self.socket_path) and self.process.poll() is None
+        return os.path.exists(self.socket_path) and self.alive
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
         """A task that arrives while the server is still importing waits for it: started cold, it would
         import the same libraries itself, on the same cores."""
         deadline = time.monotonic() + timeout
-        while not self.ready and self.process.poll() is None and time.monotonic() < deadline:
+        while not self.ready and self.alive and time.monotonic() < deadline:
             time.sleep(0.02)
         return self.ready
 
@@ -317,7 +376,8 @@ class WarmServer:
                     body = json.dumps(request).encode()
                     socket.send_fds(conn, [_HEADER.pack(len(body))], [write_fd])
                     conn.sendall(body)
-                except OSError:
+                    task_pid = struct.unpack("!i", _recv_exact(conn, 4))[0]
+                except (OSError, ConnectionError):  # no fork: nothing ran
                     return None
                 finally:
                     os.close(write_fd)
@@ -326,8 +386,12 @@ class WarmServer:
                 )
                 with os.fdopen(read_fd, "r", encoding="utf-8", errors="replace", closefd=True) as out:
                     read_fd = -1
-                    for line in out:
-                        echo(line)
+                    try:
+                        for line in out:
+                            echo(line)
+                    except KeyboardInterrupt:
+                        _forward_interrupt(task_pid)
+                        raise
                 try:
                     return struct.unpack("!i", _recv_exact(conn, 4))[0]
                 except (OSError, ConnectionError):  # the task's own end is unknown: count it as failed
@@ -355,42 +419,189 @@ def enabled() -> bool:
     )
 
 
+def _forward_interrupt(task_pid: int) -> None:
+    """Ctrl-C reaches a task forked by a kept server only this way: that server, started by an earlier
+    run in its own session, is not in this terminal's process group (a task that is gets it already)."""
+    with contextlib.suppress(OSError):
+        if os.getpgid(task_pid) != os.getpgrp():
+            os.kill(task_pid, signal.SIGINT)
+
+
+def keep_seconds() -> float:
+    """How long the servers stay after their run without a task: `config.WARM_KEEP_ENV`, else the default."""
+    raw = os.environ.get(config.WARM_KEEP_ENV, "").strip()
+    if not raw:
+        return config.WARM_KEEP_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise SearchrecError(f"{config.WARM_KEEP_ENV} must be a number of seconds >= 0, got {raw!r}")
+    return value
+
+
+def _file_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _start(folder: str, name: str, family: str, env: dict[str, str], keep_s: float) -> WarmServer:
+    socket_path = os.path.join(folder, f"{name}.sock")  # short: a socket path has ~100 characters
+    log_path = os.path.join(folder, f"{name}.log")
+    offset = _file_size(log_path)
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "searchrec.warmstart",
+                socket_path,
+                family,
+                repr(keep_s),
+                str(os.getpid()),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=keep_s > 0,  # a kept server outlives this run and its terminal's signals
+        )
+    return WarmServer(family, socket_path, env, process, log_path, offset, kept=keep_s > 0)
+
+
 def _start_all() -> dict[str, WarmServer]:
-    folder = tempfile.mkdtemp(prefix="searchrec-warm-")  # short: a socket path has ~100 characters
+    keep_s = keep_seconds()
+    kept_folder = _kept_folder() if keep_s > 0 else None
     env = dict(os.environ)
-    servers = {}
-    for family in served_families():
-        socket_path = os.path.join(folder, f"{family}.sock")
-        with open(os.path.join(folder, f"{family}.log"), "a", encoding="utf-8") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "searchrec.warmstart", socket_path, family],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        servers[family] = WarmServer(family, socket_path, env, process)
-    return servers
+    if kept_folder is not None:
+        return {family: _kept_server(kept_folder, family, env, keep_s) for family in served_families()}
+    folder = tempfile.mkdtemp(prefix="searchrec-warm-")
+    return {family: _start(folder, family, family, env, 0.0) for family in served_families()}
 
 
 def _stop(servers: dict[str, WarmServer], log_path: Path | None = None) -> None:
-    """Stop the servers; their own lines are appended to `log_path`."""
-    for server in servers.values():
+    """Stop the servers of this run (a kept one stays for the next); their own lines since this run
+    started are appended to `log_path`."""
+    own = [s for s in servers.values() if not s.kept and s.process is not None]
+    for server in own:
         server.process.terminate()
-    for server in servers.values():
+    for server in own:
         try:
             server.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             server.process.kill()
             server.process.wait()
-    folders = {os.path.dirname(server.socket_path) for server in servers.values()}
     if log_path is not None:
         for server in servers.values():
-            own_log = Path(os.path.dirname(server.socket_path), f"{server.family}.log")
+            with contextlib.suppress(OSError), open(server.log_path, "rb") as log:
+                log.seek(server.log_offset)
+                lines = log.read().decode("utf-8", errors="replace")
+            if server.kept:
+                lines += (
+                    f"warm {server.family} tasks: kept for the next run (searchrec warm --stop ends it)\n"
+                )
             with contextlib.suppress(OSError), open(log_path, "a", encoding="utf-8") as out:
-                out.write(own_log.read_text(encoding="utf-8", errors="replace"))
-    for folder in folders:
+                out.write(lines)
+    for folder in {os.path.dirname(s.socket_path) for s in servers.values() if not s.kept}:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- kept servers ----------------------------------------------------------------------------------
+
+
+def _kept_folder() -> Path | None:
+    """The per-user folder of kept servers' sockets; None where it is not safely this user's alone (then
+    the servers end with their run)."""
+    folder = Path(tempfile.gettempdir(), f"searchrec-warm-{os.getuid()}")
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = folder.lstat()
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        return None
+    return folder
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def _kept_key(family: str, env: dict[str, str]) -> str:
+    """What a server's imports depend on: the interpreter, its installed packages (a pip install touches
+    site-packages), the working directory (sys.path[0]), the environment bar SEARCHREC_*, this module."""
+    import hashlib
+    import sysconfig
+
+    sites = sorted({sysconfig.get_paths()[k] for k in ("purelib", "platlib")})
+    stamp = [
+        sys.executable,
+        family,
+        FAMILIES[family],
+        os.getcwd(),
+        sorted((k, v) for k, v in env.items() if not k.startswith("SEARCHREC_")),
+        [(site, _mtime(site)) for site in sites],
+        _mtime(__file__),
+    ]
+    return hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]
+
+
+def _peer_pid(socket_path: str) -> int | None:
+    """The pid of this user's server listening at `socket_path`, None if none answers."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.settimeout(2.0)
+            conn.connect(socket_path)
+            creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid, uid, _ = struct.unpack("3i", creds)
+    return pid if uid == os.getuid() else None
+
+
+def _stop_kept(socket_path: Path) -> int | None:
+    """Ask the kept server at `socket_path` to stop (it finishes its running tasks first); its pid."""
+    pid = _peer_pid(str(socket_path))
+    if pid is None:
+        with contextlib.suppress(OSError):
+            socket_path.unlink()  # a server that was killed outright left it
+        return None
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    return pid
+
+
+def _kept_server(folder: Path, family: str, env: dict[str, str], keep_s: float) -> WarmServer:
+    """The family's kept server for this key, started now if there is none; one of another key is
+    stopped (one kept server per family)."""
+    name = f"{family}-{_kept_key(family, env)}"
+    socket_path = folder / f"{name}.sock"
+    for other in folder.glob(f"{family}-*.sock"):
+        if other != socket_path:
+            _stop_kept(other)
+    if _peer_pid(str(socket_path)) is not None:
+        log_path = str(folder / f"{name}.log")
+        return WarmServer(family, str(socket_path), env, None, log_path, _file_size(log_path), kept=True)
+    with contextlib.suppress(OSError):
+        socket_path.unlink()
+    return _start(str(folder), name, family, env, keep_s)
+
+
+def stop_kept() -> list[tuple[str, int]]:
+    """Stop every kept server of this user: (family, pid) of each that was running."""
+    folder = _kept_folder()
+    stopped = []
+    for path in sorted(folder.glob("*.sock")) if folder is not None else []:
+        pid = _stop_kept(path)
+        if pid is not None:
+            stopped.append((path.name.split("-", 1)[0], pid))
+    return stopped
 
 
 _PRESTARTED: dict[str, WarmServer] = {}
@@ -422,7 +633,7 @@ def _same_env(a: dict[str, str], b: dict[str, str]) -> bool:
 def _take_prestarted() -> dict[str, WarmServer]:
     servers = dict(_PRESTARTED)
     _PRESTARTED.clear()
-    alive = all(s.process.poll() is None for s in servers.values())
+    alive = all(s.alive for s in servers.values())
     if servers and (not alive or not all(_same_env(s.env, dict(os.environ)) for s in servers.values())):
         _stop(servers)
         return {}
@@ -480,4 +691,4 @@ def _run_warm(servers: dict[str, WarmServer], image: str, full_command: list, en
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1], sys.argv[2])
+    serve(sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
