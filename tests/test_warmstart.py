@@ -55,6 +55,14 @@ def failing_probe(reason: str) -> str:
     raise SystemExit(f"searchrec probe failed: {reason}")
 
 
+@dsl.component(base_image=config.image("index"), install_kfp_package=False)
+def slow_probe(seconds: float) -> str:
+    import time
+
+    time.sleep(seconds)
+    return "slept"
+
+
 @pytest.fixture
 def kfp_local(tmp_path: Path, monkeypatch):
     monkeypatch.setattr(builtins, "print", builtins.print)  # kfp.local indents print() and may leave it so
@@ -260,6 +268,21 @@ def test_a_kept_server_of_another_environment_is_replaced(kfp_local: Path, keep:
         server.process.wait(timeout=30)
         assert not Path(server.socket_path).exists()
     assert "ended after 0 tasks" in Path(first["cpu"].log_path).read_text()
+
+
+def test_a_kept_server_told_to_stop_finishes_its_running_task_first(kfp_local: Path, keep: Path) -> None:
+    import threading
+
+    with warmstart.warm_tasks(kfp_local / "warm.log") as servers:
+        _wait_ready(servers)
+        stopper = threading.Timer(1.5, warmstart.stop_kept)  # while the task sleeps
+        stopper.start()
+        assert slow_probe(seconds=4.0).output == "slept"  # its exit status still came back
+        stopper.join()
+        servers["ml"].process.wait(timeout=30)
+    said = (kfp_local / "warm.log").read_text()
+    assert "warm ml tasks: pid" in said and "ended after 1 tasks" in said
+    assert not list(keep.glob("*.sock"))
 
 
 def test_a_kept_server_ends_once_idle_after_its_run_ended(keep: Path) -> None:
