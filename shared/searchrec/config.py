@@ -108,6 +108,11 @@ BACKTEST_DAYS = 7  # served recommendations against the purchases of the followi
 TRAIN_EPOCHS = 15  # at most; early stopping on the validation split ends sooner (demo: 11, hard: 8)
 TRAIN_BATCH_SIZE = 1024
 TRAIN_LR = 0.002
+# "constant": AdamW at TRAIN_LR throughout; "cosine": a linear warm-up over the first LR_WARMUP share of the
+# planned steps (epochs x steps per epoch), then cosine decay per step to LR_FLOOR x the lr
+LR_SCHEDULE = "constant"
+LR_WARMUP = 0.02
+LR_FLOOR = 0.01
 TRAIN_TEMPERATURE = 0.1  # with the popularity prior: better than 0.05 and 0.2 on validation in both worlds
 TRAIN_LOSS = "softmax"  # in-batch sampled softmax with logQ correction
 TRAIN_PADDING = "mask"  # empty history slots zeroed ("pad": the [PAD] encoding)
