@@ -18,7 +18,7 @@ def train(
     epochs: int = 15,  # config.TRAIN_EPOCHS
     batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
     learning_rate: float = 0.002,  # config.TRAIN_LR
-    lr_schedule: str = "constant",  # config.LR_SCHEDULE
+    lr_schedule: str = "cosine",  # config.LR_SCHEDULE
     loss: str = "softmax",  # config.TRAIN_LOSS
     temperature: float = 0.1,  # config.TRAIN_TEMPERATURE
     padding: str = "mask",  # config.TRAIN_PADDING

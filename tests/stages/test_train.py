@@ -249,7 +249,8 @@ def test_same_seed_gives_identical_weights(inputs, tmp_path: Path) -> None:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> None:
-    params = replace(FAST, epochs=3, eval_every_epoch=False, keep_checkpoints=2)
+    """At a constant lr a run stopped after epoch 2 continues to epoch 3 as if it had planned 3 epochs."""
+    params = replace(FAST, epochs=3, eval_every_epoch=False, keep_checkpoints=2, lr_schedule="constant")
     full = train_two_tower(*inputs, tmp_path / "full", params=params)
     assert full.resumed_from_epoch == 0
     # "Crash" after epoch 2: the checkpoints exist, the final model files do not.
@@ -274,7 +275,7 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
 
 
 def test_a_checkpoint_written_before_the_interests_option_resumes(inputs, tmp_path: Path) -> None:
-    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=1)  # what the code then trained
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=1, lr_schedule="constant")  # as then
     train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=1))
     meta_path = tmp_path / "m" / "checkpoints" / "epoch-0001.json"
     meta = json.loads(meta_path.read_text())
@@ -562,7 +563,10 @@ def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(
     from searchrec.stages.train import _eval_split, load_training_data, quota_metric
 
     inputs = make_inputs(tmp_path / "inputs", n_extra_items=1500)  # a catalogue where rank 200 matters
-    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=3, interest_quota=True)
+    # constant lr: the run whose validation scores give a quota the (small) win this test needs
+    params = replace(
+        FAST, epochs=2, eval_every_epoch=False, interests=3, interest_quota=True, lr_schedule="constant"
+    )
     result = train_two_tower(*inputs, tmp_path / "m", params=params, report_path=tmp_path / "r.html")
     scores = {q: result.metrics[quota_metric("ndcg_at_200", q)] for q in config.INTEREST_QUOTAS}
     chosen = result.metrics["interest_quota"]
@@ -671,8 +675,7 @@ def test_constant_lr_schedule_never_touches_the_learning_rate(
     optimizer keeps params.lr; "cosine" trains other weights."""
     import searchrec.stages.train as train_stage
 
-    params = replace(FAST, epochs=2, eval_every_epoch=False, popularity_prior=False)
-    assert params.lr_schedule == "constant" == config.LR_SCHEDULE
+    params = replace(FAST, epochs=2, eval_every_epoch=False, popularity_prior=False, lr_schedule="constant")
     with monkeypatch.context() as patch:
         patch.setattr(train_stage, "scheduled_lr", None)  # calling it would fail
         constant = train_two_tower(*inputs, tmp_path / "constant", params=params)
