@@ -18,6 +18,7 @@ def train(
     epochs: int = 15,  # config.TRAIN_EPOCHS
     batch_size: int = 1024,  # config.TRAIN_BATCH_SIZE
     learning_rate: float = 0.002,  # config.TRAIN_LR
+    lr_schedule: str = "cosine",  # config.LR_SCHEDULE
     loss: str = "softmax",  # config.TRAIN_LOSS
     temperature: float = 0.1,  # config.TRAIN_TEMPERATURE
     padding: str = "mask",  # config.TRAIN_PADDING
@@ -53,6 +54,7 @@ def train(
             query_tower=query_tower,
             item_tower=item_tower,
             negative_sampling=negative_sampling,
+            lr_schedule=lr_schedule,
         )
         params = TrainParams(
             epochs=epochs,

@@ -145,6 +145,7 @@ PLACES = {
                 lambda: [*(pipeline(p, "batch_size") for p in (training, demo))],
             ),
             ("TRAIN_LR", "lr", "learning_rate", list),
+            ("LR_SCHEDULE", "lr_schedule", "lr_schedule", list),
             ("TRAIN_LOSS", "loss", "loss", list),
             ("TRAIN_TEMPERATURE", "temperature", "temperature", list),
             ("TRAIN_PADDING", "padding", "padding", list),

@@ -49,6 +49,7 @@ GRID: dict[str, dict] = {
     "3 interests with offsets": {"interests": 3, "interest_offsets": True},
     "interest quota chosen on validation": {"interest_quota": True},
     "interest diversity 0.1": {"interest_diversity": 0.1},
+    "cosine lr schedule": {"lr_schedule": "cosine"},
 }
 SHOWN = ("recall_at_10", "recall_at_50", "recall_at_200", "ndcg_at_200", "mrr")
 

@@ -22,7 +22,13 @@ from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
 from searchrec.model import TwoTower
-from searchrec.stages.train import TrainParams, latest_checkpoint, popularity_metric, train_two_tower
+from searchrec.stages.train import (
+    TrainParams,
+    latest_checkpoint,
+    popularity_metric,
+    scheduled_lr,
+    train_two_tower,
+)
 from tests.brute_force import quota_top_k
 
 DQ, DI, LATENT = 24, 16, 8
@@ -243,7 +249,8 @@ def test_same_seed_gives_identical_weights(inputs, tmp_path: Path) -> None:
 
 
 def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> None:
-    params = replace(FAST, epochs=3, eval_every_epoch=False, keep_checkpoints=2)
+    """At a constant lr a run stopped after epoch 2 continues to epoch 3 as if it had planned 3 epochs."""
+    params = replace(FAST, epochs=3, eval_every_epoch=False, keep_checkpoints=2, lr_schedule="constant")
     full = train_two_tower(*inputs, tmp_path / "full", params=params)
     assert full.resumed_from_epoch == 0
     # "Crash" after epoch 2: the checkpoints exist, the final model files do not.
@@ -268,13 +275,14 @@ def test_interrupted_run_resumes_to_the_same_weights(inputs, tmp_path: Path) -> 
 
 
 def test_a_checkpoint_written_before_the_interests_option_resumes(inputs, tmp_path: Path) -> None:
-    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=1)  # what the code then trained
+    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=1, lr_schedule="constant")  # as then
     train_two_tower(*inputs, tmp_path / "m", params=replace(params, epochs=1))
     meta_path = tmp_path / "m" / "checkpoints" / "epoch-0001.json"
     meta = json.loads(meta_path.read_text())
     for key in ("interests", "interest_offsets"):  # as the code before the option wrote them
         del meta["fingerprint"][key], meta["config"][key]
-    del meta["fingerprint"]["interest_diversity"]  # a training setting only: not in the model config
+    for key in ("interest_diversity", "lr_schedule"):  # training settings only: not in the model config
+        del meta["fingerprint"][key]
     meta_path.write_text(json.dumps(meta))
     assert train_two_tower(*inputs, tmp_path / "m", params=params).resumed_from_epoch == 1
     with pytest.raises(SearchrecError, match="interests=1 but the inputs/params give 2"):
@@ -395,6 +403,8 @@ def test_bad_params_are_refused(inputs, tmp_path: Path) -> None:
         train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, padding="zeros"))
     with pytest.raises(SearchrecError, match="batch_size"):
         train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, batch_size=1))
+    with pytest.raises(SearchrecError, match="lr_schedule must be one of constant, cosine, got 'linear'"):
+        train_two_tower(*inputs, tmp_path / "m", params=replace(FAST, lr_schedule="linear"))
 
 
 def test_saved_config_that_does_not_match_the_weights_is_refused(inputs, tmp_path: Path) -> None:
@@ -553,7 +563,10 @@ def test_interest_quota_is_chosen_on_validation_and_used_on_the_holdout(
     from searchrec.stages.train import _eval_split, load_training_data, quota_metric
 
     inputs = make_inputs(tmp_path / "inputs", n_extra_items=1500)  # a catalogue where rank 200 matters
-    params = replace(FAST, epochs=2, eval_every_epoch=False, interests=3, interest_quota=True)
+    # constant lr: the run whose validation scores give a quota the (small) win this test needs
+    params = replace(
+        FAST, epochs=2, eval_every_epoch=False, interests=3, interest_quota=True, lr_schedule="constant"
+    )
     result = train_two_tower(*inputs, tmp_path / "m", params=params, report_path=tmp_path / "r.html")
     scores = {q: result.metrics[quota_metric("ndcg_at_200", q)] for q in config.INTEREST_QUOTAS}
     chosen = result.metrics["interest_quota"]
@@ -632,3 +645,81 @@ def test_interest_diversity_keeps_a_users_interests_apart(
         train_two_tower(*inputs, tmp_path / "off", params=replace(params, epochs=3, interest_diversity=0.5))
     with pytest.raises(SearchrecError, match="interest_diversity must be >= 0"):
         train_two_tower(*inputs, tmp_path / "bad", params=replace(params, interest_diversity=-0.1))
+
+
+def test_scheduled_lr_at_start_middle_and_end() -> None:
+    """constant: the lr at every step. cosine: linear warm-up to the lr over the first share of the
+    steps, then half a cosine down to floor x lr at the last planned step."""
+    lr, total = 0.002, 200
+    assert all(scheduled_lr(lr, step, total, "constant") == lr for step in (0, 1, 100, 199, 500))
+    cos = [scheduled_lr(lr, step, total, "cosine", warmup=0.05, floor=0.01) for step in range(total)]
+    assert cos[0] == pytest.approx(lr / 10) and cos[4] == pytest.approx(lr / 2)  # 10 warm-up steps
+    assert cos[9] == pytest.approx(lr) and cos[10] == pytest.approx(lr)  # the top: end of warm-up
+    assert all(a <= b for a, b in zip(cos[:10], cos[1:11], strict=True))  # warm-up rises
+    assert all(a >= b for a, b in zip(cos[10:], cos[11:], strict=False))  # then it only falls
+    middle = 10 + (total - 1 - 10) / 2  # half-way through the decay: half-way between lr and the floor
+    assert scheduled_lr(lr, middle, total, "cosine", warmup=0.05, floor=0.01) == pytest.approx(
+        lr * (0.01 + 0.99 / 2)
+    )
+    assert cos[-1] == pytest.approx(0.01 * lr)
+    assert scheduled_lr(lr, 0, total, "cosine", warmup=0.0, floor=0.0) == pytest.approx(lr)  # no warm-up
+    assert scheduled_lr(lr, total - 1, total, "cosine", warmup=0.0, floor=0.0) == pytest.approx(0.0)
+    with pytest.raises(SearchrecError, match="lr_schedule must be one of"):
+        scheduled_lr(lr, 0, total, "step")
+
+
+def test_constant_lr_schedule_never_touches_the_learning_rate(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "constant" is the training before the option, bit for bit: the schedule is never consulted and the
+    optimizer keeps params.lr; "cosine" trains other weights."""
+    import searchrec.stages.train as train_stage
+
+    params = replace(FAST, epochs=2, eval_every_epoch=False, popularity_prior=False, lr_schedule="constant")
+    with monkeypatch.context() as patch:
+        patch.setattr(train_stage, "scheduled_lr", None)  # calling it would fail
+        constant = train_two_tower(*inputs, tmp_path / "constant", params=params)
+    assert all("lr" not in row for row in constant.history)
+    assert (
+        constant.params["lr_schedule"] == "constant"
+        and constant.as_metadata()["param_lr_schedule"] == "constant"
+    )
+    train_two_tower(*inputs, tmp_path / "again", params=params)
+    assert _same(_weights(tmp_path / "constant"), _weights(tmp_path / "again"))
+    cosine = train_two_tower(*inputs, tmp_path / "cosine", params=replace(params, lr_schedule="cosine"))
+    assert not _same(_weights(tmp_path / "constant"), _weights(tmp_path / "cosine"))
+    assert cosine.history[0]["lr"] > cosine.history[1]["lr"] == pytest.approx(config.LR_FLOOR * params.lr)
+    assert json.loads((tmp_path / "cosine" / model_artifact.CONFIG_FILE).read_text())["extra"][
+        "lr_schedule"
+    ] == ("cosine")
+
+
+def test_a_run_under_the_cosine_schedule_resumes_to_the_same_weights(
+    inputs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lr is a function of the global step (no scheduler state): a run that crashed in epoch 3 and is
+    resumed ends with the weights of the uninterrupted run. The planned epochs shape the schedule, so a
+    checkpoint is not resumed with other epochs."""
+    import searchrec.stages.train as train_stage
+
+    params = replace(FAST, epochs=3, eval_every_epoch=False, lr_schedule="cosine")
+    full = train_two_tower(*inputs, tmp_path / "full", params=params)
+    part = tmp_path / "part"
+    epoch_of_training = train_stage._train_epoch
+
+    def crash_in_epoch_3(model, optimizer, run, params, epoch):
+        if epoch == 3:
+            raise KeyboardInterrupt("the node went away")
+        return epoch_of_training(model, optimizer, run, params, epoch)
+
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(train_stage, "_train_epoch", crash_in_epoch_3)
+        train_two_tower(*inputs, part, params=params)
+    assert latest_checkpoint(part) == 2
+    with pytest.raises(SearchrecError, match="other parameters"):
+        train_two_tower(*inputs, part, params=replace(params, epochs=4))
+    resumed = train_two_tower(*inputs, part, params=params)
+    assert resumed.resumed_from_epoch == 2
+    assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
+    assert resumed.history[-1]["loss"] == full.history[-1]["loss"]
+    assert _same(_weights(tmp_path / "full"), _weights(part))

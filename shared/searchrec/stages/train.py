@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
 BEST_WEIGHTS = "best.safetensors"  # in CHECKPOINTS_DIR: the best validation epoch's weights
 SELECTION_METRICS = (*(f"recall_at_{k}" for k in RECALL_KS), f"ndcg_at_{NDCG_K}", "mrr")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainParams:
     epochs: int = config.TRAIN_EPOCHS
     batch_size: int = config.TRAIN_BATCH_SIZE
     lr: float = config.TRAIN_LR
+    lr_schedule: str = config.LR_SCHEDULE  # one of LR_SCHEDULES; "cosine": per step over the planned epochs
     weight_decay: float = 1e-4
     output_dim: int = 128
     hidden_dim: int = 512
@@ -96,6 +98,7 @@ class TrainParams:
             ("query_tower", QUERY_TOWERS),
             ("item_tower", ITEM_TOWERS),
             ("negative_sampling", NEGATIVE_SAMPLING),
+            ("lr_schedule", LR_SCHEDULES),
         )
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -126,9 +129,12 @@ class TrainParams:
             )
 
     def fingerprint(self) -> dict:
-        """What must match for a checkpoint to be resumed (not epochs: a longer run continues)."""
+        """What must match for a checkpoint to be resumed (not epochs: a longer run continues; except under
+        a learning-rate schedule, whose lr at each step depends on the planned epochs)."""
         skip = {"epochs", "eval_every_epoch", "eval_max_examples", "keep_checkpoints", "device", "patience"}
         skip.add("interest_quota")  # chosen after training: the weights do not depend on it
+        if self.lr_schedule != "constant":
+            skip.discard("epochs")
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
@@ -166,7 +172,7 @@ class TrainResult:
             **self.lineage,
         }
         for key in (
-            *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr"),
+            *("loss", "padding", "temperature", "logq_correction", "seed", "batch_size", "lr", "lr_schedule"),
             *("query_tower", "item_tower", "attention_heads", "popularity_prior", "sampled_negatives"),
             *("negative_sampling", "validation_days", "interests", "interest_offsets", "interest_quota"),
             "interest_diversity",
@@ -399,6 +405,7 @@ _OLD_DEFAULTS = {
     "interests": 1,
     "interest_offsets": False,
     "interest_diversity": 0.0,
+    "lr_schedule": "constant",
 }  # checkpoints written before the option (its config and its fingerprint)
 
 
@@ -434,6 +441,30 @@ def _check_resumable(
             f"checkpoint in {model_dir} saw {meta.get('train_examples')} training examples, now {n_examples}; "
             "use an empty model folder"
         )
+
+
+def scheduled_lr(
+    lr: float,
+    step: int,
+    total_steps: int,
+    schedule: str,
+    *,
+    warmup: float = config.LR_WARMUP,
+    floor: float = config.LR_FLOOR,
+) -> float:
+    """The learning rate of optimizer step ``step`` (0-based, counted over the whole run) of a run planned
+    for ``total_steps``: a pure function of the step, so a resumed run gets the lr of an uninterrupted one.
+    "constant": ``lr``. "cosine": linear warm-up over the first ``warmup`` share of the steps (from
+    lr / warm-up steps to lr), then cosine decay to ``floor`` x lr at the last step."""
+    if schedule == "constant":
+        return lr
+    if schedule != "cosine":
+        raise SearchrecError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {schedule!r}")
+    warm = math.ceil(warmup * total_steps)
+    if step < warm:
+        return lr * (step + 1) / warm
+    progress = min(1.0, (step - warm) / max(1, total_steps - 1 - warm))
+    return lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -554,7 +585,14 @@ def _train_epoch(
     bar = tqdm(
         range(run.steps), desc=f"epoch {epoch}/{params.epochs}", unit="batch", mininterval=5, leave=False
     )
+    scheduled = params.lr_schedule != "constant"  # constant: the optimizer's lr is never touched
     for step in bar:
+        if scheduled:
+            lr = scheduled_lr(
+                params.lr, (epoch - 1) * run.steps + step, params.epochs * run.steps, params.lr_schedule
+            )
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         batch = perm[step * params.batch_size : (step + 1) * params.batch_size]
         loss, out = _batch_loss(model, run, batch, params, negatives)
         optimizer.zero_grad(set_to_none=True)
@@ -573,6 +611,8 @@ def _train_epoch(
         raise SearchrecError(f"training diverged at epoch {epoch} (loss {epoch_loss}); lower lr")
     row = {"epoch": epoch, "loss": round(epoch_loss, 6), "examples": seen, "seconds": round(seconds, 3)}
     row["examples_per_s"] = round(seen / seconds, 1) if seconds > 0 else None
+    if scheduled:
+        row["lr"] = optimizer.param_groups[0]["lr"]  # the epoch's last step's
     if run.sampler is not None:
         row["sampled_outside_targets"] = outside  # sampled negatives that are never a training target
     return row
@@ -884,6 +924,8 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "interest_offsets": cfg.interest_offsets,
         "interest_quota": cfg.interest_quota,
         "interest_diversity": params.interest_diversity,
+        "lr": params.lr,
+        "lr_schedule": params.lr_schedule,
         "seed": params.seed,
         "metrics": {k: round(float(v), 6) for k, v in metrics.items()},
     }
@@ -958,6 +1000,7 @@ __all__ = [
     "load_training_data",
     "popularity_metric",
     "quota_metric",
+    "scheduled_lr",
     "train_two_tower",
     "validation_mask",
 ]
