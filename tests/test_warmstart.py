@@ -314,3 +314,36 @@ def test_ctrl_c_is_forwarded_only_to_a_task_outside_the_terminals_process_group(
         for process in (apart, along):
             process.kill()
             process.wait()
+
+
+def test_a_task_takes_the_servers_compiled_code_only_for_files_unchanged_since(tmp_path: Path) -> None:
+    """The server compiles the project's files once; a forked task runs each module afresh, from that code
+    where the file is as compiled, from the file where it changed since."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "same.py").write_text("import os\nVALUE = os.environ['PROBE']\n")
+    (package / "edited.py").write_text("VALUE = 'as compiled'\n")
+    child = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(tmp_path)!r})
+from searchrec import warmstart
+warmstart._compile_project(Path({str(package)!r}))
+Path({str(package / "edited.py")!r}).write_text("VALUE = 'as edited since'\\n")
+warmstart._use_compiled()
+import os
+os.environ['PROBE'] = 'read at import in the task'
+import pkg.same, pkg.edited
+print(pkg.same.VALUE, '|', pkg.edited.VALUE, '|', warmstart._compiled_hits[0])
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PROBE": "x"},
+        check=True,
+    ).stdout.strip()
+    assert (
+        out == "read at import in the task | as edited since | 2"
+    )  # __init__ and same from the server's code
