@@ -313,8 +313,9 @@ def test_per_task_startup_share_of_a_tiny_demo_run(tiny_demo, tmp_path):
     ]
     if os.environ.get("PYTHONDONTWRITEBYTECODE"):
         lines.append(
-            "- PYTHONDONTWRITEBYTECODE is set in this environment: every task process compiles the project's "
-            "own modules it imports from source (no `__pycache__`), part of the imports column."
+            "- PYTHONDONTWRITEBYTECODE is set in this environment: a cold task process compiles the project's "
+            "own modules it imports from source (no `__pycache__`), part of the imports column; a warm or kept "
+            "task runs them from the code its family's process compiled once (files unchanged since)."
         )
     RESULTS.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
