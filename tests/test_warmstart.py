@@ -5,7 +5,6 @@ reproduce the task exactly. Real kfp.local runs of small components; nothing moc
 import builtins
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -301,13 +300,23 @@ def test_a_kept_server_ends_once_idle_after_its_run_ended(keep: Path) -> None:
 
 
 def test_ctrl_c_is_forwarded_only_to_a_task_outside_the_terminals_process_group() -> None:
-    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
-    apart = subprocess.Popen(sleeper, start_new_session=True)  # as a task of a kept server
-    along = subprocess.Popen(sleeper)  # as a task of this run's own server: Ctrl-C reaches it anyway
+    sleeper = [
+        sys.executable,
+        "-c",
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *_: sys.exit(42))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)",
+    ]
+    apart = subprocess.Popen(sleeper, start_new_session=True, stdout=subprocess.PIPE)  # a kept server's task
+    along = subprocess.Popen(
+        sleeper, stdout=subprocess.PIPE
+    )  # this run's own server's: Ctrl-C reaches it anyway
     try:
+        assert apart.stdout.readline() == along.stdout.readline() == b"ready\n"  # its handler is in place
         warmstart._forward_interrupt(apart.pid)
         warmstart._forward_interrupt(along.pid)
-        assert apart.wait(timeout=30) == -signal.SIGINT
+        assert apart.wait(timeout=30) == 42
         time.sleep(0.5)
         assert along.poll() is None
     finally:
