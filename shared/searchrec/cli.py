@@ -142,10 +142,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _say_kept() -> None:
     from searchrec import warmstart
 
-    if warmstart.enabled() and warmstart.keep_seconds() > 0:
-        minutes = warmstart.keep_seconds() / 60
+    keep_s = warmstart.keep_seconds()
+    if warmstart.enabled() and keep_s > 0:
         print(
-            f"warm task processes stay {minutes:g} min after their last task, so the next run skips "
+            f"warm task processes stay {keep_s / 60:g} min after their last task, so the next run skips "
             f"their imports (searchrec warm --stop ends them; {config.WARM_KEEP_ENV}=0 keeps none)"
         )
 
