@@ -62,6 +62,36 @@ def test_exact_topk_matches_full_sort_when_chunked() -> None:
     assert exact_topk(q, items[:4], 10)[1].shape == (37, 4)
 
 
+def test_exact_topk_of_several_interests_ranks_by_their_max_when_chunked() -> None:
+    g = torch.Generator().manual_seed(1)
+    q, items = torch.randn(23, 3, 8, generator=g), torch.randn(101, 8, generator=g)
+    scores, rows = exact_topk(q, items, 10, score_budget=700)  # 2 users (6 vectors) per chunk
+    best = torch.einsum("ukd,nd->ukn", q, items).amax(dim=1)
+    assert torch.equal(rows, torch.argsort(best, dim=1, descending=True)[:, :10])
+    assert torch.allclose(scores, best.gather(1, rows))
+
+
+@pytest.mark.parametrize("quota", [0.0, 0.5])
+def test_model_topk_of_several_interests_is_what_the_served_search_merges(quota: float) -> None:
+    """Without a quota the evaluation ranks by the max in one product; the serving stage searches each
+    interest vector in faiss and merges (index.search_users): the same lists. With a quota: the merge."""
+    from searchrec.evaluation import _searcher, encode_items, model_topk, query_vectors
+    from searchrec.stages.index import search_users
+
+    torch.manual_seed(0)
+    cfg = TwoTowerConfig(query_dim=6, item_dim=5, history_length=3, output_dim=8, interests=3)
+    model = TwoTower(cfg).eval()
+    model.cfg.interest_quota = quota
+    table, item_emb = torch.randn(30, 6), torch.randn(400, 5)
+    hist = torch.randint(0, 30, (64, 3), dtype=torch.int32)
+    vectors = encode_items(model, item_emb)
+    served = search_users(_searcher(vectors), query_vectors(model, table, hist), 50, quota=quota)[1]
+    evaluated = model_topk(model, table, hist, vectors, 50, batch_size=16)
+    assert evaluated.shape == (64, 50) and np.array_equal(evaluated, served)
+    plain = search_users(_searcher(vectors), query_vectors(model, table, hist), 50)[1]
+    assert quota == 0.0 or not np.array_equal(evaluated, plain)  # the quota path is the merge's
+
+
 def test_evaluate_ranks_the_whole_catalogue() -> None:
     torch.manual_seed(0)
     cfg = TwoTowerConfig(query_dim=4, item_dim=3, history_length=2, output_dim=4, hidden_dim=8, dropout=0.0)

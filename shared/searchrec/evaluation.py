@@ -95,12 +95,19 @@ def encode_items(
 def exact_topk(
     queries: torch.Tensor, items: torch.Tensor, k: int, *, score_budget: int = _SCORE_BUDGET
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact top-k by inner product, queries in chunks so one score block stays within the budget."""
+    """Exact top-k by inner product, queries in chunks so one score block stays within the budget.
+    Queries [n, D], or [n, K, D]: each row's score of an item is its max over the K vectors (the
+    ranking ``index.search_users`` merges from K searches of an exact index, in one product)."""
     k = min(k, len(items))
-    chunk = max(1, score_budget // max(1, len(items)))
+    interests = queries.shape[1] if queries.ndim == 3 else 1
+    chunk = max(1, score_budget // max(1, interests * len(items)))
     scores, rows = [], []
     for s in range(0, len(queries), chunk):
-        top = torch.topk(queries[s : s + chunk] @ items.T, k, dim=1)
+        block = queries[s : s + chunk]
+        product = block.reshape(-1, block.shape[-1]) @ items.T
+        if queries.ndim == 3:
+            product = product.view(len(block), interests, -1).amax(dim=1)
+        top = torch.topk(product, k, dim=1)
         scores.append(top.values)
         rows.append(top.indices)
     if not rows:
@@ -109,16 +116,23 @@ def exact_topk(
 
 
 @torch.no_grad()
-def query_vectors(
+def query_tensors(
     model: TwoTower, table: torch.Tensor, hist: torch.Tensor, batch_size: int = 8192
-) -> np.ndarray:
-    """The served query vectors of each history: [n, D], or [n, K, D] with K interests."""
+) -> torch.Tensor:
+    """The served query vectors of each history, on the model's device: [n, D], or [n, K, D]."""
     model.eval()
     parts = []
     for s in range(0, len(hist), batch_size):
         history, mask = gather_history(table, hist[s : s + batch_size].to(table.device))
-        parts.append(model.query_vectors(history, mask).float().cpu().numpy())
-    return np.concatenate(parts)
+        parts.append(model.query_vectors(history, mask).float())
+    return torch.cat(parts)
+
+
+def query_vectors(
+    model: TwoTower, table: torch.Tensor, hist: torch.Tensor, batch_size: int = 8192
+) -> np.ndarray:
+    """The served query vectors of each history: [n, D], or [n, K, D] with K interests."""
+    return query_tensors(model, table, hist, batch_size).cpu().numpy()
 
 
 def _searcher(item_vectors: torch.Tensor):
@@ -141,12 +155,17 @@ def model_topk(
     """Row numbers [n, k] of the top-k items (rows of ``item_vectors``) for each history: exact search
     through the serving stage's faiss searcher (GPU where faiss sees one; 1.6-2.1x torch matmul+topk
     on the CPU, tests/benchmarks/results/search.md); with several interests, merged as served
-    (index.search_users: the max over them, with the model's ``interest_quota``)."""
+    (index.search_users: the max over them, with the model's ``interest_quota``). Several interests
+    and no quota: the same exact ranking by the max in one product per block on the model's device
+    (``exact_topk``), instead of K searches per user and a merge (tests/benchmarks/results/train.md)."""
     from searchrec.stages.index import search_users
 
     k = min(k, len(item_vectors))
     if len(hist) == 0 or k == 0:
         return np.zeros((0, k), dtype=np.int64)
+    if model.cfg.interests > 1 and not model.cfg.interest_quota:
+        queries = query_tensors(model, table, hist, batch_size)
+        return exact_topk(queries, item_vectors.to(queries.device).float(), k)[1].cpu().numpy()
     queries = query_vectors(model, table, hist, batch_size)
     return search_users(_searcher(item_vectors), queries, k, quota=model.cfg.interest_quota)[1]
 
@@ -182,6 +201,21 @@ def quota_metrics(
     return out
 
 
+def model_metrics(
+    model: TwoTower,
+    table: torch.Tensor,
+    hist: torch.Tensor,
+    true_ids: np.ndarray,
+    item_ids: np.ndarray,
+    item_vectors: torch.Tensor,
+    ks: Sequence[int] = RECALL_KS,
+) -> dict[str, float]:
+    """``model_*`` ranking metrics over the whole catalogue from item vectors already encoded (one
+    encoding serves several splits; the per-epoch curve)."""
+    rows = model_topk(model, table, hist, item_vectors, max(max(ks), NDCG_K))
+    return ranking_metrics(np.asarray(item_ids)[rows], np.asarray(true_ids, dtype=np.int64), "model", ks)
+
+
 def evaluate(
     model: TwoTower,
     table: torch.Tensor,
@@ -203,9 +237,8 @@ def evaluate(
     started = time.perf_counter()
     k = max(max(ks), NDCG_K)
     item_vectors = encode_items(model, item_emb, np.asarray(item_ids, dtype=np.int64))
-    rows = model_topk(model, table, hist, item_vectors, k)
     true_ids = np.asarray(true_ids, dtype=np.int64)
-    metrics = ranking_metrics(np.asarray(item_ids)[rows], true_ids, "model", ks)
+    metrics = model_metrics(model, table, hist, true_ids, item_ids, item_vectors, ks)
     popular = popularity_topk(train_nm_ids, k)
     metrics.update(
         ranking_metrics(np.broadcast_to(popular, (len(true_ids), len(popular))), true_ids, "popularity", ks)

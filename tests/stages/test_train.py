@@ -723,3 +723,25 @@ def test_a_run_under_the_cosine_schedule_resumes_to_the_same_weights(
     assert [r["lr"] for r in resumed.history] == [r["lr"] for r in full.history]
     assert resumed.history[-1]["loss"] == full.history[-1]["loss"]
     assert _same(_weights(tmp_path / "full"), _weights(part))
+
+
+@pytest.mark.parametrize(
+    ("eval_max", "curve", "validation", "holdout"), [(300, 100, 300, 100), (0, 100, 0, 600)]
+)
+def test_per_epoch_evaluation_scores_fixed_samples_the_holdout_curve_a_smaller_one(
+    inputs, monkeypatch, eval_max: int, curve: int, validation: int, holdout: int
+) -> None:
+    """Validation (it selects) on eval_max_examples rows, the holdout curve (a report line) on at most
+    config.CURVE_SAMPLE of them; 0: both whole. The same rows every epoch, each drawn once."""
+    from searchrec.stages.train import _prepare_run, load_training_data
+
+    monkeypatch.setattr(config, "CURVE_SAMPLE", curve)
+    data = load_training_data(*inputs, validation_days=FAST.validation_days)
+    params = replace(FAST, eval_max_examples=eval_max)
+    run = _prepare_run(data, params, torch.device("cpu"))
+    assert len(run.validation.true_ids) == (validation or len(data.val_hist))
+    assert len(run.holdout_curve.true_ids) == holdout  # 600: the whole holdout
+    rerun = _prepare_run(data, params, torch.device("cpu"))
+    assert torch.equal(rerun.holdout_curve.hist, run.holdout_curve.hist)
+    rows = {tuple(r) for r in run.holdout_curve.hist.tolist()}
+    assert rows <= {tuple(r) for r in data.holdout_hist.tolist()}

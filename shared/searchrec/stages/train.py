@@ -28,7 +28,7 @@ from searchrec.artifacts import folder
 from searchrec.artifacts import model as model_artifact
 from searchrec.artifacts import snapshot as snapshot_artifact
 from searchrec.errors import SearchrecError
-from searchrec.evaluation import NDCG_K, RECALL_KS, evaluate, quota_metrics
+from searchrec.evaluation import NDCG_K, RECALL_KS, encode_items, evaluate, model_metrics, quota_metrics
 from searchrec.losses import LOSSES, NEGATIVE_SAMPLING, NegativeSampler, interest_diversity, retrieval_loss
 from searchrec.model import (
     ITEM_TOWERS,
@@ -491,7 +491,7 @@ class _Run:
     is_target: torch.Tensor  # bool per snapshot row: a training target
     steps: int
     validation: _EvalSplit | None
-    holdout_curve: _EvalSplit | None  # a sample of the holdout, for the report's curve only
+    holdout_curve: _EvalSplit | None  # a sample of the holdout (config.CURVE_SAMPLE), the report's curve only
 
 
 def _eval_split(hist: np.ndarray, true_ids: np.ndarray, limit: int, seed: int, device) -> _EvalSplit | None:
@@ -522,6 +522,7 @@ def _prepare_run(data: TrainingData, params: TrainParams, device: torch.device) 
         )
     holdout_true = data.holdout["nm_id"].to_numpy(dtype=np.int64)
     limit, seed = params.eval_max_examples, params.seed
+    curve_limit = min(limit, config.CURVE_SAMPLE) if limit else 0  # 0: the whole split
     return _Run(
         device=device,
         table=torch.from_numpy(data.table).to(device),
@@ -533,7 +534,7 @@ def _prepare_run(data: TrainingData, params: TrainParams, device: torch.device) 
         is_target=torch.from_numpy(counts > 0).to(device),
         steps=steps,
         validation=_eval_split(data.val_hist, data.val_nm_ids, limit, seed, device),
-        holdout_curve=_eval_split(data.holdout_hist, holdout_true, limit, seed, device)
+        holdout_curve=_eval_split(data.holdout_hist, holdout_true, curve_limit, seed, device)
         if params.eval_every_epoch
         else None,
     )
@@ -619,14 +620,14 @@ def _train_epoch(
 
 
 def _curve_metrics(model: TwoTower, run: _Run, data: TrainingData) -> dict:
-    """Validation metrics (they select the epoch) and the holdout sample's recall (a curve only)."""
+    """Validation metrics (they select the epoch) and the holdout sample's recall (a curve only): the
+    items encoded once for both, model metrics only (the popularity baseline does not change)."""
     out = {}
+    item_vectors = encode_items(model, run.item_emb, np.asarray(data.item_ids, dtype=np.int64))
     for prefix, split in (("validation", run.validation), ("holdout", run.holdout_curve)):
         if split is None:
             continue
-        m = evaluate(
-            model, run.table, split.hist, split.true_ids, data.item_ids, run.item_emb, data.train_nm_ids
-        )
+        m = model_metrics(model, run.table, split.hist, split.true_ids, data.item_ids, item_vectors)
         keys = [f"recall_at_{k}" for k in RECALL_KS] + (
             [f"ndcg_at_{NDCG_K}", "mrr"] if prefix == "validation" else []
         )
