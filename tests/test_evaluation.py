@@ -71,12 +71,18 @@ def test_exact_topk_of_several_interests_ranks_by_their_max_when_chunked() -> No
     assert torch.allclose(scores, best.gather(1, rows))
 
 
-@pytest.mark.parametrize("quota", [0.0, 0.5])
-def test_model_topk_of_several_interests_is_what_the_served_search_merges(quota: float) -> None:
-    """Without a quota the evaluation ranks by the max in one product; the serving stage searches each
-    interest vector in faiss and merges (index.search_users): the same lists. With a quota: the merge."""
+@pytest.mark.parametrize(("quota", "product_max_items"), [(0.0, 400), (0.0, 399), (0.5, 400)])
+def test_model_topk_of_several_interests_is_what_the_served_search_merges(
+    monkeypatch, quota: float, product_max_items: int
+) -> None:
+    """Without a quota, up to PRODUCT_MAX_ITEMS items, the evaluation ranks by the max in one product;
+    the serving stage searches each interest vector in faiss and merges (index.search_users): the same
+    lists. A larger catalogue or a quota: the searcher and the merge themselves."""
+    from searchrec import evaluation
     from searchrec.evaluation import _searcher, encode_items, model_topk, query_vectors
     from searchrec.stages.index import search_users
+
+    monkeypatch.setattr(evaluation, "PRODUCT_MAX_ITEMS", product_max_items)
 
     torch.manual_seed(0)
     cfg = TwoTowerConfig(query_dim=6, item_dim=5, history_length=3, output_dim=8, interests=3)

@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 RECALL_KS = (10, 50, 100, 200)
 NDCG_K = 200
 _SCORE_BUDGET = 1 << 26  # elements of one [queries x items] score block (256 MiB in float32)
+# Several interests: ranking by the max in one product (exact_topk) beats K searches and a merge while
+# a score block holds many users: x1.97 at 5k items, x1.03 at 100k, x0.52 at 1M (results/train.md)
+PRODUCT_MAX_ITEMS = 100_000
 
 
 def hit_ranks(topk: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -97,21 +100,27 @@ def exact_topk(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact top-k by inner product, queries in chunks so one score block stays within the budget.
     Queries [n, D], or [n, K, D]: each row's score of an item is its max over the K vectors (the
-    ranking ``index.search_users`` merges from K searches of an exact index, in one product)."""
+    ranking ``index.search_users`` merges from K searches of an exact index, in one product).
+    The score blocks are allocated once and reused: a fresh 256 MiB block per chunk costs more in
+    page faults than its product (tests/benchmarks/results/train.md)."""
     k = min(k, len(items))
+    if not len(queries):
+        return queries.new_zeros((0, k)), torch.zeros((0, k), dtype=torch.long, device=queries.device)
     interests = queries.shape[1] if queries.ndim == 3 else 1
-    chunk = max(1, score_budget // max(1, interests * len(items)))
+    n, dim = len(items), queries.shape[-1]
+    chunk = max(1, min(len(queries), score_budget // max(1, interests * n)))
+    product = queries.new_empty((chunk * interests, n))
+    best = queries.new_empty((chunk, n)) if interests > 1 else product
     scores, rows = [], []
     for s in range(0, len(queries), chunk):
-        block = queries[s : s + chunk]
-        product = block.reshape(-1, block.shape[-1]) @ items.T
-        if queries.ndim == 3:
-            product = product.view(len(block), interests, -1).amax(dim=1)
-        top = torch.topk(product, k, dim=1)
+        block = queries[s : s + chunk].reshape(-1, dim)
+        users = len(block) // interests
+        score = torch.mm(block, items.T, out=product[: len(block)])
+        if interests > 1:
+            score = torch.amax(score.view(users, interests, n), dim=1, out=best[:users])
+        top = torch.topk(score, k, dim=1)
         scores.append(top.values)
         rows.append(top.indices)
-    if not rows:
-        return queries.new_zeros((0, k)), torch.zeros((0, k), dtype=torch.long, device=queries.device)
     return torch.cat(scores), torch.cat(rows)
 
 
@@ -156,14 +165,14 @@ def model_topk(
     through the serving stage's faiss searcher (GPU where faiss sees one; 1.6-2.1x torch matmul+topk
     on the CPU, tests/benchmarks/results/search.md); with several interests, merged as served
     (index.search_users: the max over them, with the model's ``interest_quota``). Several interests
-    and no quota: the same exact ranking by the max in one product per block on the model's device
-    (``exact_topk``), instead of K searches per user and a merge (tests/benchmarks/results/train.md)."""
+    and no quota, up to PRODUCT_MAX_ITEMS items: the same exact ranking by the max in one product per
+    block on the model's device (``exact_topk``), instead of K searches per user and a merge."""
     from searchrec.stages.index import search_users
 
     k = min(k, len(item_vectors))
     if len(hist) == 0 or k == 0:
         return np.zeros((0, k), dtype=np.int64)
-    if model.cfg.interests > 1 and not model.cfg.interest_quota:
+    if model.cfg.interests > 1 and not model.cfg.interest_quota and len(item_vectors) <= PRODUCT_MAX_ITEMS:
         queries = query_tensors(model, table, hist, batch_size)
         return exact_topk(queries, item_vectors.to(queries.device).float(), k)[1].cpu().numpy()
     queries = query_vectors(model, table, hist, batch_size)

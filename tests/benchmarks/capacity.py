@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from searchrec.config import INTERESTS  # query vectors searched per served user (the default model)
+from searchrec.config import TRAIN_EPOCHS as EPOCHS  # at most: early stopping may end sooner
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "tests" / "benchmarks" / "results"
@@ -24,7 +25,6 @@ PURCHASES_PER_USER = 1.0  # training examples per user in the window
 QUERIES_PER_EXAMPLE = 10  # the SQL fetches up to 10 preceding queries: event rows per example
 DISTINCT_QUERIES_PER_USER = 0.3  # distinct query texts per user (queries repeat heavily)
 INFER_ROWS_PER_USER = 10  # last 10 queries per served user
-EPOCHS = 8
 TASK_LIMIT_S = 3600  # every task should finish within an hour
 USERS = (1_000_000, 10_000_000, 100_000_000)
 ITEMS = (1_000_000, 10_000_000)
@@ -74,6 +74,11 @@ def read_rates() -> Rates:
     enc = next(r for r in encode if r[0].startswith("distinct queries once"))
     train = _table_rows("train")
     ex_col = _column(train, "examples/s")
+    measured_with = f"{INTERESTS} interest vectors"
+    if measured_with not in (RESULTS / "train.md").read_text(encoding="utf-8"):
+        raise ValueError(
+            f"results/train.md's throughput is not the default model's ({measured_with}): rerun it"
+        )
     train_row = next(r for r in train if r[0] == "10,000,000")
     search = _table_rows("search")
     ups = _column(search, "users/s")
@@ -153,9 +158,8 @@ def render() -> str:
         f"query texts per user; {INFER_ROWS_PER_USER} query rows per served user; {EPOCHS} epochs. Exact search cost "
         "scales with the catalogue; IVF's per-query cost is taken to grow with its square root (nlist ~ sqrt(n)). "
         f"Each served user is searched as {INTERESTS} interest vectors (the default model's `interests`; the search "
-        "benchmark's rate is per vector). The train rate was measured when the default model had one query vector "
-        f"per user; with {INTERESTS} the loss scores {INTERESTS}x the logits per example, so read train's times as a "
-        "lower bound until the train benchmark is rerun.",
+        f"benchmark's rate is per vector). The train rate is the default model's ({INTERESTS} interest vectors), and "
+        f"{EPOCHS} epochs is the most a run trains (early stopping on validation may end it sooner).",
         "",
         "## Time on one machine, and shards to keep every task under an hour",
         "",
