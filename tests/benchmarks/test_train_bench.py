@@ -329,7 +329,8 @@ def test_evaluation_ranking_by_the_max_over_interests(tmp_path: Path) -> None:
         f"{len(queries):,} holdout histories through a default model ({queries.shape[1]} interest vectors of "
         f"{queries.shape[2]} dims, no quota) against random unit item vectors; exact top-200 by the max over a "
         f"user's vectors. Best of 2, alternated, in one run; torch threads {THREADS}. The evaluation takes the "
-        "product where a model has several interests and no quota (evaluation.model_topk).",
+        "product where a model has several interests, no quota and at most PRODUCT_MAX_ITEMS items (evaluation.model_topk). "
+        "Lists differ only where two items' scores round differently in the two products.",
         "",
         "| items | searcher + merge s | one product, max s | speed-up | users with the same list |",
         "|---:|---:|---:|---:|---:|",
