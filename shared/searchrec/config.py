@@ -135,9 +135,8 @@ SAMPLED_NEGATIVES = 1024  # shared negatives per step drawn from the whole snaps
 NEGATIVE_SAMPLING = "uniform"  # or "popularity": (count + 1) ** NEGATIVE_SAMPLING_ALPHA
 NEGATIVE_SAMPLING_ALPHA = 0.5
 EVAL_SAMPLE = 5_000  # rows per split scored each epoch (fixed sample); the full holdout once, at the end
-CURVE_SAMPLE = (
-    2_000  # of those, the holdout curve's (it never selects: a report line; its std at recall 0.5: 0.011)
-)
+# of those, the holdout curve's rows (a report line that never selects; a recall of 0.5 has std 0.011)
+CURVE_SAMPLE = 2_000
 VALIDATION_DAYS = 3  # the last days of the training split: model selection, never trained on
 EARLY_STOPPING_PATIENCE = 2  # epochs without a better validation score before stopping (0: never)
 SELECTION_METRIC = "ndcg_at_200"  # validation metric that picks the kept epoch
