@@ -273,6 +273,15 @@ def test_merge_interests_keeps_each_item_once_at_its_best_score() -> None:
     assert np.allclose(merged_scores[0], [0.9, 0.8, 0.6, 0.2]) and np.isneginf(merged_scores[1, 2:]).all()
 
 
+def test_merge_interests_breaks_score_ties_by_list_order() -> None:
+    # two interests' lists [4, 8, 6] and [8, 2, 4]: 8 and 2 tie at 0.5, 4 at 0.7 in both lists
+    scores = np.array([[0.7, 0.5, 0.1, 0.5, 0.5, 0.7]], np.float32)
+    rows = np.array([[4, 8, 6, 8, 2, 4]])
+    merged_scores, merged_rows = merge_interests(scores, rows, 4, interests=2)
+    assert merged_rows.tolist() == [[4, 8, 2, 6]] and np.allclose(merged_scores, [[0.7, 0.5, 0.5, 0.1]])
+    assert merge_interests(scores, rows, 9, interests=2)[1].tolist() == [[4, 8, 2, 6, -1, -1]]
+
+
 @pytest.mark.parametrize("quota", [0.0, 0.2, 0.5, 1.0])
 def test_merge_with_a_quota_keeps_each_interests_share_as_brute_force(quota: float) -> None:
     """K = 3 interests, each searched 20 deep over 60 items (some users' lists cut short, as a search

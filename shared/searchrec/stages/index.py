@@ -177,13 +177,11 @@ def merge_interests(
     scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32, copy=False)
     order = np.argsort(-scores, axis=1, kind="stable")
     scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
-    key = np.arange(users, dtype=np.int64)[:, None] * (int(rows.max(initial=0)) + 2) + rows + 1
-    first = np.zeros(users * width, dtype=bool)
-    first[np.unique(key.ravel(), return_index=True)[1]] = True  # flat order = best score first
-    keep = first.reshape(users, width) & (rows >= 0)
+    keep = _first_copies(rows) & (rows >= 0)
     if held is None:
         keep &= np.cumsum(keep, axis=1) <= k
     else:
+        key = np.arange(users, dtype=np.int64)[:, None] * (int(rows.max(initial=0)) + 2) + rows + 1
         held = np.isin(key, key[np.take_along_axis(held, order, 1)])  # every copy of a held item
         kept_held, rest = keep & held, keep & ~held
         slots = k - kept_held.sum(axis=1, keepdims=True)  # held: at most K * share <= k
@@ -192,6 +190,19 @@ def merge_interests(
     kept = np.take_along_axis(keep, pick, 1)
     out_scores = np.where(kept, np.take_along_axis(scores, pick, 1), -np.inf).astype(np.float32)
     return out_scores, np.where(kept, np.take_along_axis(rows, pick, 1), -1)
+
+
+def _first_copies(rows: np.ndarray) -> np.ndarray:
+    """bool [U, M]: each row's first copy of each value (rows ordered best first). A sort of each row by
+    value and position (one int64 key), not a sort of all U * M candidates together."""
+    users, width = rows.shape
+    key = np.sort((rows.astype(np.int64) + 1) * width + np.arange(width, dtype=np.int64), axis=1)
+    value, position = key // width, key % width
+    first = np.ones((users, width), dtype=bool)
+    first[:, 1:] = value[:, 1:] != value[:, :-1]
+    out = np.empty_like(first)
+    np.put_along_axis(out, position, first, axis=1)
+    return out
 
 
 @contextlib.contextmanager
