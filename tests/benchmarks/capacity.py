@@ -62,6 +62,7 @@ class Rates:
     train_examples_s: float  # training examples/s (CPU, 10M-example run)
     search_exact_users_s_1m: float  # users/s, exact top-200 over 1M items (the stage's Searcher)
     search_ivf_users_s_1m: float  # users/s, IVF top-200 over 1M clustered items at recall >= 0.95
+    merge_users_s: float  # users/s, merging each user's INTERESTS top-200 lists (index.merge_interests)
     sources: dict[str, str]
 
 
@@ -84,6 +85,8 @@ def read_rates() -> Rates:
     ups = _column(search, "users/s")
     flat = next(r for r in search if r[0] == "1,000,000" and r[1] == "faiss flat (stage)")
     ivf = next(r for r in search if r[0] == "1,000,000" and r[1] == "faiss IVF-Flat")
+    merge = _table_rows("merge")
+    merged = next(r for r in merge if r[0] == "sort per user (stage)")
     return Rates(
         extract_rows_s=_number(stage[-1][rate]),
         clean_rows_s=_number(clean[-1][_column(clean, "rows/s")]),
@@ -91,12 +94,14 @@ def read_rates() -> Rates:
         train_examples_s=_number(train_row[ex_col]),
         search_exact_users_s_1m=_number(flat[ups]),
         search_ivf_users_s_1m=_number(ivf[ups]),
+        merge_users_s=_number(merged[_column(merge, "users/s")]),
         sources={
             "extract": f"results/extract.md, `stage` at {stage[-1][1]}",
             "clean": f"results/clean.md, {clean[-1][0]} event rows",
             "encode": "results/encode.md, distinct queries once (CPU)",
             "train": "results/train.md, 10,000,000 examples (CPU)",
             "search": "results/search.md, 1,000,000 items: faiss flat (stage) and IVF-Flat",
+            "merge": "results/merge.md, sort per user (stage)",
         },
     )
 
@@ -115,6 +120,7 @@ def stage_costs(r: Rates, users: int, items: int) -> list[tuple[str, str, float]
     exact_ups = r.search_exact_users_s_1m * 1_000_000 / items / INTERESTS
     ivf_ups = r.search_ivf_users_s_1m * math.sqrt(1_000_000 / items) / INTERESTS
     searched = f"{users:,} users x {INTERESTS} vectors x {items:,} items"
+    merge_s = users / r.merge_users_s if INTERESTS > 1 else 0.0  # each user's lists merged after the search
     return [
         ("extract (training)", f"{event_rows:,.0f} event rows", event_rows / r.extract_rows_s),
         ("clean (training)", f"{event_rows:,.0f} event rows", event_rows / r.clean_rows_s),
@@ -125,8 +131,8 @@ def stage_costs(r: Rates, users: int, items: int) -> list[tuple[str, str, float]
             f"{users * INFER_ROWS_PER_USER:,.0f} query rows",
             users * INFER_ROWS_PER_USER / r.extract_rows_s,
         ),
-        ("infer, exact index", searched, users / exact_ups),
-        ("infer, IVF index", searched, users / ivf_ups),
+        ("infer, exact index", searched, users / exact_ups + merge_s),
+        ("infer, IVF index", searched, users / ivf_ups + merge_s),
     ]
 
 
@@ -150,6 +156,7 @@ def render() -> str:
         f"| train | {r.train_examples_s:,.0f} examples/s | {r.sources['train']} |",
         f"| infer, exact, 1M items | {r.search_exact_users_s_1m:,.0f} query vectors/s | {r.sources['search']} |",
         f"| infer, IVF, 1M items | {r.search_ivf_users_s_1m:,.0f} query vectors/s | {r.sources['search']} |",
+        f"| infer, merging {INTERESTS} lists per user | {r.merge_users_s:,.0f} users/s | {r.sources['merge']} |",
         "",
         "## Workload assumptions",
         "",
@@ -158,7 +165,7 @@ def render() -> str:
         f"query texts per user; {INFER_ROWS_PER_USER} query rows per served user; {EPOCHS} epochs. Exact search cost "
         "scales with the catalogue; IVF's per-query cost is taken to grow with its square root (nlist ~ sqrt(n)). "
         f"Each served user is searched as {INTERESTS} interest vectors (the default model's `interests`; the search "
-        f"benchmark's rate is per vector). The train rate is the default model's ({INTERESTS} interest vectors), and "
+        f"benchmark's rate is per vector), and each user's {INTERESTS} lists are then merged. The train rate is the default model's ({INTERESTS} interest vectors), and "
         f"{EPOCHS} epochs is the most a run trains (early stopping on validation may end it sooner).",
         "",
         "## Time on one machine, and shards to keep every task under an hour",

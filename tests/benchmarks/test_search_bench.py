@@ -222,3 +222,62 @@ def test_search_throughput() -> None:
             assert r["recall"] > 0.999, r  # all exact: only float near-ties may differ
         else:
             assert r["recall"] >= MIN_RECALL - 0.02, r  # tuned on 500 queries, measured on all
+
+
+def _first_copies_by_one_sort(rows: np.ndarray) -> np.ndarray:
+    """The previous way (the baseline): each row's first copy of each value by one np.unique over all
+    users' candidates together."""
+    users, width = rows.shape
+    key = np.arange(users, dtype=np.int64)[:, None] * (int(rows.max(initial=0)) + 2) + rows + 1
+    first = np.zeros(users * width, dtype=bool)
+    first[np.unique(key.ravel(), return_index=True)[1]] = True
+    return first.reshape(users, width)
+
+
+def test_merge_of_interest_lists(monkeypatch) -> None:
+    """Serving a multi-interest model merges each user's K top-200 lists (index.merge_interests) after the
+    search: users/s of that merge, beside the baseline way of finding each item's first copy, alternated,
+    best of 3, in one run. The merge's cost does not depend on the catalogue; capacity.py adds it to infer."""
+    from searchrec import config
+    from searchrec.stages import index
+
+    rng = np.random.default_rng(0)
+    users, interests, catalogue = 20_000, config.INTERESTS, 20_000
+    centers = rng.standard_normal((200, DIM), np.float32)
+    items = clustered(catalogue, centers, rng)
+    queries = clustered(users * interests, centers, rng)
+    flat = faiss.IndexFlatIP(DIM)
+    flat.add(items)
+    scores, rows = Searcher(flat, use_gpu=False).search(queries, K)
+    scores, rows = scores.reshape(users, -1), rows.reshape(users, -1)
+    timings: dict[str, list[float]] = {"sort per user (stage)": [], "one sort of all (baseline)": []}
+    outputs = {}
+    for _ in range(3):
+        for name, first in (
+            ("sort per user (stage)", index._first_copies),
+            ("one sort of all (baseline)", _first_copies_by_one_sort),
+        ):
+            monkeypatch.setattr(index, "_first_copies", first)
+            t = time.perf_counter()
+            outputs[name] = index.merge_interests(scores, rows, K, interests=interests)
+            timings[name].append(time.perf_counter() - t)
+    stage, baseline = (min(v) for v in timings.values())
+    same = all(np.array_equal(a, b) for a, b in zip(*outputs.values(), strict=True))
+    text = "\n".join(
+        [
+            "# Merging a user's interest lists (serving a multi-interest model)",
+            "",
+            f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC by `tests/benchmarks/test_search_bench.py::"
+            f"test_merge_of_interest_lists`: {users:,} users x {interests} interest vectors, each searched top-{K} "
+            f"exactly over {catalogue:,} clustered items; `index.merge_interests` (no quota) over the {interests * K} "
+            "candidates per user. Best of 3, alternated, in one run; the merge's cost does not depend on the catalogue.",
+            "",
+            "| merge | seconds | users/s | x baseline | same lists |",
+            "| --- | ---: | ---: | ---: | --- |",
+            f"| sort per user (stage) | {stage:.2f} | {users / stage:,.0f} | {baseline / stage:.2f} | {same} |",
+            f"| one sort of all (baseline) | {baseline:.2f} | {users / baseline:,.0f} | 1.00 | |",
+        ]
+    )
+    print("\n" + text)
+    (RESULTS.parent / "merge.md").write_text(text + "\n")
+    assert same
