@@ -201,6 +201,17 @@ def _kept_epoch(history: Sequence[Mapping[str, Any]], metrics: Mapping[str, floa
     )
 
 
+def _epoch_samples(info: Mapping[str, Any]) -> str:
+    labels = {"epoch_validation_rows": "validation", "epoch_holdout_rows": "holdout curve"}
+    shown = [f"{label} {int(info[key]):,} rows" for key, label in labels.items() if info.get(key)]
+    if not shown:
+        return ""
+    return (
+        f'<p class="muted">Each epoch scores the same rows: {html.escape(", ".join(shown))}; '
+        "the holdout table above ranks the whole holdout once.</p>"
+    )
+
+
 def render_report(
     history: Sequence[Mapping[str, Any]],
     metrics: Mapping[str, float],
@@ -233,6 +244,7 @@ def render_report(
             "Validation and holdout recall per epoch", _recall_curves(history, metrics), y_label="recall"
         ),
         "</div>",
+        _epoch_samples(info),
         "<h2>Epochs</h2>",
         _table(
             ["kept", *(c.replace("_recall_at_", " recall@").replace("_", " ") for c in epoch_cols)],

@@ -237,6 +237,9 @@ def test_model_learns_and_beats_popularity(inputs, tmp_path: Path) -> None:
     html = report.read_text()
     assert html.count("<svg") == 2 and "Recall@200" in html and "softmax" in html
     assert "<script" not in html and "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    # the per-epoch samples (eval_max_examples 300; the holdout curve at most config.CURVE_SAMPLE of them)
+    assert (extra["epoch_validation_rows"], extra["epoch_holdout_rows"]) == (300, 300)
+    assert "Each epoch scores the same rows: validation 300 rows, holdout curve 300 rows" in html
 
 
 def test_same_seed_gives_identical_weights(inputs, tmp_path: Path) -> None:

@@ -503,6 +503,16 @@ def _eval_split(hist: np.ndarray, true_ids: np.ndarray, limit: int, seed: int, d
     return _EvalSplit(torch.from_numpy(np.ascontiguousarray(hist[idx])).to(device), true_ids[idx])
 
 
+def _epoch_sample_limits(params: TrainParams) -> tuple[int, int]:
+    """Rows scored each epoch: validation's and the holdout curve's (0: the whole split)."""
+    limit = params.eval_max_examples
+    return limit, (min(limit, config.CURVE_SAMPLE) if limit else 0)
+
+
+def _sample_rows(rows: int, limit: int) -> int:
+    return min(rows, limit) if limit else rows
+
+
 def _prepare_run(data: TrainingData, params: TrainParams, device: torch.device) -> _Run:
     n = len(data.train_hist)
     steps = math.ceil(n / params.batch_size) - (1 if n % params.batch_size == 1 else 0)  # no batch of one
@@ -521,8 +531,8 @@ def _prepare_run(data: TrainingData, params: TrainParams, device: torch.device) 
             counts, params.negative_sampling, alpha=params.sampling_alpha, device=device
         )
     holdout_true = data.holdout["nm_id"].to_numpy(dtype=np.int64)
-    limit, seed = params.eval_max_examples, params.seed
-    curve_limit = min(limit, config.CURVE_SAMPLE) if limit else 0  # 0: the whole split
+    limit, curve_limit = _epoch_sample_limits(params)
+    seed = params.seed
     return _Run(
         device=device,
         table=torch.from_numpy(data.table).to(device),
@@ -914,6 +924,10 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "catalogue_items": int(len(data.item_ids)),
         "train_examples": len(data.train_hist),
         "validation_examples": len(data.val_hist),
+        "epoch_validation_rows": _sample_rows(len(data.val_hist), _epoch_sample_limits(params)[0]),
+        "epoch_holdout_rows": _sample_rows(len(data.holdout), _epoch_sample_limits(params)[1])
+        if params.eval_every_epoch
+        else 0,
         "epochs": params.epochs,
         "best_epoch": best,
         "loss": params.loss,
