@@ -295,17 +295,16 @@ def test_evaluation_ranking_by_the_max_over_interests(tmp_path: Path) -> None:
     from searchrec.evaluation import _searcher, exact_topk, query_tensors
     from searchrec.model import TwoTower
     from searchrec.stages.index import search_users
-    from searchrec.stages.train import _model_config, _prepare_run, load_training_data
+    from searchrec.stages.train import _model_config, load_training_data
 
     torch.set_num_threads(THREADS)
     inputs = _write_learnable_inputs(tmp_path / "data", n_train=20_000, n_holdout=5_000)
     params = TrainParams()
     data = load_training_data(*inputs, validation_days=params.validation_days)
-    run = _prepare_run(data, params, torch.device("cpu"))
     torch.manual_seed(0)
     model = TwoTower(_model_config(data, params)).eval()
     hist = torch.from_numpy(data.holdout_hist[:5000])
-    queries = query_tensors(model, run.table, hist)
+    queries = query_tensors(model, torch.from_numpy(data.table), hist)
     rng = np.random.default_rng(0)
     rows = []
     for n_items in (5_000, 100_000, 1_000_000):

@@ -498,8 +498,9 @@ def _eval_split(hist: np.ndarray, true_ids: np.ndarray, limit: int, seed: int, d
     idx = np.arange(len(true_ids))
     if not len(idx):
         return None
-    if limit and len(idx) > limit:
-        idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+    rows = _sample_rows(len(idx), limit)
+    if rows < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, rows, replace=False))
     return _EvalSplit(torch.from_numpy(np.ascontiguousarray(hist[idx])).to(device), true_ids[idx])
 
 
@@ -510,6 +511,7 @@ def _epoch_sample_limits(params: TrainParams) -> tuple[int, int]:
 
 
 def _sample_rows(rows: int, limit: int) -> int:
+    """Rows of a split of ``rows`` that a fixed sample of at most ``limit`` scores (0: all)."""
     return min(rows, limit) if limit else rows
 
 
@@ -909,6 +911,7 @@ def _final_metrics(model: TwoTower, run: _Run, data: TrainingData, ground_truth_
 
 
 def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metrics: dict, best: int) -> dict:
+    validation_limit, curve_limit = _epoch_sample_limits(params)  # what _prepare_run sampled
     return {
         "encoder": data.encoder.get("encoder"),
         "encoder_checksum": data.encoder.get("encoder_checksum", ""),
@@ -924,10 +927,8 @@ def _lineage(cfg: TwoTowerConfig, data: TrainingData, params: TrainParams, metri
         "catalogue_items": int(len(data.item_ids)),
         "train_examples": len(data.train_hist),
         "validation_examples": len(data.val_hist),
-        "epoch_validation_rows": _sample_rows(len(data.val_hist), _epoch_sample_limits(params)[0]),
-        "epoch_holdout_rows": _sample_rows(len(data.holdout), _epoch_sample_limits(params)[1])
-        if params.eval_every_epoch
-        else 0,
+        "epoch_validation_rows": _sample_rows(len(data.val_hist), validation_limit),
+        "epoch_holdout_rows": _sample_rows(len(data.holdout), curve_limit) if params.eval_every_epoch else 0,
         "epochs": params.epochs,
         "best_epoch": best,
         "loss": params.loss,
